@@ -1,0 +1,208 @@
+"""The ``clipdex`` command line: parsing, progress and printing only.
+
+Every command is a call to a public library function. Errors are one line on
+stderr with a hint, and a documented exit code:
+
+    0 ok · 1 other error · 2 bad input (query, source, usage) · 3 model spec
+    4 collection error · 5 collection locked by another writer · 130 interrupted
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from clipdex.errors import BadQueryError, ClipdexError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="clipdex: index, search, curate, train and evaluate image-text collections.")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def _emit(data: Any, as_json: bool, human: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    else:
+        typer.echo(human)
+
+
+def _progress_printer(label: str) -> Any:
+    """Rich progress bar (items/s, ETA) on a terminal; a log line per ~10% otherwise."""
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"),
+                            TimeRemainingColumn(), transient=True)
+        state: dict[str, Any] = {}
+
+        def update(done: int, total: int, failed: int) -> None:
+            import time
+
+            if "task" not in state:
+                progress.start()
+                state["task"] = progress.add_task(label, total=total, rate="")
+                state["t0"] = time.perf_counter()
+            rate = done / max(time.perf_counter() - state["t0"], 1e-9)
+            progress.update(state["task"], completed=done, rate=f"{rate:.1f} img/s, {failed} failed")
+            if done >= total:
+                progress.stop()
+
+        return update
+    last = {"pct": -10}
+
+    def log(done: int, total: int, failed: int) -> None:
+        if total == 0:
+            return
+        pct = 100 * done // max(total, 1)
+        if pct >= last["pct"] + 10 or done == total:
+            last["pct"] = pct
+            typer.echo(f"{label}: {done}/{total} ({pct}%), {failed} failed", err=True)
+
+    return log
+
+
+@app.command()
+def index(
+    source: Annotated[Path, typer.Argument(help="Folder, .csv/.tsv/.parquet/.jsonl table, or Karpathy .json")],
+    collection: Annotated[Path, typer.Option("--collection", "-c", help="Collection folder (created if missing)")],
+    model: Annotated[str | None, typer.Option(help="Encoder spec (default: the collection's, or the built-in)")] = None,
+    image_col: Annotated[str | None, typer.Option(help="Table column with image paths")] = None,
+    caption_col: Annotated[str | None, typer.Option(help="Table column with captions")] = None,
+    image_root: Annotated[str | None, typer.Option(help="Folder that relative image paths start from")] = None,
+    prune: Annotated[bool, typer.Option(help="Remove items of this source whose files are gone")] = False,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    workers: Annotated[int | None, typer.Option(min=1, help="Decode threads")] = None,
+    precision: Annotated[str, typer.Option(help="fp32, or int8 for the fast quantised image tower")] = "fp32",
+    index_factory: Annotated[str | None, typer.Option(help="FAISS factory string, or 'exact'")] = None,
+    no_captions: Annotated[bool, typer.Option("--no-captions", help="Do not embed captions")] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for another writer")] = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Embed new or changed images (and their captions) into a collection."""
+    from clipdex.encoders import DEFAULT_SPEC, load_encoder
+    from clipdex.media import SourceOptions
+    from clipdex.store import Collection, IndexOptions
+
+    if (collection / "collection.json").exists():
+        coll = Collection.open(collection)
+        coll.check_encoder(model or coll.encoder_spec)
+        encoder = load_encoder(coll.encoder_spec, precision=precision)
+    else:
+        if not source.exists():
+            raise BadQueryError(f"source not found: {source}")
+        encoder = load_encoder(model or DEFAULT_SPEC, precision=precision)
+        coll = Collection.create(collection, encoder.spec, encoder.dim)
+    options = IndexOptions(batch_size=batch_size, workers=workers, prune=prune, wait=wait,
+                           index_factory=index_factory, embed_captions=not no_captions,
+                           source=SourceOptions(image_col, caption_col, image_root))
+    with coll:
+        report = coll.add(source, encoder, options, progress=_progress_printer("index"))
+    data = {**asdict(report), "images_per_second": round(report.images_per_second, 2)}
+    lines = [f"indexed {report.added} new, {report.updated} changed, {report.skipped} unchanged, "
+             f"{report.failed} failed, {report.pruned} pruned; {report.captions} captions; "
+             f"{report.images_per_second:.1f} img/s; search: {report.index}"]
+    lines += [f"  failed: {e['path']}: {e['error']}" for e in report.errors]
+    _emit(data, as_json, "\n".join(lines))
+
+
+def _parse_where(pairs: list[str]) -> dict[str, str]:
+    where = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BadQueryError(f"--where takes key=value, got {pair!r}")
+        where[key] = value
+    return where
+
+
+@app.command()
+def search(
+    collection: Annotated[Path, typer.Argument(help="Collection folder")],
+    text: Annotated[str | None, typer.Argument(help="Text query")] = None,
+    image: Annotated[Path | None, typer.Option("--image", "-i", help="Query image (image -> image)")] = None,
+    captions: Annotated[bool, typer.Option("--captions", help="Rank stored captions (image/text -> text)")] = False,
+    k: Annotated[int, typer.Option("-k", help="Number of results")] = 10,
+    where: Annotated[list[str] | None, typer.Option(help="Metadata filter key=value (repeatable)")] = None,
+    min_score: Annotated[float | None, typer.Option(help="Drop results below this cosine")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search a collection by text or by image."""
+    from clipdex.search import Query, Target
+    from clipdex.store import Collection
+
+    query = Query(text=text, image=str(image) if image else None, k=k, where=_parse_where(where or []),
+                  min_score=min_score, target=Target.CAPTIONS if captions else Target.IMAGES)
+    query.validate()
+    with Collection.open(collection) as coll:
+        hits = coll.search(query)
+    rows = [f"{i + 1:>3}  {h.score:.4f}  {h.path}" + (f"  | {h.caption}" if h.caption else "")
+            for i, h in enumerate(hits)]
+    _emit({"query": text or str(image), "hits": [h.to_dict() for h in hits]}, as_json,
+          "\n".join(rows) if rows else "no results")
+
+
+@app.command()
+def info(collection: Annotated[Path, typer.Argument(help="Collection folder")], as_json: JsonOpt = False) -> None:
+    """Model, counts, errors and disk size of a collection."""
+    from clipdex.store import Collection
+
+    with Collection.open(collection) as coll:
+        facts = coll.info()
+    human = [f"collection  {facts.path}", f"model       {facts.encoder} (dim {facts.dim}, {facts.vector_dtype})",
+             f"items       {facts.items} ({facts.ok} ok, {facts.errors} failed)",
+             f"vectors     {facts.image_vectors} image, {facts.caption_vectors} caption, {facts.dead_vectors} dead",
+             f"captions    {facts.captions}", f"search      {facts.index}",
+             f"disk        {facts.disk_bytes / 1e6:.2f} MB"]
+    human += [f"  failed: {e['path']}: {e['error']}" for e in facts.error_list]
+    _emit(asdict(facts), as_json, "\n".join(human))
+
+
+@app.command()
+def remove(
+    collection: Annotated[Path, typer.Argument(help="Collection folder")],
+    path: Annotated[str, typer.Option("--path", help="Glob over item paths, e.g. 'old/*'")],
+    wait: Annotated[float, typer.Option(help="Seconds to wait for another writer")] = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove items whose path matches a glob."""
+    from clipdex.store import Collection
+
+    with Collection.open(collection) as coll:
+        n = coll.remove(path, wait=wait)
+    _emit({"removed": n}, as_json, f"removed {n} items")
+
+
+def app_main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (tests call this in-process)."""
+    import click
+
+    from clipdex import cli_more  # noqa: F401  (registers synth/train/export commands)
+
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="clipdex")
+        return result if isinstance(result, int) else 0
+    except ClipdexError as e:
+        typer.echo(f"error: {e}", err=True)
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        typer.echo("interrupted", err=True)
+        return 130
+    except click.ClickException as e:
+        typer.echo(f"error: {e.format_message()}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+
+
+def main() -> None:
+    sys.exit(app_main())

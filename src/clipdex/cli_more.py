@@ -1,0 +1,82 @@
+"""CLI commands for the synthetic world, training and export (thin wrappers)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clipdex.cli import JsonOpt, _emit, _progress_printer, app
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="Folder to write (must be new or empty)")],
+    kind: Annotated[str, typer.Option(help="scenes")] = "scenes",
+    n: Annotated[int, typer.Option(min=1, help="Number of images")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    fmt: Annotated[str, typer.Option("--format", help="folder, parquet, webdataset or karpathy")] = "folder",
+    size: Annotated[int, typer.Option(help="Image size in pixels")] = 64,
+    words: Annotated[float, typer.Option(help="Share of scenes with a rendered word on a sign")] = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a synthetic image-caption dataset (deterministic from --seed)."""
+    from clipdex.errors import ClipdexError
+    from clipdex.synth import WorldConfig, write_scenes
+
+    if kind != "scenes":
+        raise ClipdexError(f"unknown --kind {kind!r}. Available: scenes")
+    report = write_scenes(out, n, seed, fmt, size, world=WorldConfig(p_word=words),
+                          progress=_progress_printer("synth"))
+    _emit(asdict(report), as_json, f"wrote {report.images} images, {report.captions} captions to {report.out}")
+
+
+@app.command("train")
+def train_cmd(
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, log.jsonl, train_config.json")],
+    data: Annotated[str, typer.Option(help="'synth' or a clipdex source (folder, table, Karpathy JSON)")] = "synth",
+    model: Annotated[str, typer.Option(help="'builtin' (the tiny architecture) or hf:DIR to fine-tune")] = "builtin",
+    loss: Annotated[str, typer.Option(help="clip or siglip")] = "clip",
+    steps: Annotated[int, typer.Option(min=1)] = 1000,
+    epochs: Annotated[int | None, typer.Option(min=1, help="For a source: epochs instead of --steps")] = None,
+    batch_size: Annotated[int, typer.Option(min=2)] = 128,
+    accum: Annotated[int, typer.Option(min=1, help="Gradient accumulation steps")] = 1,
+    lr: float = 2e-3,
+    warmup: int = 100,
+    hard_negatives: Annotated[int, typer.Option(min=0, help="Wrong captions per sample (NegCLIP)")] = 3,
+    seed: int = 0,
+    val_every: int = 200,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast (only where the CPU/GPU supports it fast)")] = False,
+    freeze: Annotated[str, typer.Option(help="none, text or image (LiT-style locked tower)")] = "none",
+    image_col: str | None = None,
+    caption_col: str | None = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train or fine-tune a dual encoder with a contrastive loss."""
+    from clipdex.train import TrainConfig, train
+
+    cfg = TrainConfig(out=str(out), model=model, data=data, loss=loss, steps=steps, epochs=epochs,
+                      batch_size=batch_size, accum=accum, lr=lr, warmup=warmup, hard_negatives=hard_negatives,
+                      seed=seed, val_every=val_every, bf16=bf16, freeze=freeze, image_col=image_col,
+                      caption_col=caption_col)
+    show = _progress_printer("train")
+    result = train(cfg, resume=resume, on_log=lambda r: show(r["step"], r["total"], 0))
+    _emit(asdict(result), as_json, f"trained {result.steps} steps in {result.seconds:.0f}s, "
+          f"loss {result.last_loss:.4f}, skipped {result.skipped_samples}; {result.validation}")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="A training run folder")],
+    out: Annotated[Path, typer.Argument(help="onnx model folder to write")],
+    force: Annotated[bool, typer.Option(help="Replace an existing folder")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a trained run to an onnx: model folder (use it as --model onnx:OUT)."""
+    from clipdex.train import export_trained
+
+    folder = export_trained(run, out, force=force)
+    _emit({"out": str(folder), "spec": f"onnx:{folder}"}, as_json, f"exported to {folder} (spec onnx:{folder})")

@@ -1,0 +1,100 @@
+"""One registry that turns a spec string into an :class:`Encoder`.
+
+Specs: ``builtin:NAME``, ``onnx:DIR``, ``hf:REPO_OR_DIR``, ``open_clip:ARCH/TAG``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from clipdex.encoders.base import Encoder
+from clipdex.encoders.onnx_runtime import OnnxEncoder
+from clipdex.errors import EncoderSpecError, MissingExtraError, ModelNotFoundError
+
+__all__ = ["DEFAULT_SPEC", "SCHEMES", "builtin_models", "load_encoder", "resolve_folder"]
+
+DEFAULT_SPEC = "builtin:shapes-tiny"
+SCHEMES = ("builtin", "onnx", "hf", "open_clip")
+
+
+def builtin_models() -> list[str]:
+    """Names of the models shipped inside the package."""
+    root = resources.files("clipdex") / "models"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "clipdex_model.json").is_file())
+
+
+def resolve_folder(spec: str, cache_dir: Path | None = None) -> Path:
+    """The ``onnx:`` model folder a spec stands for (exporting ``hf:`` once).
+
+    Raises:
+        EncoderSpecError: the spec is malformed or names an unknown scheme.
+        MissingExtraError: the scheme needs an extra that is not installed.
+        ModelNotFoundError: the model cannot be found.
+    """
+    scheme, sep, rest = spec.partition(":")
+    if not sep or not rest:
+        raise EncoderSpecError(
+            f"bad model spec {spec!r}: expected SCHEME:NAME. Available schemes: {', '.join(SCHEMES)} "
+            f"(e.g. {DEFAULT_SPEC})"
+        )
+    if scheme == "builtin":
+        names = builtin_models()
+        if rest not in names:
+            raise ModelNotFoundError(
+                f"{spec}: no such built-in model. Available: {', '.join(names) or 'none installed'}"
+            )
+        return Path(str(resources.files("clipdex") / "models" / rest))
+    if scheme == "onnx":
+        return Path(rest).expanduser()
+    if scheme == "hf":
+        from clipdex.encoders.hf import hf_onnx_folder
+
+        return hf_onnx_folder(rest, cache_dir)
+    if scheme == "open_clip":
+        return _open_clip_folder(rest, spec)
+    raise EncoderSpecError(f"unknown model scheme {scheme!r} in {spec!r}. Available: {', '.join(SCHEMES)}")
+
+
+def load_encoder(
+    spec: str = DEFAULT_SPEC,
+    precision: str = "fp32",
+    threads: int | None = None,
+    batch_size: int = 32,
+    cache_dir: str | Path | None = None,
+) -> Encoder:
+    """Load an encoder by spec; the model files load lazily on first encode.
+
+    Args:
+        spec: ``builtin:shapes-tiny``, ``onnx:DIR``, ``hf:REPO_OR_DIR`` or ``open_clip:ARCH/TAG``.
+        precision: ``fp32`` or ``int8`` (dynamic quantisation of the image tower).
+        threads: ONNX Runtime intra-op threads (default: all cores).
+        batch_size: largest batch sent to the runtime at once.
+        cache_dir: where exports and quantised copies are cached.
+
+    Example:
+        >>> enc = load_encoder("builtin:shapes-tiny")
+        >>> enc.encode_texts(["a red circle"]).shape
+        (1, 64)
+    """
+    cache = Path(cache_dir) if cache_dir else None
+    folder = resolve_folder(spec, cache)
+    return OnnxEncoder(folder, spec=spec, precision=precision, threads=threads,
+                       batch_size=batch_size, cache_dir=cache)
+
+
+def _open_clip_folder(rest: str, spec: str) -> Path:
+    arch, _, tag = rest.partition("/")
+    try:
+        import open_clip  # noqa: F401
+    except ImportError as e:
+        raise MissingExtraError(
+            f"{spec}: needs the open_clip package, which is not installed; "
+            "`pip install open_clip_torch`, or use the same weights through hf:REPO_OR_DIR"
+        ) from e
+    raise ModelNotFoundError(
+        f"{spec}: open_clip models are not exported by this version of clipdex "
+        f"(arch {arch!r}, tag {tag!r}); load the transformers port of the checkpoint with hf:REPO_OR_DIR"
+    )

@@ -1,0 +1,239 @@
+"""Sources: turn a folder, a table or a Karpathy JSON into :class:`Item` rows.
+
+Nothing here decodes or embeds; an item only says where its image is and what
+text and metadata come with it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clipdex.errors import SourceError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Item",
+    "SourceOptions",
+    "display_path",
+    "iter_folder",
+    "iter_karpathy",
+    "iter_source",
+    "iter_table",
+]
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"}
+)
+_IMAGE_COLUMNS = ("path", "image", "image_path", "filepath", "file", "filename", "url")
+_CAPTION_COLUMNS = ("caption", "text", "title", "description")
+
+Metadata = dict[str, Any]
+
+
+@dataclass
+class Item:
+    """One image of a source, with its captions and metadata.
+
+    ``path`` is the file as the OS names it (it may hold undecodable bytes,
+    kept by Python's surrogate escapes); ``key`` is unique within the source.
+    """
+
+    path: str
+    captions: list[str] = field(default_factory=list)
+    metadata: Metadata = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.path
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Column names and roots for tabular and JSON sources (None = guess)."""
+
+    image_col: str | None = None
+    caption_col: str | None = None
+    image_root: str | None = None
+
+
+def display_path(path: str) -> str:
+    """A printable form of a path whose name may not be valid UTF-8."""
+    return os.fsencode(path).decode("utf-8", errors="replace")
+
+
+def iter_source(location: str | os.PathLike[str], options: SourceOptions = SourceOptions()) -> Iterator[Item]:
+    """Iterate the items of any supported source, chosen by what ``location`` is.
+
+    Raises:
+        SourceError: the location does not exist or has an unknown format.
+    """
+    path = Path(location)
+    if path.is_dir():
+        return iter_folder(path)
+    if not path.exists():
+        raise SourceError(f"source not found: {display_path(str(path))}")
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".parquet", ".jsonl"):
+        return iter_table(path, options)
+    if suffix == ".json":
+        return iter_karpathy(path, options)
+    raise SourceError(
+        f"unknown source format {suffix!r}: use a folder, .csv, .tsv, .parquet, .jsonl "
+        "or a Karpathy-style .json"
+    )
+
+
+def iter_folder(root: str | os.PathLike[str]) -> Iterator[Item]:
+    """Walk a folder recursively for image files, in sorted order.
+
+    Symlinked folders are followed once (loops are detected by inode); a
+    ``name.txt`` beside ``name.jpg`` gives its captions, one per line.
+    """
+    root = Path(root)
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames.sort()
+        names = set(filenames)
+        for name in sorted(filenames):
+            if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+                continue
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full) and not os.path.exists(full):
+                continue  # dangling or self-referencing link: nothing to read
+            yield Item(path=full, captions=_sidecar_captions(dirpath, name, names))
+
+
+def _sidecar_captions(dirpath: str, name: str, names: set[str]) -> list[str]:
+    sidecar = os.path.splitext(name)[0] + ".txt"
+    if sidecar not in names:
+        return []
+    try:
+        text = Path(dirpath, sidecar).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def iter_table(path: str | os.PathLike[str], options: SourceOptions = SourceOptions()) -> Iterator[Item]:
+    """Read CSV/TSV/Parquet/JSONL rows; rows naming the same image merge their captions."""
+    path = Path(path)
+    rows = list(_read_rows(path))
+    if not rows:
+        return iter(())
+    columns = list(rows[0].keys())
+    image_col = _pick_column(columns, options.image_col, _IMAGE_COLUMNS, "image", path)
+    caption_col = _pick_optional(columns, options.caption_col, _CAPTION_COLUMNS, path)
+    root = Path(options.image_root) if options.image_root else path.parent
+    merged: dict[str, Item] = {}
+    for row in rows:
+        ref = row.get(image_col)
+        if ref is None or str(ref).strip() == "":
+            continue
+        full = str(ref) if os.path.isabs(str(ref)) else str(root / str(ref))
+        item = merged.setdefault(full, Item(path=full))
+        caption = row.get(caption_col) if caption_col else None
+        if caption is not None and str(caption).strip():
+            item.captions.append(str(caption).strip())
+        for key, value in row.items():
+            if key not in (image_col, caption_col) and _is_scalar(value):
+                item.metadata.setdefault(key, value)
+    return iter(merged.values())
+
+
+def _read_rows(path: Path) -> Iterator[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            with path.open(newline="", encoding="utf-8-sig") as f:
+                yield from csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+        elif suffix == ".jsonl":
+            with path.open(encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    if line.strip():
+                        yield _json_object(line, path, lineno)
+        else:
+            import pyarrow.parquet as pq
+
+            yield from pq.read_table(path).to_pylist()
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise SourceError(f"cannot read {path}: {e}") from e
+    except Exception as e:  # pyarrow raises its own hierarchy
+        if type(e).__module__.startswith("pyarrow"):
+            raise SourceError(f"cannot read {path}: {e}") from e
+        raise
+
+
+def _json_object(line: str, path: Path, lineno: int) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise SourceError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
+    if not isinstance(value, dict):
+        raise SourceError(f"{path}:{lineno}: expected a JSON object per line")
+    return value
+
+
+def _pick_column(columns: list[str], wanted: str | None, guesses: tuple[str, ...], what: str, path: Path) -> str:
+    if wanted:
+        if wanted not in columns:
+            raise SourceError(f"{path}: no column {wanted!r}. Available: {', '.join(columns)}")
+        return wanted
+    for guess in guesses:
+        if guess in columns:
+            return guess
+    raise SourceError(
+        f"{path}: cannot tell which column holds the {what}; pass --image-col. "
+        f"Available: {', '.join(columns)}"
+    )
+
+
+def _pick_optional(columns: list[str], wanted: str | None, guesses: tuple[str, ...], path: Path) -> str | None:
+    if wanted:
+        return _pick_column(columns, wanted, guesses, "caption", path)
+    return next((g for g in guesses if g in columns), None)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None
+
+
+def iter_karpathy(path: str | os.PathLike[str], options: SourceOptions = SourceOptions()) -> Iterator[Item]:
+    """Read a COCO/Flickr "Karpathy split" JSON: images with several sentences each.
+
+    Image files are found at ``image_root/filepath/filename`` (``filepath`` is
+    optional; ``image_root`` defaults to the JSON's folder).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SourceError(f"cannot read {path}: {e}") from e
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise SourceError(f"{path}: not a Karpathy-style JSON (expected a top-level 'images' list)")
+    root = Path(options.image_root) if options.image_root else path.parent
+    for entry in data["images"]:
+        name = entry.get("filename")
+        if not name:
+            continue
+        full = root / entry.get("filepath", "") / name
+        captions = [s.get("raw", "").strip() for s in entry.get("sentences", [])]
+        metadata: Metadata = {"split": entry.get("split", "")}
+        for key in ("imgid", "cocoid"):
+            if key in entry:
+                metadata[key] = entry[key]
+        yield Item(path=str(full), captions=[c for c in captions if c], metadata=metadata)

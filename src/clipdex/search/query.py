@@ -1,0 +1,75 @@
+"""What a search asks for, and what it returns."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from PIL import Image
+
+from clipdex.errors import BadQueryError
+
+__all__ = ["Hit", "Query", "Target"]
+
+ImageQuery = str | os.PathLike[str] | bytes | Image.Image
+
+
+class Target(StrEnum):
+    """What is ranked: the images, or the stored captions (image -> text)."""
+
+    IMAGES = "images"
+    CAPTIONS = "captions"
+
+
+@dataclass(frozen=True)
+class Query:
+    """One search.
+
+    Attributes:
+        text: a text query (text -> image or text -> caption).
+        image: a query image: path, bytes or PIL image (image -> image / text).
+        k: how many results.
+        where: metadata filter, every ``key == value`` must hold.
+        min_score: drop results scoring below this cosine similarity.
+        target: rank images or captions.
+    """
+
+    text: str | None = None
+    image: ImageQuery | None = None
+    k: int = 10
+    where: dict[str, str] = field(default_factory=dict)
+    min_score: float | None = None
+    target: Target = Target.IMAGES
+
+    def validate(self) -> None:
+        """Raise :class:`BadQueryError` with the reason when the query cannot run."""
+        if self.text is None and self.image is None:
+            raise BadQueryError("empty query: give a text or an image")
+        if self.text is not None and self.image is not None:
+            raise BadQueryError("give a text or an image, not both")
+        if self.text is not None and not self.text.strip():
+            raise BadQueryError("empty query: the text is blank")
+        if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k <= 0:
+            raise BadQueryError(f"k must be a positive integer, got {self.k!r}")
+        if self.min_score is not None and not -1.0 <= self.min_score <= 1.0:
+            raise BadQueryError(f"min_score is a cosine similarity in [-1, 1], got {self.min_score}")
+        if self.target not in tuple(Target):
+            raise BadQueryError(f"unknown target {self.target!r}. Available: images, captions")
+
+
+@dataclass
+class Hit:
+    """One result: an item (and, for caption search, the caption that matched)."""
+
+    id: int
+    score: float
+    path: str
+    caption: str | None
+    metadata: dict[str, Any]
+    captions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "score": round(float(self.score), 6), "path": self.path,
+                "caption": self.caption, "metadata": self.metadata}

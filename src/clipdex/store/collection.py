@@ -1,0 +1,369 @@
+"""The on-disk collection: a folder with a manifest, SQLite and vector shards.
+
+Layout::
+
+    collection.json   encoder spec, dim, vector dtype, format version
+    items.sqlite      items, captions, vector rows, shards, errors (WAL)
+    vectors/          append-only shards (float16 by default)
+    index/            the FAISS index, when the collection is large enough
+    write.lock        held by the one writer
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clipdex.errors import CollectionError
+from clipdex.store import ann as ann_mod
+from clipdex.store.db import bump_version, connect, get_meta
+from clipdex.store.lock import WriteLock
+from clipdex.store.vectors import VectorView, load_view, remove_orphan_shards
+
+if TYPE_CHECKING:
+    from clipdex.encoders.base import Encoder
+    from clipdex.media.sources import Item
+    from clipdex.search.query import Hit, Query
+    from clipdex.store.indexing import IndexOptions, IndexReport, ProgressFn
+
+__all__ = ["FORMAT_VERSION", "Collection", "CollectionInfo", "ItemRecord"]
+
+FORMAT_VERSION = 1
+MANIFEST = "collection.json"
+
+
+@dataclass
+class ItemRecord:
+    """One stored item as search results and ``info`` show it."""
+
+    id: int
+    path: str
+    status: str
+    captions: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class CollectionInfo:
+    """Counts and facts about a collection (``clipdex info``)."""
+
+    path: str
+    encoder: str
+    dim: int
+    vector_dtype: str
+    items: int
+    ok: int
+    errors: int
+    captions: int
+    image_vectors: int
+    caption_vectors: int
+    dead_vectors: int
+    disk_bytes: int
+    index: str
+    error_list: list[dict[str, str]]
+
+
+class Collection:
+    """A collection of images, captions and their embeddings in one folder.
+
+    Example:
+        >>> c = Collection.create("photos.clipdex", encoder_spec="builtin:shapes-tiny", dim=64)
+        >>> c.add("~/photos")            # doctest: +SKIP
+        >>> c.search("a red car", k=5)   # doctest: +SKIP
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.encoder_spec: str = manifest["encoder"]
+        self.dim: int = int(manifest["dim"])
+        self.vector_dtype: str = manifest.get("vector_dtype", "float16")
+        self._conn: sqlite3.Connection | None = None
+        self._views: dict[str, tuple[int, VectorView]] = {}
+        self._ann: tuple[int, ann_mod.AnnIndex | None] | None = None
+        self._encoder: Encoder | None = None
+        self._lock = threading.RLock()
+
+    # -- opening --------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], encoder_spec: str, dim: int,
+               vector_dtype: str = "float16", exist_ok: bool = False) -> Collection:
+        """Create an empty collection (or open it when ``exist_ok`` and it matches).
+
+        Raises:
+            CollectionError: it exists (and not ``exist_ok``), or it was built
+                with another encoder.
+        """
+        folder = Path(path).expanduser()
+        if (folder / MANIFEST).exists():
+            if not exist_ok:
+                raise CollectionError(f"collection {folder} already exists")
+            existing = cls.open(folder)
+            existing.check_encoder(encoder_spec)
+            return existing
+        if vector_dtype not in ("float16", "float32"):
+            raise CollectionError(f"vector dtype must be float16 or float32, not {vector_dtype!r}")
+        for sub in ("", "vectors", "index"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        manifest = {"format_version": FORMAT_VERSION, "encoder": encoder_spec, "dim": int(dim),
+                    "vector_dtype": vector_dtype}
+        connect(folder / "items.sqlite").close()
+        tmp = folder / f".{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        os.replace(tmp, folder / MANIFEST)  # the manifest last: its presence means "complete"
+        return cls(folder, manifest)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Collection:
+        """Open an existing collection.
+
+        Raises:
+            CollectionError: there is no collection at ``path``, or its format is newer.
+        """
+        folder = Path(path).expanduser()
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise CollectionError(
+                f"no collection at {folder}; create one with `clipdex index SOURCE --collection {folder}`"
+            ) from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise CollectionError(f"{folder / MANIFEST} is unreadable: {e}") from e
+        if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+            raise CollectionError(f"{folder} was written by a newer clipdex (format {manifest['format_version']})")
+        return cls(folder, manifest)
+
+    def check_encoder(self, spec: str) -> None:
+        """Refuse to mix embeddings of two models in one collection."""
+        if spec != self.encoder_spec:
+            raise CollectionError(
+                f"{self.path} was built with {self.encoder_spec}, not {spec}; "
+                f"use --model {self.encoder_spec} or index into a new collection"
+            )
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = connect(self.path / "items.sqlite")
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._views.clear()
+        self._ann = None
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def writing(self, wait: float = 0.0) -> Iterator[sqlite3.Connection]:
+        """Hold the writer lock; clears debris a killed writer may have left."""
+        with WriteLock(self.path, wait):
+            remove_orphan_shards(self.conn, self.path / "vectors")
+            yield self.conn
+
+    # -- the encoder of this collection ---------------------------------
+    def encoder(self) -> Encoder:
+        """The encoder this collection was built with, loaded on first use."""
+        if self._encoder is None:
+            from clipdex.encoders.registry import load_encoder
+
+            self._encoder = load_encoder(self.encoder_spec)
+        return self._encoder
+
+    def use_encoder(self, encoder: Encoder) -> None:
+        """Share an already-loaded encoder (it must match this collection's spec)."""
+        self.check_encoder(encoder.spec)
+        self._encoder = encoder
+
+    # -- writing --------------------------------------------------------
+    def add(self, source: str | os.PathLike[str] | Iterable[Item], encoder: Encoder | None = None,
+            options: IndexOptions | None = None, progress: ProgressFn | None = None) -> IndexReport:
+        """Embed and store new or changed items of a source (folder, table, JSON or items).
+
+        See :func:`clipdex.store.indexing.index_items` for the details.
+        """
+        from clipdex.store.indexing import IndexOptions, index_source
+
+        return index_source(self, source, encoder or self.encoder(), options or IndexOptions(), progress)
+
+    def remove(self, pattern: str, wait: float = 0.0) -> int:
+        """Remove items whose path (or path relative to its source) matches a glob.
+
+        Returns:
+            How many items were removed.
+        """
+        with self.writing(wait) as conn:
+            rows = conn.execute("SELECT id, path, rel FROM items").fetchall()
+            ids = [r["id"] for r in rows if fnmatch.fnmatchcase(r["rel"], pattern)
+                   or fnmatch.fnmatchcase(r["path"], pattern)]
+            self.delete_items(conn, ids)
+            conn.commit()
+        return len(ids)
+
+    @staticmethod
+    def delete_items(conn: sqlite3.Connection, ids: list[int]) -> None:
+        """Delete items (cascading to captions and vector rows) inside a transaction."""
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            conn.execute(f"DELETE FROM items WHERE id IN ({marks})", chunk)
+        if ids:
+            bump_version(conn)
+
+    # -- reading --------------------------------------------------------
+    def version(self) -> int:
+        """Bumped by every committed write; cheap to poll."""
+        return int(get_meta(self.conn, "version", "0"))
+
+    def vectors(self, kind: str = "image") -> VectorView:
+        """Live vectors of ``kind``, cached until the collection changes."""
+        with self._lock:
+            version = self.version()
+            cached = self._views.get(kind)
+            if cached is None or cached[0] != version:
+                self._views[kind] = (version, load_view(self.conn, self.path / "vectors", kind, self.dim))
+            return self._views[kind][1]
+
+    def ann(self) -> ann_mod.AnnIndex | None:
+        """The saved FAISS index, if any (it may lag behind the newest items)."""
+        with self._lock:
+            stamp = _mtime(self.path / "index" / "manifest.json")
+            if self._ann is None or self._ann[0] != stamp:
+                self._ann = (stamp, ann_mod.load_ann(self.path / "index") if stamp else None)
+            return self._ann[1]
+
+    def build_index(self, factory: str | None = None, threshold: int = ann_mod.ANN_THRESHOLD,
+                    nprobe: int | None = None) -> str:
+        """Build (or drop) the FAISS index over the image vectors, chosen by size.
+
+        Args:
+            factory: a faiss factory string (``"IVF1024,Flat"``, ``"HNSW32,Flat"``);
+                ``"exact"`` drops the index; None chooses by size.
+            threshold: below this many vectors (and no factory) search stays exact.
+            nprobe: IVF lists probed per query (default from the index size).
+
+        Returns:
+            What search will use: ``"exact"`` or the factory string.
+        """
+        view = self.vectors("image")
+        folder = self.path / "index"
+        if factory == "exact" or (factory is None and len(view) < threshold) or len(view) == 0:
+            ann_mod.drop_ann(folder)
+            return "exact"
+        built = ann_mod.build_ann(view.matrix, view.vec_ids, factory, nprobe)
+        ann_mod.save_ann(built, folder, self.version())
+        return built.factory
+
+    def items(self, ids: Iterable[int]) -> dict[int, ItemRecord]:
+        """Fetch item rows with their captions and metadata, by id."""
+        ids = [int(i) for i in ids]
+        out: dict[int, ItemRecord] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self.conn.execute(
+                f"SELECT id, path, status, error, metadata FROM items WHERE id IN ({marks})", chunk
+            ):
+                out[r["id"]] = ItemRecord(r["id"], r["path"], r["status"], [], json.loads(r["metadata"]), r["error"])
+            for r in self.conn.execute(
+                f"SELECT item_id, text FROM captions WHERE item_id IN ({marks}) ORDER BY id", chunk
+            ):
+                out[r["item_id"]].captions.append(r["text"])
+        return out
+
+    def item(self, item_id: int) -> ItemRecord:
+        """One item by id.
+
+        Raises:
+            CollectionError: no such item.
+        """
+        found = self.items([item_id]).get(int(item_id))
+        if found is None:
+            raise CollectionError(f"no item with id {item_id} in {self.path}")
+        return found
+
+    def item_path_bytes(self, item_id: int) -> bytes:
+        """The exact OS path of an item's image (for serving or re-decoding)."""
+        row = self.conn.execute("SELECT path_bytes FROM items WHERE id = ?", (int(item_id),)).fetchone()
+        if row is None:
+            raise CollectionError(f"no item with id {item_id} in {self.path}")
+        return bytes(row[0])
+
+    def caption_texts(self, caption_ids: Iterable[int]) -> dict[int, str]:
+        ids = [int(i) for i in caption_ids]
+        out: dict[int, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(self.conn.execute(f"SELECT id, text FROM captions WHERE id IN ({marks})", chunk).fetchall())
+        return out
+
+    def filter_item_ids(self, where: dict[str, str]) -> np.ndarray:
+        """Ids of ok items whose metadata equals every ``key=value`` in ``where``."""
+        sql = "SELECT id FROM items WHERE status = 'ok'"
+        args: list[Any] = []
+        for key, value in where.items():
+            sql += " AND CAST(json_extract(metadata, ?) AS TEXT) = ?"
+            args += [f'$."{key}"', str(value)]
+        return np.asarray([r[0] for r in self.conn.execute(sql, args)], dtype=np.int64)
+
+    def search(self, query: str | Query, k: int = 10, **kwargs: Any) -> list[Hit]:
+        """Search with this collection's encoder; see :func:`clipdex.search.search`.
+
+        Example:
+            >>> c.search("a red circle", k=5)  # doctest: +SKIP
+        """
+        from clipdex.search.query import Query
+        from clipdex.search.searcher import search
+
+        q = query if isinstance(query, Query) else Query(text=query, k=k, **kwargs)
+        return search(self, q, self.encoder())
+
+    def info(self, max_errors: int = 50) -> CollectionInfo:
+        """Counts, disk size, index kind and the recorded per-item errors."""
+        c = self.conn
+        count = lambda sql: int(c.execute(sql).fetchone()[0])  # noqa: E731
+        live = count("SELECT COUNT(*) FROM vectors")
+        stored = count("SELECT COALESCE(SUM(count), 0) FROM shards")
+        errors = [{"path": r[0], "error": r[1]} for r in c.execute(
+            "SELECT path, error FROM items WHERE status = 'error' ORDER BY path LIMIT ?", (max_errors,))]
+        ann = self.ann()
+        return CollectionInfo(
+            path=str(self.path), encoder=self.encoder_spec, dim=self.dim, vector_dtype=self.vector_dtype,
+            items=count("SELECT COUNT(*) FROM items"),
+            ok=count("SELECT COUNT(*) FROM items WHERE status = 'ok'"),
+            errors=count("SELECT COUNT(*) FROM items WHERE status = 'error'"),
+            captions=count("SELECT COUNT(*) FROM captions"),
+            image_vectors=count("SELECT COUNT(*) FROM vectors WHERE kind = 'image'"),
+            caption_vectors=count("SELECT COUNT(*) FROM vectors WHERE kind = 'caption'"),
+            dead_vectors=stored - live, disk_bytes=_disk_size(self.path),
+            index=f"{ann.factory} over {len(ann.vec_ids)}" if ann else "exact", error_list=errors,
+        )
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def _disk_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

@@ -1,0 +1,83 @@
+"""The SQLite half of a collection: items, captions, vector rows, shards, errors."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SCHEMA_VERSION", "connect", "bump_version", "get_meta", "set_meta"]
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY,
+    path_bytes BLOB NOT NULL UNIQUE,   -- the OS name, exact even when not UTF-8
+    path TEXT NOT NULL,                -- printable form
+    rel TEXT NOT NULL,                 -- relative to the source root, for globs
+    source TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,         -- size, mtime and caption hash: what 'changed' means
+    status TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+    error TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    added_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_source ON items(source);
+CREATE TABLE IF NOT EXISTS captions (
+    id INTEGER PRIMARY KEY,
+    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS captions_item ON captions(item_id);
+CREATE TABLE IF NOT EXISTS shards (
+    id INTEGER PRIMARY KEY,
+    file TEXT NOT NULL UNIQUE,
+    first_vec INTEGER NOT NULL,
+    count INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vectors (
+    vec_id INTEGER PRIMARY KEY,
+    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    caption_id INTEGER REFERENCES captions(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('image', 'caption'))
+);
+CREATE INDEX IF NOT EXISTS vectors_item ON vectors(item_id);
+"""
+
+
+def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    """Open the collection database in WAL mode with foreign keys on."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(SCHEMA)
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('version', '0')")
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('next_vec', '0')")
+        conn.commit()
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def get_meta(conn: sqlite3.Connection, key: str, default: str = "") -> str:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else default
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
+    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+
+
+def bump_version(conn: sqlite3.Connection) -> None:
+    """Every committed write bumps this, so readers can tell their cache is stale."""
+    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
+
+
+def dumps(metadata: dict[str, Any]) -> str:
+    return json.dumps(metadata, ensure_ascii=False, sort_keys=True, default=str)

@@ -1,0 +1,83 @@
+"""Append-only vector shards and the in-memory view searched by ``search/``.
+
+A shard is one ``.npy`` file of float16 (or float32) rows whose vector ids are
+``first_vec .. first_vec + count - 1``. A shard exists for readers only once
+its row in the ``shards`` table is committed; a file without a row is debris
+from a killed writer and is deleted by the next writer.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["VectorView", "load_view", "remove_orphan_shards", "write_shard"]
+
+
+@dataclass
+class VectorView:
+    """Live vectors of one kind, ready to search.
+
+    ``matrix`` is float32 ``(n, dim)``; row ``i`` belongs to item ``item_ids[i]``
+    (and, for captions, caption ``caption_ids[i]``; -1 for images).
+    """
+
+    matrix: np.ndarray
+    vec_ids: np.ndarray
+    item_ids: np.ndarray
+    caption_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.vec_ids)
+
+
+def write_shard(folder: Path, first_vec: int, vectors: np.ndarray, dtype: str) -> str:
+    """Write a shard atomically and return its file name (not yet committed)."""
+    name = f"shard-{first_vec:012d}.npy"
+    tmp = folder / f".{name}.tmp"
+    with open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(vectors, dtype=np.dtype(dtype)))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / name)
+    return name
+
+
+def remove_orphan_shards(conn: sqlite3.Connection, folder: Path) -> int:
+    """Delete shard files the database does not list; returns how many."""
+    known = {row[0] for row in conn.execute("SELECT file FROM shards")}
+    removed = 0
+    for path in folder.iterdir():
+        if path.name not in known and (path.name.endswith(".tmp") or path.name.startswith("shard-")):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def load_view(conn: sqlite3.Connection, folder: Path, kind: str, dim: int) -> VectorView:
+    """Gather the live vectors of ``kind`` ('image' or 'caption') from all shards."""
+    rows = conn.execute(
+        "SELECT vec_id, item_id, COALESCE(caption_id, -1) FROM vectors WHERE kind = ? ORDER BY vec_id",
+        (kind,),
+    ).fetchall()
+    if not rows:
+        empty = np.zeros(0, np.int64)
+        return VectorView(np.zeros((0, dim), np.float32), empty, empty.copy(), empty.copy())
+    table = np.asarray(rows, dtype=np.int64)
+    vec_ids = table[:, 0]
+    matrix = np.empty((len(vec_ids), dim), np.float32)
+    filled = np.zeros(len(vec_ids), bool)
+    for file, first, count in conn.execute("SELECT file, first_vec, count FROM shards ORDER BY first_vec"):
+        lo = np.searchsorted(vec_ids, first)
+        hi = np.searchsorted(vec_ids, first + count)
+        if lo == hi:
+            continue  # every vector of this shard was removed or is of the other kind
+        shard = np.load(folder / file, mmap_mode="r")
+        matrix[lo:hi] = shard[vec_ids[lo:hi] - first]
+        filled[lo:hi] = True
+    keep = filled  # a vector row whose shard is missing is skipped rather than zero-filled
+    return VectorView(matrix[keep], vec_ids[keep], table[keep, 1], table[keep, 2])

@@ -1,0 +1,303 @@
+"""The synthetic world: scenes of coloured shapes, their scene graphs and captions.
+
+Everything is deterministic from a seed. A scene is 1-4 objects on a 3x3
+grid; captions come from a small grammar with attributes, counts and spatial
+relations, with several paraphrases per scene. Hard negatives (for NegCLIP-style
+training and the binding probes) come from editing the scene graph: swap the
+colours of two objects, flip a relation, change a shape.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+
+__all__ = [
+    "COLORS",
+    "SHAPES",
+    "SIZES",
+    "Obj",
+    "Scene",
+    "WorldConfig",
+    "captions_for",
+    "describe_pair",
+    "hard_negatives",
+    "has_object",
+    "pair_holds",
+    "relation",
+    "sample_scene",
+    "sample_scenes",
+    "training_caption",
+    "vocabulary",
+]
+
+SHAPES = ("circle", "square", "triangle", "star", "hexagon", "diamond", "cross", "heart")
+COLORS = {
+    "red": (220, 30, 30), "orange": (245, 140, 20), "yellow": (240, 220, 30), "green": (40, 170, 60),
+    "cyan": (40, 200, 210), "blue": (40, 70, 220), "purple": (140, 50, 190), "pink": (245, 130, 190),
+    "brown": (130, 80, 35), "black": (20, 20, 20),
+}
+SIZES = {"small": 0.16, "medium": 0.24, "large": 0.32}
+BACKGROUNDS = {"white": (250, 250, 250), "gray": (200, 200, 200), "beige": (235, 225, 200),
+               "mint": (215, 240, 225), "sky": (215, 230, 250)}
+WORDS = ("OPEN", "STOP", "SALE", "EXIT", "CAFE", "HOTEL", "PARK", "BOOK")
+COUNT_WORDS = {2: "two", 3: "three", 4: "four"}
+CELLS = [(r, c) for r in range(3) for c in range(3)]
+ROW_NAMES = ("top", "middle", "bottom")
+COL_NAMES = ("left", "center", "right")
+
+
+@dataclass(frozen=True)
+class Obj:
+    """One object of a scene: what it is and which grid cell it sits in."""
+
+    shape: str
+    color: str
+    size: str
+    cell: tuple[int, int]
+
+    def phrase(self, with_size: bool = True) -> str:
+        size = f"{self.size} " if with_size else ""
+        return f"{size}{self.color} {self.shape}"
+
+    def with_article(self, with_size: bool = True) -> str:
+        return article(self.phrase(with_size))
+
+
+def article(phrase: str) -> str:
+    """"an orange star", "a red star"."""
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
+def plural(shape: str) -> str:
+    return shape + ("es" if shape.endswith(("s", "x")) else "s")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A scene graph: the ground truth an image and its captions are made from."""
+
+    objects: tuple[Obj, ...]
+    background: str = "white"
+    texture: bool = False
+    word: str | None = None
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "objects": [{"shape": o.shape, "color": o.color, "size": o.size, "cell": list(o.cell)}
+                        for o in self.objects],
+            "background": self.background, "texture": self.texture, "word": self.word, "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """The distribution scenes are drawn from."""
+
+    min_objects: int = 1
+    max_objects: int = 4
+    p_texture: float = 0.2
+    p_word: float = 0.0
+    p_repeat: float = 0.15  # chance that a scene repeats an object (gives counts: "two red circles")
+    shapes: tuple[str, ...] = SHAPES
+    colors: tuple[str, ...] = tuple(COLORS)
+
+
+def sample_scene(rng: random.Random, config: WorldConfig = WorldConfig(), seed: int = 0) -> Scene:
+    """Draw one scene."""
+    n = rng.randint(config.min_objects, config.max_objects)
+    cells = rng.sample(CELLS, n)
+    objects: list[Obj] = []
+    for cell in cells:
+        if objects and rng.random() < config.p_repeat:
+            prev = objects[-1]
+            objects.append(replace(prev, cell=cell))
+        else:
+            objects.append(Obj(rng.choice(config.shapes), rng.choice(config.colors), rng.choice(tuple(SIZES)), cell))
+    word = rng.choice(WORDS) if rng.random() < config.p_word else None
+    return Scene(tuple(objects), rng.choice(tuple(BACKGROUNDS)), rng.random() < config.p_texture, word, seed)
+
+
+def sample_scenes(n: int, seed: int, config: WorldConfig = WorldConfig()) -> list[Scene]:
+    """``n`` scenes, deterministic from ``seed``; scene ``i`` is the same whatever ``n``."""
+    return [sample_scene(random.Random(seed * 1_000_003 + i), config, seed=i) for i in range(n)]
+
+
+def relation(a: Obj, b: Obj) -> str:
+    """Where ``a`` is relative to ``b``: the stronger of the two axes."""
+    dr, dc = a.cell[0] - b.cell[0], a.cell[1] - b.cell[1]
+    if abs(dc) >= abs(dr):
+        return "left of" if dc < 0 else "right of"
+    return "above" if dr < 0 else "below"
+
+
+FLIP = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+
+
+def describe_pair(a: Obj, b: Obj, rel: str | None = None, with_size: bool = False) -> str:
+    """"a red circle left of a blue star"."""
+    return f"{a.with_article(with_size)} {rel or relation(a, b)} {b.with_article(with_size)}"
+
+
+def _groups(scene: Scene) -> list[tuple[Obj, int]]:
+    counts: dict[tuple[str, str, str], list[Obj]] = {}
+    for o in scene.objects:
+        counts.setdefault((o.shape, o.color, o.size), []).append(o)
+    return [(objs[0], len(objs)) for objs in counts.values()]
+
+
+def _noun_phrase(obj: Obj, count: int, with_size: bool) -> str:
+    if count == 1:
+        return obj.with_article(with_size)
+    size = f"{obj.size} " if with_size else ""
+    return f"{COUNT_WORDS[count]} {size}{obj.color} {plural(obj.shape)}"
+
+
+def _position(obj: Obj) -> str:
+    r, c = obj.cell
+    if (r, c) == (1, 1):
+        return "in the center"
+    if r == 1:
+        return f"on the {COL_NAMES[c]}"
+    if c == 1:
+        return f"at the {ROW_NAMES[r]}"
+    return f"in the {ROW_NAMES[r]} {COL_NAMES[c]}"
+
+
+def captions_for(scene: Scene, n: int = 5, rng: random.Random | None = None) -> list[str]:
+    """Up to ``n`` distinct paraphrases that are all true of the scene."""
+    rng = rng or random.Random(scene.seed)
+    groups = _groups(scene)
+    templates = [_list_caption, _list_caption_sized, _relation_caption, _position_caption, _photo_caption]
+    out: list[str] = []
+    for attempt in range(4 * n):
+        text = templates[attempt % len(templates)](scene, groups, rng)
+        if scene.word and rng.random() < 0.5:
+            text += f" and a sign that says {scene.word}"
+        if text not in out:
+            out.append(text)
+        if len(out) == n:
+            break
+    return out
+
+
+def _list_caption(scene: Scene, groups: list[tuple[Obj, int]], rng: random.Random) -> str:
+    parts = [_noun_phrase(o, c, False) for o, c in groups]
+    rng.shuffle(parts)
+    return _join(parts)
+
+
+def _list_caption_sized(scene: Scene, groups: list[tuple[Obj, int]], rng: random.Random) -> str:
+    return _join([_noun_phrase(o, c, True) for o, c in groups])
+
+
+def _relation_caption(scene: Scene, groups: list[tuple[Obj, int]], rng: random.Random) -> str:
+    if len(scene.objects) < 2:
+        return _position_caption(scene, groups, rng)
+    a, b = rng.sample(list(scene.objects), 2)
+    return describe_pair(a, b, with_size=rng.random() < 0.3)
+
+
+def _position_caption(scene: Scene, groups: list[tuple[Obj, int]], rng: random.Random) -> str:
+    obj = rng.choice(list(scene.objects))
+    text = f"{obj.with_article(rng.random() < 0.5)} {_position(obj)}"
+    if len(scene.objects) > 1:
+        text += f" with {len(scene.objects) - 1} other shape" + ("s" if len(scene.objects) > 2 else "")
+    return text
+
+
+def _photo_caption(scene: Scene, groups: list[tuple[Obj, int]], rng: random.Random) -> str:
+    return f"a picture of {_list_caption(scene, groups, rng)} on a {scene.background} background"
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def hard_negatives(scene: Scene, caption_pair: tuple[Obj, Obj] | None, rng: random.Random,
+                   n: int = 3) -> list[str]:
+    """Captions that are false of the scene but share its words (NegCLIP-style).
+
+    For a two-object relation caption: the colours swapped, the relation
+    flipped, the shapes swapped. Otherwise an attribute is replaced.
+    """
+    out: list[str] = []
+    if caption_pair is not None:
+        a, b = caption_pair
+        rel = relation(a, b)
+        if a.color != b.color:
+            out.append(describe_pair(replace(a, color=b.color), replace(b, color=a.color), rel))
+        out.append(describe_pair(a, b, FLIP[rel]))
+        if a.shape != b.shape:
+            out.append(describe_pair(replace(a, shape=b.shape), replace(b, shape=a.shape), rel))
+    obj = rng.choice(list(scene.objects))
+    other_color = rng.choice([c for c in COLORS if c != obj.color])
+    out.append(article(f"{other_color} {obj.shape}"))
+    other_shape = rng.choice([s for s in SHAPES if s != obj.shape])
+    out.append(article(f"{obj.color} {other_shape}"))
+    return out[:n]
+
+
+def vocabulary() -> list[str]:
+    """Every word the grammar can produce (for the built-in tokenizer)."""
+    words = set(SHAPES) | {plural(s) for s in SHAPES} | set(COLORS) | set(SIZES) | set(BACKGROUNDS)
+    words |= set(COUNT_WORDS.values()) | set(ROW_NAMES) | set(COL_NAMES) | {w.lower() for w in WORDS}
+    words |= {"a", "an", "and", "of", "left", "right", "above", "below", "in", "the", "on", "at", "with",
+              "other", "shape", "shapes", "picture", "photo", "background", "sign", "that", "says", "one",
+              "center", "is", "there", "next", "to", "near", "big", "tiny", "dark", "light", "red"}
+    return sorted(words)
+
+
+
+def pair_holds(scene: Scene, a: Obj, rel: str, b: Obj) -> bool:
+    """True when some two objects of the scene look like ``a`` and ``b`` and stand in ``rel``."""
+    for x in scene.objects:
+        for y in scene.objects:
+            if x is y or (x.shape, x.color) != (a.shape, a.color) or (y.shape, y.color) != (b.shape, b.color):
+                continue
+            if relation(x, y) == rel:
+                return True
+    return False
+
+
+def has_object(scene: Scene, shape: str, color: str) -> bool:
+    return any(o.shape == shape and o.color == color for o in scene.objects)
+
+
+def training_caption(scene: Scene, rng: random.Random, n_negatives: int = 3) -> tuple[str, list[str]]:
+    """A true caption and hard negatives that are false of the scene.
+
+    Half the time (when the scene has two or more objects) the caption is a
+    relation between two objects, whose negatives swap colours, flip the
+    relation or swap shapes; otherwise a paraphrase with attribute negatives.
+    """
+    pair: tuple[Obj, Obj] | None = None
+    if len(scene.objects) >= 2 and rng.random() < 0.5:
+        a, b = rng.sample(list(scene.objects), 2)
+        pair = (a, b)
+        positive = describe_pair(a, b)
+    else:
+        positive = rng.choice(captions_for(scene, 5, rng))
+    negatives = [c for c in hard_negatives(scene, pair, rng, n=5) if not _true_of(scene, c)]
+    while len(negatives) < n_negatives:
+        other = rng.choice(SHAPES)
+        color = rng.choice(tuple(COLORS))
+        if not has_object(scene, other, color):
+            negatives.append(article(f"{color} {other}"))
+    return positive, negatives[:n_negatives]
+
+
+def _true_of(scene: Scene, caption: str) -> bool:
+    words = caption.split()
+    if len(words) == 3 and words[0] in ("a", "an"):
+        return has_object(scene, words[2], words[1])
+    for rel in FLIP:
+        marker = f" {rel} "
+        if marker in caption:
+            left, right = caption.split(marker)
+            lw, rw = left.split(), right.split()
+            a = Obj(lw[-1], lw[-2], "small", (0, 0))
+            b = Obj(rw[-1], rw[-2], "small", (0, 0))
+            return pair_holds(scene, a, rel, b)
+    return False

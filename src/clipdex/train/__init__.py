@@ -1,0 +1,5 @@
+"""Train: contrastive losses, the loop, checkpoints and export (needs the train extra)."""
+
+from clipdex.train.loop import TrainConfig, TrainResult, export_trained, train, validate
+
+__all__ = ["TrainConfig", "TrainResult", "export_trained", "train", "validate"]

@@ -1,0 +1,122 @@
+"""The built-in dual encoder: a tiny ViT and a small text transformer.
+
+Read top to bottom: attention block, image tower, text tower, the pair.
+Both towers end in a linear projection to a shared space; the runtime
+L2-normalises, so the towers return raw projections.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["DualEncoder", "TinyConfig"]
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """Architecture of the built-in model (saved beside every checkpoint)."""
+
+    image_size: int = 64
+    patch_size: int = 8
+    vision_width: int = 96
+    vision_layers: int = 4
+    text_width: int = 96
+    text_layers: int = 3
+    heads: int = 4
+    vocab_size: int = 128
+    context_length: int = 32
+    embed_dim: int = 64
+    arch: str = "tiny-dual-v1"
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; attention written out so ONNX export is plain MatMul/Softmax."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.ln2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, w = x.shape
+        q, k, v = self.qkv(self.ln1(x)).reshape(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(w // self.heads))
+        if bias is not None:
+            att = att + bias  # (b, 1, 1, n): -inf-like on padding keys
+        out = (att.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, w)
+        x = x + self.proj(out)
+        return x + self.mlp(self.ln2(x))
+
+
+class ImageTower(nn.Module):
+    """Patches -> [CLS] + positions -> blocks -> LayerNorm(CLS) -> projection."""
+
+    def __init__(self, cfg: TinyConfig) -> None:
+        super().__init__()
+        n_patches = (cfg.image_size // cfg.patch_size) ** 2
+        self.patch = nn.Conv2d(3, cfg.vision_width, cfg.patch_size, cfg.patch_size)
+        self.cls = nn.Parameter(torch.zeros(1, 1, cfg.vision_width))
+        self.pos = nn.Parameter(torch.randn(1, n_patches + 1, cfg.vision_width) * 0.02)
+        self.blocks = nn.ModuleList(Block(cfg.vision_width, cfg.heads) for _ in range(cfg.vision_layers))
+        self.ln = nn.LayerNorm(cfg.vision_width)
+        self.head = nn.Linear(cfg.vision_width, cfg.embed_dim, bias=False)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = self.patch(pixel_values).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln(x[:, 0]))
+
+
+class TextTower(nn.Module):
+    """Tokens + positions -> bidirectional blocks (padding masked) -> masked mean -> projection."""
+
+    def __init__(self, cfg: TinyConfig) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.text_width)
+        self.pos = nn.Parameter(torch.randn(1, cfg.context_length, cfg.text_width) * 0.02)
+        self.blocks = nn.ModuleList(Block(cfg.text_width, cfg.heads) for _ in range(cfg.text_layers))
+        self.ln = nn.LayerNorm(cfg.text_width)
+        self.head = nn.Linear(cfg.text_width, cfg.embed_dim, bias=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        n = input_ids.shape[1]
+        x = self.tok(input_ids) + self.pos[:, :n]
+        mask = attention_mask.to(x.dtype)
+        bias = ((1.0 - mask) * -1e4)[:, None, None, :]
+        for block in self.blocks:
+            x = block(x, bias)
+        x = self.ln(x)
+        pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
+        return self.head(pooled)
+
+
+class DualEncoder(nn.Module):
+    """Both towers plus the learnable temperature (and bias, for the SigLIP loss)."""
+
+    def __init__(self, cfg: TinyConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.visual = ImageTower(cfg)
+        self.textual = TextTower(cfg)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.logit_bias = nn.Parameter(torch.tensor(-10.0))
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.visual(pixels), dim=-1)
+
+    def encode_text(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.textual(ids, mask), dim=-1)
