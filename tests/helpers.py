@@ -78,7 +78,8 @@ def write_bad_folder(root: Path) -> dict[str, str]:
     kinds["cmyk.jpg"] = "good"
     Image.fromarray((np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50)).save(root / "deep16.png")
     kinds["deep16.png"] = "good"
-    pal = Image.new("P", (30, 30), 1)
+    pal = Image.new("P", (30, 30), 0)  # index 0 (red) is transparent: the left half
+    pal.paste(1, (15, 0, 30, 30))  # index 1: opaque green on the right
     pal.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
     pal.save(root / "palette.png", transparency=0)
     kinds["palette.png"] = "good"

@@ -181,8 +181,6 @@ def remove(
 
 def app_main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (tests call this in-process)."""
-    import click
-
     from clipdex import cli_more  # noqa: F401  (registers synth/train/export commands)
 
     try:
@@ -191,13 +189,16 @@ def app_main(argv: list[str] | None = None) -> int:
     except ClipdexError as e:
         typer.echo(f"error: {e}", err=True)
         return e.exit_code
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.exceptions.Abort:
+    except typer.Exit as e:
+        return int(getattr(e, "exit_code", 0) or 0)
+    except typer.Abort:
         typer.echo("interrupted", err=True)
         return 130
-    except click.ClickException as e:
-        typer.echo(f"error: {e.format_message()}", err=True)
+    except typer.TyperException as e:  # usage errors: bad option, missing argument
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        if not message.strip():
+            return 0  # bare `clipdex`: the help was printed
+        typer.echo(f"error: {message} (see --help)", err=True)
         return 2
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
@@ -206,3 +207,7 @@ def app_main(argv: list[str] | None = None) -> int:
 
 def main() -> None:
     sys.exit(app_main())
+
+
+if __name__ == "__main__":
+    main()

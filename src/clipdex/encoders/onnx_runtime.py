@@ -104,10 +104,13 @@ class OnnxEncoder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         session = self._textual_session()
+        # A graph that ignores the mask (SigLIP) has no attention_mask input at all.
+        wanted = {i.name for i in session.get_inputs()}
         outs = []
         for i in range(0, len(texts), self.batch_size):
             ids, mask = self.tokenize(texts[i : i + self.batch_size])
-            outs.append(session.run(None, {"input_ids": ids, "attention_mask": mask})[0])
+            feed = {"input_ids": ids, "attention_mask": mask}
+            outs.append(session.run(None, {k: v for k, v in feed.items() if k in wanted})[0])
         return l2_normalize(np.concatenate(outs))
 
     # -- lazy loading ---------------------------------------------------

@@ -67,9 +67,9 @@ def preprocess_image(image: Image.Image, config: ModelConfig) -> np.ndarray:
     else:
         image = _resize_short_side(image, size)
         image = _center_crop(image, size)
-    arr = np.asarray(image, dtype=np.float32) * (1.0 / 255.0)
-    arr = (arr - np.asarray(config.mean, np.float32)) / np.asarray(config.std, np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    arr = np.asarray(image, dtype=np.float32) * np.float32(1.0 / 255.0)
+    normed = (arr - np.asarray(config.mean, np.float32)) / np.asarray(config.std, np.float32)
+    return np.ascontiguousarray(normed.transpose(2, 0, 1), dtype=np.float32)
 
 
 def _resize_short_side(image: Image.Image, size: int) -> Image.Image:

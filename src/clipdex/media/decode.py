@@ -64,8 +64,8 @@ def decode_image(source: ImageInput, options: DecodeOptions = DecodeOptions()) -
             if options.draft_size and im.format == "JPEG":
                 _draft(im, options.draft_size)
             im.load()
-            im = ImageOps.exif_transpose(im) or im
-            return to_rgb(im)
+            oriented: Image.Image = ImageOps.exif_transpose(im) or im
+            return to_rgb(oriented)
     except DecodeError:
         raise
     except Image.DecompressionBombError as e:

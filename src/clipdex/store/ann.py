@@ -12,6 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ def default_factory(n: int) -> str:
 class AnnIndex:
     """A FAISS index plus the vector id of each of its rows."""
 
-    index: object
+    index: Any
     vec_ids: np.ndarray
     factory: str
     nprobe: int
@@ -43,8 +44,8 @@ class AnnIndex:
         import faiss
 
         if hasattr(self.index, "nprobe"):
-            faiss.extract_index_ivf(self.index).nprobe = self.nprobe  # type: ignore[attr-defined]
-        scores, rows = self.index.search(np.ascontiguousarray(queries, np.float32), k)  # type: ignore[attr-defined]
+            faiss.extract_index_ivf(self.index).nprobe = self.nprobe
+        scores, rows = self.index.search(np.ascontiguousarray(queries, np.float32), k)
         ids = np.where(rows >= 0, self.vec_ids[np.maximum(rows, 0)], -1)
         return scores, ids
 

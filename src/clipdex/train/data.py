@@ -10,7 +10,7 @@ from __future__ import annotations
 import queue
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,7 +134,7 @@ def swap_negative(caption: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
-def prefetch(make: callable, steps: range, depth: int = 3) -> Iterator[tuple[int, Batch]]:  # type: ignore[valid-type]
+def prefetch(make: Callable[[int], Batch], steps: range, depth: int = 3) -> Iterator[tuple[int, Batch]]:
     """Build batches in a background thread so data loading overlaps the training step."""
     q: queue.Queue[tuple[int, Batch] | None] = queue.Queue(maxsize=depth)
     stop = threading.Event()

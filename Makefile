@@ -1,0 +1,53 @@
+# The two set-up commands of clipdex: `make demo` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO := demo
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Runtime only: numpy, Pillow, onnxruntime, tokenizers, faiss-cpu, pyarrow (no torch).
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# Dev extras: torch 2.13.0 (CPU wheel), transformers, pytest, ruff, mypy.
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.runtime
+
+demo: $(VENV)/.runtime
+	@test -d $(DEMO)/data || $(BIN)/clipdex synth --out $(DEMO)/data --n 600 --seed 7 --format folder
+	$(BIN)/clipdex index $(DEMO)/data --collection $(DEMO)/collection
+	$(BIN)/clipdex info $(DEMO)/collection
+	@echo "--- text -> image: 'a red circle'"
+	$(BIN)/clipdex search $(DEMO)/collection "a red circle" -k 5
+	@echo "--- text -> image: 'a blue star left of a yellow square'"
+	$(BIN)/clipdex search $(DEMO)/collection "a blue star left of a yellow square" -k 5
+	@echo "--- image -> image: $(DEMO)/data/images/000003.png"
+	$(BIN)/clipdex search $(DEMO)/collection --image $(DEMO)/data/images/000003.png -k 5
+	@echo "--- image -> text (nearest stored captions)"
+	$(BIN)/clipdex search $(DEMO)/collection --image $(DEMO)/data/images/000003.png --captions -k 5
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests benchmarks
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy
+
+test: $(VENV)/.dev lint typecheck
+	$(BIN)/pytest -q
+
+unit: $(VENV)/.dev
+	$(BIN)/pytest -q -m unit
+
+bench: $(VENV)/.dev
+	$(BIN)/python benchmarks/bench_embed.py
+	$(BIN)/python benchmarks/bench_search.py
+
+clean:
+	rm -rf $(DEMO) .pytest_cache .ruff_cache .mypy_cache

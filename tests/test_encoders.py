@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clipdex.encoders import OnnxEncoder, load_encoder
+from clipdex.errors import EncoderSpecError, MissingExtraError, ModelNotFoundError
+from helpers import make_tiny_hf, solid
+
+pytestmark = pytest.mark.integration
+
+
+def test_onnx_encoder_returns_unit_float32_rows(tiny_spec: str) -> None:
+    enc = load_encoder(tiny_spec)
+    images = enc.encode_images([solid((255, 0, 0)), solid((0, 0, 255), (20, 90))])
+    texts = enc.encode_texts(["a red circle", "two blue stars left of a green heart", "x"])
+    for arr, n in ((images, 2), (texts, 3)):
+        assert arr.dtype == np.float32 and arr.shape == (n, enc.dim)
+        np.testing.assert_allclose(np.linalg.norm(arr, axis=1), 1.0, rtol=1e-5)
+    assert enc.encode_texts([]).shape == (0, enc.dim)
+
+
+def test_text_batches_pad_only_to_the_longest(tiny_spec: str) -> None:
+    enc = load_encoder(tiny_spec)
+    assert isinstance(enc, OnnxEncoder)
+    ids, mask = enc.tokenize(["a red circle", "a red circle left of a blue star"])
+    assert ids.shape[1] == mask.sum(axis=1).max() < enc.config.context_length
+
+
+def test_embedding_of_a_text_does_not_depend_on_its_batch(tiny_spec: str) -> None:
+    enc = load_encoder(tiny_spec)
+    alone = enc.encode_texts(["a red circle"])[0]
+    padded = enc.encode_texts(["a red circle", "a very long caption with many many words in it"])[0]
+    np.testing.assert_allclose(alone, padded, atol=1e-5)
+
+
+def test_int8_fast_path_stays_close_to_fp32(tiny_spec: str) -> None:
+    images = [solid((i * 40 % 255, 80, 200 - i * 20)) for i in range(6)]
+    fp32 = load_encoder(tiny_spec).encode_images(images)
+    int8 = load_encoder(tiny_spec, precision="int8").encode_images(images)
+    assert (fp32 * int8).sum(axis=1).mean() > 0.98
+
+
+@pytest.mark.parametrize(("spec", "error", "message"), [
+    ("nonsense", EncoderSpecError, "expected SCHEME:NAME"),
+    ("zip:thing", EncoderSpecError, "Available: builtin, onnx, hf, open_clip"),
+    ("builtin:nope", ModelNotFoundError, "no such built-in model"),
+    ("onnx:/does/not/exist", ModelNotFoundError, "does not exist"),
+    ("hf:/does/not/exist", ModelNotFoundError, "not a model folder"),
+    ("hf:org/not-downloaded-model", ModelNotFoundError, "could not be downloaded"),
+    ("open_clip:ViT-B-32/laion2b", MissingExtraError, "pip install open_clip_torch"),
+])
+def test_bad_specs_fail_with_one_clear_line(spec: str, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message) as info:
+        load_encoder(spec).encode_texts(["x"])
+    assert "\n" not in str(info.value) and spec.split(":")[0] in str(info.value) or spec == "nonsense"
+
+
+def test_incomplete_onnx_folder_names_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "visual.onnx").write_bytes(b"")
+    with pytest.raises(ModelNotFoundError, match="missing textual.onnx, tokenizer.json"):
+        load_encoder(f"onnx:{tmp_path}")
+
+
+def test_unknown_precision_lists_choices(tiny_spec: str) -> None:
+    with pytest.raises(EncoderSpecError, match="Available: fp32, int8"):
+        load_encoder(tiny_spec, precision="fp8")
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_hf_model_is_exported_once_and_matches_torch(tmp_path: Path, kind: str) -> None:
+    import torch
+    from transformers import CLIPModel, SiglipModel
+
+    folder = make_tiny_hf(tmp_path / "hf", kind)
+    enc = load_encoder(f"hf:{folder}")
+    texts = ["a red circle", "a blue star left of a green heart"]
+    got_t = enc.encode_texts(texts)
+    got_i = enc.encode_images([solid((255, 0, 0), (32, 32)), solid((0, 90, 255), (32, 32))])
+    model = (CLIPModel if kind == "clip" else SiglipModel).from_pretrained(folder).eval()
+    assert isinstance(enc, OnnxEncoder)
+    with torch.no_grad():
+        pixels = torch.from_numpy(np.stack([enc.preprocess(solid((255, 0, 0), (32, 32))),
+                                            enc.preprocess(solid((0, 90, 255), (32, 32)))]))
+        ref_i = model.get_image_features(pixel_values=pixels)
+        ref_i = ref_i if isinstance(ref_i, torch.Tensor) else ref_i.pooler_output
+        ids, mask = enc.tokenize(texts)
+        kwargs = {} if kind == "siglip" else {"attention_mask": torch.from_numpy(mask)}
+        ref_t = model.get_text_features(input_ids=torch.from_numpy(ids), **kwargs)
+        ref_t = ref_t if isinstance(ref_t, torch.Tensor) else ref_t.pooler_output
+    ref_i = torch.nn.functional.normalize(ref_i, dim=-1).numpy()
+    ref_t = torch.nn.functional.normalize(ref_t, dim=-1).numpy()
+    assert (1 - (got_i * ref_i).sum(1)).max() < 1e-4
+    assert (1 - (got_t * ref_t).sum(1)).max() < 1e-4
+    cached = enc.folder
+    again = load_encoder(f"hf:{folder}")
+    assert isinstance(again, OnnxEncoder) and again.folder == cached  # exported once, then reused
