@@ -76,7 +76,7 @@ def write_bad_folder(root: Path) -> dict[str, str]:
     kinds["bomb.png"] = "bad"
     Image.new("CMYK", (40, 30), (0, 255, 255, 0)).save(root / "cmyk.jpg")
     kinds["cmyk.jpg"] = "good"
-    Image.fromarray((np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50)).save(root / "deep16.png")
+    Image.fromarray(np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50).save(root / "deep16.png")
     kinds["deep16.png"] = "good"
     pal = Image.new("P", (30, 30), 0)  # index 0 (red) is transparent: the left half
     pal.paste(1, (15, 0, 30, 30))  # index 1: opaque green on the right

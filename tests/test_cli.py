@@ -62,7 +62,7 @@ def test_unreadable_file_is_recorded_as_permission_denied(tiny_model: Path) -> N
         shutil.copytree(tiny_model, model)
         for p in [data, model, *model.iterdir(), data / "ok.png"]:
             p.chmod(0o755 if p.is_dir() else 0o644)
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "clipdex.cli",
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "clipdex",
                "index", str(data), "-c", str(base / "c"), "--model", f"onnx:{model}", "--json"]
         env = {**os.environ, "CLIPDEX_CACHE": str(base / "cache"), "HOME": str(base)}
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)

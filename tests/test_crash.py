@@ -36,7 +36,7 @@ def test_kill9_mid_index_then_resume(tmp_path: Path, tiny_spec: str) -> None:
         (data / f"{i:03d}.txt").write_text(f"caption number {i}\nsecond caption {i}\n")
     (data / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     coll = tmp_path / "c"
-    cmd = [sys.executable, "-m", "clipdex.cli", "index", str(data), "-c", str(coll), "--model", tiny_spec,
+    cmd = [sys.executable, "-m", "clipdex", "index", str(data), "-c", str(coll), "--model", tiny_spec,
            "--batch-size", "8"]
     kills, chooser = 0, random.Random(7)
     for _ in range(3):

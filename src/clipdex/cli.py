@@ -207,7 +207,3 @@ def app_main(argv: list[str] | None = None) -> int:
 
 def main() -> None:
     sys.exit(app_main())
-
-
-if __name__ == "__main__":
-    main()

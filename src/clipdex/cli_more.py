@@ -47,7 +47,8 @@ def train_cmd(
     warmup: int = 100,
     hard_negatives: Annotated[int, typer.Option(min=0, help="Wrong captions per sample (NegCLIP)")] = 3,
     seed: int = 0,
-    val_every: int = 200,
+    val_every: Annotated[int, typer.Option(help="Validate every N steps (0: never)")] = 200,
+    checkpoint_every: Annotated[int, typer.Option(min=1)] = 100,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast (only where the CPU/GPU supports it fast)")] = False,
     freeze: Annotated[str, typer.Option(help="none, text or image (LiT-style locked tower)")] = "none",
     image_col: str | None = None,
@@ -60,7 +61,7 @@ def train_cmd(
 
     cfg = TrainConfig(out=str(out), model=model, data=data, loss=loss, steps=steps, epochs=epochs,
                       batch_size=batch_size, accum=accum, lr=lr, warmup=warmup, hard_negatives=hard_negatives,
-                      seed=seed, val_every=val_every, bf16=bf16, freeze=freeze, image_col=image_col,
+                      seed=seed, val_every=val_every, checkpoint_every=checkpoint_every, bf16=bf16, freeze=freeze, image_col=image_col,
                       caption_col=caption_col)
     show = _progress_printer("train")
     result = train(cfg, resume=resume, on_log=lambda r: show(r["step"], r["total"], 0))

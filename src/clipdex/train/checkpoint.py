@@ -1,4 +1,9 @@
-"""Checkpoints: weights in safetensors, optimiser state beside them, written atomically."""
+"""Checkpoints: weights in safetensors, optimiser state beside them, never half-written.
+
+Each checkpoint is a folder ``ckpt-STEP`` written under a temp name and renamed;
+``latest.json`` (replaced atomically) names the newest. A kill at any moment
+leaves either the old or the new checkpoint as the latest, never neither.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +17,15 @@ import torch
 
 from clipdex.errors import ClipdexError
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 
 
-def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: Any, step: int, meta: dict[str, Any]) -> None:
-    """Write ``folder/checkpoint`` via a temp folder + rename, so a kill never leaves half a checkpoint."""
+def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: Any, step: int, meta: dict[str, Any]) -> Path:
+    """Write ``folder/ckpt-STEP`` and point ``latest.json`` at it; older ones are deleted."""
     from safetensors.torch import save_file
 
-    tmp = folder / ".checkpoint.tmp"
+    name = f"ckpt-{step:08d}"
+    tmp = folder / f".{name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -27,12 +33,30 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: Any, step: 
     save_file(state, str(tmp / "model.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp / "state.pt")
     (tmp / "meta.json").write_text(json.dumps({**meta, "step": step}, indent=2))
-    final = folder / "checkpoint"
-    old = folder / ".checkpoint.old"
+    final = folder / name
     if final.exists():
-        os.replace(final, old)
+        shutil.rmtree(final)
     os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    pointer = folder / ".latest.json.tmp"
+    pointer.write_text(json.dumps({"checkpoint": name, "step": step}))
+    os.replace(pointer, folder / "latest.json")
+    for old in folder.glob("ckpt-*"):
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(folder: Path) -> Path:
+    """The newest complete checkpoint folder of a run.
+
+    Raises:
+        ClipdexError: the run has no checkpoint yet.
+    """
+    try:
+        name = json.loads((folder / "latest.json").read_text())["checkpoint"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ClipdexError(f"no checkpoint in {folder} (expected latest.json from a training run)") from e
+    return folder / name
 
 
 def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: Any, arch: dict[str, Any]) -> int:
@@ -43,18 +67,14 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: Any, arch: 
     """
     from safetensors.torch import load_file
 
-    final = folder / "checkpoint"
-    if not final.exists() and (folder / ".checkpoint.old").exists():
-        final = folder / ".checkpoint.old"  # killed between the two renames
-    if not final.exists():
-        raise ClipdexError(f"no checkpoint to resume in {folder}")
-    meta = json.loads((final / "meta.json").read_text())
+    path = latest_checkpoint(folder)
+    meta = json.loads((path / "meta.json").read_text())
     if meta.get("arch") != arch:
         raise ClipdexError(
             f"cannot resume: the checkpoint in {folder} is of another architecture "
             f"({meta.get('arch')} vs {arch}); start a new --out folder"
         )
-    model.load_state_dict(load_file(str(final / "model.safetensors")))
-    state = torch.load(final / "state.pt", weights_only=False)
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    state = torch.load(path / "state.pt", weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     return int(state["step"])

@@ -20,7 +20,7 @@ import torch
 
 from clipdex.errors import ClipdexError
 from clipdex.train.adapters import Adapter, make_adapter
-from clipdex.train.checkpoint import load_checkpoint, save_checkpoint
+from clipdex.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from clipdex.train.data import SourceData, SynthData, prefetch
 from clipdex.train.losses import clip_loss, siglip_loss
 
@@ -129,7 +129,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_log: LogFn | None = None) -
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             record = {"step": step + 1, "loss": round(loss_value, 5), "lr": optimizer.param_groups[0]["lr"],
-                      "temperature": round(float(adapter.logit_scale.exp()), 4),
+                      "temperature": round(float(adapter.logit_scale.detach().exp()), 4),
                       "elapsed_s": round(time.perf_counter() - t0, 2)}
             if cfg.val_every and ((step + 1) % cfg.val_every == 0 or step + 1 == total):
                 validation = validate(adapter, cfg.val_size)
@@ -201,11 +201,12 @@ def export_trained(run: str | Path, out: str | Path, force: bool = False) -> Pat
 
     run = Path(run)
     cfg_path = run / "train_config.json"
-    if not cfg_path.exists() or not (run / "checkpoint").exists():
-        raise ClipdexError(f"{run} is not a training run with a checkpoint (expected train_config.json + checkpoint/)")
+    if not cfg_path.exists():
+        raise ClipdexError(f"{run} is not a training run (expected train_config.json)")
+    checkpoint = latest_checkpoint(run)
     cfg = TrainConfig(**json.loads(cfg_path.read_text()))
     adapter = make_adapter(cfg.model)
-    adapter.module.load_state_dict(load_file(str(run / "checkpoint" / "model.safetensors")))
+    adapter.module.load_state_dict(load_file(str(checkpoint / "model.safetensors")))
     adapter.module.eval()
     tok = adapter.tokenizer
     tok.no_padding()

@@ -1,0 +1,5 @@
+"""``python -m clipdex`` runs the CLI."""
+
+from clipdex.cli import main
+
+main()

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clipdex.encoders import OnnxEncoder, load_encoder
+from clipdex.errors import ClipdexError
+from clipdex.synth import render_scene, sample_scenes, write_scenes
+from clipdex.train import TrainConfig, export_trained, train
+from clipdex.train.adapters import make_adapter
+from clipdex.train.checkpoint import latest_checkpoint
+from clipdex.train.data import swap_negative
+from clipdex.train.losses import clip_loss, siglip_loss
+from helpers import make_tiny_hf
+
+pytestmark = pytest.mark.integration
+
+
+def _cfg(out: Path, **kw: object) -> TrainConfig:
+    base = dict(out=str(out), steps=4, batch_size=8, warmup=1, val_every=0, checkpoint_every=2, hard_negatives=2)
+    return TrainConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_losses_prefer_matching_pairs() -> None:
+    torch.manual_seed(0)
+    image = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    scale, bias = torch.tensor(np.log(10.0)), torch.tensor(-5.0)
+    shuffled = image[torch.randperm(6)]
+    assert clip_loss(image, image, scale) < clip_loss(image, shuffled, scale)
+    assert siglip_loss(image, image, scale, bias) < siglip_loss(image, shuffled, scale, bias)
+    negatives = torch.nn.functional.normalize(torch.randn(12, 8), dim=-1)
+    assert clip_loss(image, image, scale, negatives) > clip_loss(image, image, scale)
+
+
+def test_swap_negative_rule() -> None:
+    rng = random.Random(0)
+    assert swap_negative("a red circle left of a blue star", rng) == "a blue circle left of a red star"
+    assert swap_negative("a red circle left of a red star", rng) == "a red star left of a red circle"
+    assert swap_negative("a dog on the left", rng) == "a dog on the right"
+    swapped = swap_negative("golden retriever catching frisbee", rng)
+    assert sorted(swapped.split()) == sorted("golden retriever catching frisbee".split())
+    assert swapped != "golden retriever catching frisbee"
+    assert swap_negative("cat", rng) == "cat"
+
+
+@pytest.mark.parametrize("loss", ["clip", "siglip"])
+def test_tiny_run_logs_checkpoints_and_exports_matching_torch(tmp_path: Path, loss: str) -> None:
+    result = train(_cfg(tmp_path / "run", loss=loss, val_every=4, val_size=40))
+    assert result.steps == 4 and np.isfinite(result.last_loss)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4] and {"loss", "lr", "temperature"} <= set(log[0])
+    assert "val_t2i_R@5" in log[-1] and "val_color_swap" in log[-1]
+    folder = export_trained(tmp_path / "run", tmp_path / "model")
+    enc = load_encoder(f"onnx:{folder}")
+    assert isinstance(enc, OnnxEncoder)
+    adapter = make_adapter("builtin")
+    from safetensors.torch import load_file
+
+    adapter.module.load_state_dict(load_file(str(latest_checkpoint(tmp_path / "run") / "model.safetensors")))
+    adapter.module.eval()
+    scenes = sample_scenes(4, seed=9)
+    images = [render_scene(s, 64) for s in scenes]
+    texts = ["a red circle", "two blue stars left of a green heart", "an orange cross"]
+    with torch.no_grad():
+        ref_i = adapter.encode_image(torch.from_numpy(np.stack([enc.preprocess(im) for im in images]))).numpy()
+        ref_t = adapter.encode_text(texts).numpy()
+    assert (1 - (enc.encode_images(images) * ref_i).sum(1)).max() < 1e-4
+    assert (1 - (enc.encode_texts(texts) * ref_t).sum(1)).max() < 1e-4
+    with pytest.raises(ClipdexError, match="--force"):
+        export_trained(tmp_path / "run", tmp_path / "model")
+    export_trained(tmp_path / "run", tmp_path / "model", force=True)
+
+
+def test_kill9_mid_run_then_resume(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "clipdex", "train", "--out", str(run), "--steps", "30", "--batch-size", "8",
+           "--warmup", "1", "--val-every", "0", "--checkpoint-every", "3", "--hard-negatives", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (run / "latest.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    meta = json.loads((latest_checkpoint(run) / "meta.json").read_text())
+    assert 3 <= meta["step"] < 30
+    done = subprocess.run(cmd + ["--resume", "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    resumed_from = steps.index(meta["step"] + 1, steps.index(meta["step"]) + 1)
+    assert steps[resumed_from:] == list(range(meta["step"] + 1, 31))
+    assert json.loads((latest_checkpoint(run) / "meta.json").read_text())["step"] == 30
+    assert [p.name for p in run.glob("ckpt-*")] == ["ckpt-00000030"]
+
+
+def test_resume_refuses_another_architecture(tmp_path: Path) -> None:
+    train(_cfg(tmp_path / "run", steps=2))
+    meta_path = latest_checkpoint(tmp_path / "run") / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["arch"]["vision_width"] = 12345
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ClipdexError, match="another architecture"):
+        train(_cfg(tmp_path / "run", steps=4), resume=True)
+    with pytest.raises(ClipdexError, match="not empty"):
+        train(_cfg(tmp_path / "run", steps=4))
+
+
+def test_training_from_a_source_skips_bad_items(tmp_path: Path) -> None:
+    write_scenes(tmp_path / "data", 20, seed=2, fmt="folder", size=48)
+    (tmp_path / "data" / "images" / "000003.png").write_bytes(b"broken")
+    (tmp_path / "data" / "images" / "000004.txt").write_text("\n")  # no caption
+    result = train(_cfg(tmp_path / "run", data=str(tmp_path / "data"), steps=3))
+    assert result.steps == 3 and result.skipped_samples >= 1
+    assert np.isfinite(result.last_loss)
+
+
+def test_fine_tune_hf_clip_with_locked_text_tower(tmp_path: Path) -> None:
+    model = make_tiny_hf(tmp_path / "hf")
+    write_scenes(tmp_path / "data", 16, seed=2, fmt="folder", size=32)
+    before = {k: v.clone() for k, v in make_adapter(f"hf:{model}").module.state_dict().items()}
+    train(_cfg(tmp_path / "run", model=f"hf:{model}", data=str(tmp_path / "data"), freeze="text", steps=2,
+               lr=1e-2))
+    from safetensors.torch import load_file
+
+    after = load_file(str(latest_checkpoint(tmp_path / "run") / "model.safetensors"))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(not k.startswith("text_model.") for k in changed)
+    assert any(k.startswith("vision_model.") for k in changed)
+    folder = export_trained(tmp_path / "run", tmp_path / "exported")
+    assert load_encoder(f"onnx:{folder}").encode_texts(["a red circle"]).shape == (1, 16)
