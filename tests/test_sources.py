@@ -36,7 +36,9 @@ def test_csv_rows_merge_captions_and_keep_metadata(tmp_path: Path) -> None:
 
 
 def test_parquet_and_jsonl_guess_columns(tmp_path: Path) -> None:
-    pq.write_table(pa.table({"path": ["x.png", "y.png"], "caption": ["one", "two"], "n": [1, 2]}), tmp_path / "t.parquet")
+    pq.write_table(
+        pa.table({"path": ["x.png", "y.png"], "caption": ["one", "two"], "n": [1, 2]}), tmp_path / "t.parquet"
+    )
     items = list(iter_source(tmp_path / "t.parquet"))
     assert [i.captions for i in items] == [["one"], ["two"]] and items[1].metadata == {"n": 2}
     (tmp_path / "t.jsonl").write_text(json.dumps({"image": "z.png", "text": "zed"}) + "\n")
@@ -50,8 +52,17 @@ def test_unknown_column_lists_the_available_ones(tmp_path: Path) -> None:
 
 
 def test_karpathy_json(tmp_path: Path) -> None:
-    data = {"images": [{"filepath": "val", "filename": "1.jpg", "split": "test", "imgid": 7,
-                        "sentences": [{"raw": "a dog"}, {"raw": "a puppy"}]}]}
+    data = {
+        "images": [
+            {
+                "filepath": "val",
+                "filename": "1.jpg",
+                "split": "test",
+                "imgid": 7,
+                "sentences": [{"raw": "a dog"}, {"raw": "a puppy"}],
+            }
+        ]
+    }
     (tmp_path / "d.json").write_text(json.dumps(data))
     item = next(iter_source(tmp_path / "d.json"))
     assert item.path == str(tmp_path / "val" / "1.jpg")

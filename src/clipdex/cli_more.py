@@ -28,8 +28,7 @@ def synth(
 
     if kind != "scenes":
         raise ClipdexError(f"unknown --kind {kind!r}. Available: scenes")
-    report = write_scenes(out, n, seed, fmt, size, world=WorldConfig(p_word=words),
-                          progress=_progress_printer("synth"))
+    report = write_scenes(out, n, seed, fmt, size, world=WorldConfig(p_word=words), progress=_progress_printer("synth"))
     _emit(asdict(report), as_json, f"wrote {report.images} images, {report.captions} captions to {report.out}")
 
 
@@ -59,14 +58,34 @@ def train_cmd(
     """Train or fine-tune a dual encoder with a contrastive loss."""
     from clipdex.train import TrainConfig, train
 
-    cfg = TrainConfig(out=str(out), model=model, data=data, loss=loss, steps=steps, epochs=epochs,
-                      batch_size=batch_size, accum=accum, lr=lr, warmup=warmup, hard_negatives=hard_negatives,
-                      seed=seed, val_every=val_every, checkpoint_every=checkpoint_every, bf16=bf16, freeze=freeze, image_col=image_col,
-                      caption_col=caption_col)
+    cfg = TrainConfig(
+        out=str(out),
+        model=model,
+        data=data,
+        loss=loss,
+        steps=steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        accum=accum,
+        lr=lr,
+        warmup=warmup,
+        hard_negatives=hard_negatives,
+        seed=seed,
+        val_every=val_every,
+        checkpoint_every=checkpoint_every,
+        bf16=bf16,
+        freeze=freeze,
+        image_col=image_col,
+        caption_col=caption_col,
+    )
     show = _progress_printer("train")
     result = train(cfg, resume=resume, on_log=lambda r: show(r["step"], r["total"], 0))
-    _emit(asdict(result), as_json, f"trained {result.steps} steps in {result.seconds:.0f}s, "
-          f"loss {result.last_loss:.4f}, skipped {result.skipped_samples}; {result.validation}")
+    _emit(
+        asdict(result),
+        as_json,
+        f"trained {result.steps} steps in {result.seconds:.0f}s, "
+        f"loss {result.last_loss:.4f}, skipped {result.skipped_samples}; {result.validation}",
+    )
 
 
 @app.command()

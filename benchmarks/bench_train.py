@@ -1,0 +1,59 @@
+"""Training throughput of the built-in architecture: step vs data loading alone.
+
+Prints one JSON document. Usage:
+
+    python benchmarks/bench_train.py [--batch-size 256] [--steps 5] [--hard-negatives 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+
+from clipdex.train.adapters import make_adapter
+from clipdex.train.data import SynthData
+from clipdex.train.loop import TrainConfig, _loss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--hard-negatives", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    adapter = make_adapter("builtin")
+    data = SynthData(0, args.batch_size, adapter.runtime, args.hard_negatives)
+    cfg = TrainConfig(out="unused", batch_size=args.batch_size, hard_negatives=args.hard_negatives)
+    optimizer = torch.optim.AdamW(adapter.module.parameters(), lr=1e-3)
+
+    data_times, step_times = [], []
+    for step in range(args.steps + 1):
+        t = time.perf_counter()
+        batch = data.batch(step)
+        data_times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        loss = _loss(adapter, batch, cfg)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step_times.append(time.perf_counter() - t)
+    data_s, step_s = statistics.median(data_times[1:]), statistics.median(step_times[1:])  # first is warm-up
+    out = {
+        "batch_size": args.batch_size, "hard_negatives": args.hard_negatives, "cores": os.cpu_count(),
+        "params": sum(p.numel() for p in adapter.module.parameters()),
+        "data_loading_samples_s": round(args.batch_size / data_s, 1),
+        "train_step_samples_s": round(args.batch_size / step_s, 1),
+        "data_share_of_step_if_serial": round(data_s / (data_s + step_s), 3),
+        "data_is_bottleneck": data_s > step_s,
+    }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
