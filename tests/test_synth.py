@@ -103,3 +103,55 @@ def test_writer_refuses_bad_arguments(tmp_path: Path) -> None:
     write_scenes(tmp_path / "y", 2, 0)
     with pytest.raises(ClipdexError, match="not empty"):
         write_scenes(tmp_path / "y", 2, 0)
+
+
+def test_composed_triplets_in_cirr_layout(tmp_path: Path) -> None:
+    import json
+
+    from clipdex.synth.companions import write_composed
+
+    write_composed(tmp_path / "cirr", 12, seed=4, size=32)
+    triplets = json.loads((tmp_path / "cirr" / "captions" / "cap.rc2.val.json").read_text())
+    files = json.loads((tmp_path / "cirr" / "image_splits" / "split.rc2.val.json").read_text())
+    assert len(triplets) == 12 and len(files) == 72
+    for t in triplets:
+        assert t["reference"] in files and t["target_hard"] in files and t["target_hard"] != t["reference"]
+        assert len(t["img_set"]["members"]) == 6 and t["caption"].split()[0] in ("make", "change", "add", "remove")
+        assert (tmp_path / "cirr" / files[t["target_hard"]]).exists()
+
+
+def test_modification_changes_exactly_what_it_says() -> None:
+    from clipdex.synth.companions import modify_scene
+
+    rng = random.Random(0)
+    for scene in sample_scenes(200, seed=8):
+        target, text = modify_scene(scene, rng)
+        words = text.split()
+        if words[0] == "make":
+            assert has_object(target, words[3], words[4]) and len(target.objects) == len(scene.objects)
+        elif words[0] == "add":
+            assert len(target.objects) == len(scene.objects) + 1
+        elif words[0] == "remove":
+            assert len(target.objects) == len(scene.objects) - 1
+
+
+def test_noisy_pool_labels_what_was_done(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from clipdex.synth.companions import NOISE_KINDS, write_noisy_pool
+
+    write_noisy_pool(tmp_path / "pool", 100, seed=1, size=32)
+    rows = pq.read_table(tmp_path / "pool" / "pool.parquet").to_pylist()
+    counts = {k: sum(r["label"] == k for r in rows) for k in NOISE_KINDS}
+    assert counts == {"clean": 40, "mismatched": 10, "near_duplicate": 10, "blank": 10, "tiny": 10,
+                      "non_english": 10, "boilerplate": 10}
+    for r in rows:
+        image = Image.open(tmp_path / "pool" / r["path"])
+        if r["label"] == "tiny":
+            assert image.size == (8, 8)
+        if r["label"] == "blank":
+            assert len(set(image.getdata())) == 1
+        if r["label"] == "near_duplicate":
+            original = next(o for o in rows if o["path"] == r["duplicate_of"])
+            assert original["label"] == "clean"

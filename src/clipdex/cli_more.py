@@ -14,10 +14,11 @@ from clipdex.cli import JsonOpt, _emit, _progress_printer, app
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Folder to write (must be new or empty)")],
-    kind: Annotated[str, typer.Option(help="scenes")] = "scenes",
+    kind: Annotated[str, typer.Option(help="scenes, composed (CIRR triplets) or noisy-pool")] = "scenes",
     n: Annotated[int, typer.Option(min=1, help="Number of images")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
-    fmt: Annotated[str, typer.Option("--format", help="folder, parquet, webdataset or karpathy")] = "folder",
+    fmt: Annotated[str, typer.Option("--format", help="scenes: folder, parquet, webdataset, karpathy; "
+                                     "composed: cirr; noisy-pool: parquet")] = "folder",
     size: Annotated[int, typer.Option(help="Image size in pixels")] = 64,
     words: Annotated[float, typer.Option(help="Share of scenes with a rendered word on a sign")] = 0.0,
     as_json: JsonOpt = False,
@@ -25,10 +26,21 @@ def synth(
     """Write a synthetic image-caption dataset (deterministic from --seed)."""
     from clipdex.errors import ClipdexError
     from clipdex.synth import WorldConfig, write_scenes
+    from clipdex.synth.companions import write_composed, write_noisy_pool
 
-    if kind != "scenes":
-        raise ClipdexError(f"unknown --kind {kind!r}. Available: scenes")
-    report = write_scenes(out, n, seed, fmt, size, world=WorldConfig(p_word=words), progress=_progress_printer("synth"))
+    if kind == "scenes":
+        report = write_scenes(out, n, seed, fmt, size, world=WorldConfig(p_word=words),
+                              progress=_progress_printer("synth"))
+    elif kind == "composed":
+        if fmt not in ("cirr", "folder"):
+            raise ClipdexError("--kind composed writes --format cirr")
+        report = write_composed(out, n, seed, size)
+    elif kind == "noisy-pool":
+        if fmt not in ("parquet", "folder"):
+            raise ClipdexError("--kind noisy-pool writes --format parquet")
+        report = write_noisy_pool(out, n, seed, size)
+    else:
+        raise ClipdexError(f"unknown --kind {kind!r}. Available: scenes, composed, noisy-pool")
     _emit(asdict(report), as_json, f"wrote {report.images} images, {report.captions} captions to {report.out}")
 
 

@@ -13,12 +13,14 @@ import random
 from dataclasses import dataclass, replace
 
 __all__ = [
+    "CELLS",
     "COLORS",
     "SHAPES",
     "SIZES",
     "Obj",
     "Scene",
     "WorldConfig",
+    "article",
     "captions_for",
     "describe_pair",
     "hard_negatives",
