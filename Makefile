@@ -4,21 +4,25 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean chromium serve-demo
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# Runtime only: numpy, Pillow, onnxruntime, tokenizers, faiss-cpu, pyarrow (no torch).
+# Runtime + serve: numpy, Pillow, onnxruntime, tokenizers, faiss-cpu, pyarrow, FastAPI (no torch).
 $(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[serve]'
 	touch $@
 
-# Dev extras: torch 2.13.0 (CPU wheel), transformers, pytest, ruff, mypy.
+# Dev extras: torch 2.13.0 (CPU wheel), transformers, pytest, ruff, mypy, playwright (driver only).
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.runtime
+
+# Debian's Chromium for the browser tests (never a browser download by a test tool).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 demo: $(VENV)/.runtime
 	@test -d $(DEMO)/data || $(BIN)/clipdex synth --out $(DEMO)/data --n 600 --seed 7 --format folder
@@ -33,13 +37,16 @@ demo: $(VENV)/.runtime
 	@echo "--- image -> text (nearest stored captions)"
 	$(BIN)/clipdex search $(DEMO)/collection --image $(DEMO)/data/images/000003.png --captions -k 5
 
+serve-demo: demo
+	$(BIN)/clipdex serve $(DEMO)/collection
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
-test: $(VENV)/.dev lint typecheck
+test: $(VENV)/.dev chromium lint typecheck
 	$(BIN)/pytest -q
 
 unit: $(VENV)/.dev

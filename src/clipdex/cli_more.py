@@ -57,6 +57,8 @@ def train_cmd(
     lr: float = 2e-3,
     warmup: int = 100,
     hard_negatives: Annotated[int, typer.Option(min=0, help="Wrong captions per sample (NegCLIP)")] = 3,
+    binding_weight: Annotated[float, typer.Option(help="Weight of the per-sample hard-negative loss")] = 1.0,
+    p_relation: Annotated[float, typer.Option(help="Synthetic data: share of two-object relation captions")] = 0.5,
     seed: int = 0,
     val_every: Annotated[int, typer.Option(help="Validate every N steps (0: never)")] = 200,
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 100,
@@ -82,6 +84,8 @@ def train_cmd(
         lr=lr,
         warmup=warmup,
         hard_negatives=hard_negatives,
+        binding_weight=binding_weight,
+        p_relation=p_relation,
         seed=seed,
         val_every=val_every,
         checkpoint_every=checkpoint_every,
@@ -112,3 +116,28 @@ def export(
 
     folder = export_trained(run, out, force=force)
     _emit({"out": str(folder), "spec": f"onnx:{folder}"}, as_json, f"exported to {folder} (spec onnx:{folder})")
+
+
+@app.command()
+def serve(
+    collections: Annotated[list[str], typer.Argument(help="Collection folders, or a JSON file naming them")],
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    api_key: Annotated[str | None, typer.Option(envvar="CLIPDEX_API_KEY", help="Require X-API-Key on /api")] = None,
+    cors: Annotated[list[str] | None, typer.Option(help="Allowed CORS origin (repeatable); off by default")] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest query image upload")] = 10.0,
+    timeout: Annotated[float, typer.Option(help="Seconds before a search answers 504")] = 30.0,
+) -> None:
+    """Serve collections over HTTP with a search page (OpenAPI at /docs)."""
+    try:
+        import uvicorn
+
+        from clipdex.serve import ServeConfig, create_app, resolve_collections
+    except ImportError as e:
+        from clipdex.errors import MissingExtraError
+
+        raise MissingExtraError(f"serve needs {e.name}; install it with `pip install 'clipdex[serve]'`") from e
+    config = ServeConfig(collections=resolve_collections(collections), api_key=api_key, cors_origins=tuple(cors or ()),
+                         max_upload_bytes=int(max_upload_mb * 1024 * 1024), request_timeout_s=timeout)
+    typer.echo(f"serving {', '.join(config.collections)} on http://{host}:{port}  (API docs: /docs)", err=True)
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from clipdex.errors import BadQueryError
 
-__all__ = ["Hit", "Query", "Target"]
+__all__ = ["Hit", "Query", "SearchPage", "Target"]
 
 ImageQuery = str | os.PathLike[str] | bytes | Image.Image
 
@@ -30,7 +31,11 @@ class Query:
     Attributes:
         text: a text query (text -> image or text -> caption).
         image: a query image: path, bytes or PIL image (image -> image / text).
+        vector: a query embedding ``(dim,)`` (normalised here).
+        item_id: "more like this": the stored image vector of an item (the
+            item itself is left out of the results).
         k: how many results.
+        offset: skip this many results first (pagination).
         where: metadata filter, every ``key == value`` must hold.
         min_score: drop results scoring below this cosine similarity.
         target: rank images or captions.
@@ -38,21 +43,27 @@ class Query:
 
     text: str | None = None
     image: ImageQuery | None = None
+    vector: np.ndarray | None = None
+    item_id: int | None = None
     k: int = 10
+    offset: int = 0
     where: dict[str, str] = field(default_factory=dict)
     min_score: float | None = None
     target: Target = Target.IMAGES
 
     def validate(self) -> None:
         """Raise :class:`BadQueryError` with the reason when the query cannot run."""
-        if self.text is None and self.image is None:
+        given = [name for name in ("text", "image", "vector", "item_id") if getattr(self, name) is not None]
+        if not given:
             raise BadQueryError("empty query: give a text or an image")
-        if self.text is not None and self.image is not None:
-            raise BadQueryError("give a text or an image, not both")
+        if len(given) > 1:
+            raise BadQueryError(f"give one of text, image, vector or item_id, not {' and '.join(given)}")
         if self.text is not None and not self.text.strip():
             raise BadQueryError("empty query: the text is blank")
         if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k <= 0:
             raise BadQueryError(f"k must be a positive integer, got {self.k!r}")
+        if not isinstance(self.offset, int) or self.offset < 0:
+            raise BadQueryError(f"offset must be an integer >= 0, got {self.offset!r}")
         if self.min_score is not None and not -1.0 <= self.min_score <= 1.0:
             raise BadQueryError(f"min_score is a cosine similarity in [-1, 1], got {self.min_score}")
         if self.target not in tuple(Target):
@@ -73,3 +84,13 @@ class Hit:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "score": round(float(self.score), 6), "path": self.path,
                 "caption": self.caption, "metadata": self.metadata}
+
+
+@dataclass
+class SearchPage:
+    """Hits plus what they cost: per-stage milliseconds and how many vectors were considered."""
+
+    hits: list[Hit]
+    took_ms: float
+    stages_ms: dict[str, float]
+    total_considered: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -9,7 +10,7 @@ from PIL import Image
 
 from clipdex.errors import BadQueryError, DecodeError
 from clipdex.media.decode import decode_image
-from clipdex.search.query import Hit, Query, Target
+from clipdex.search.query import Hit, Query, SearchPage, Target
 from clipdex.search.topk import exact_topk, merge_topk
 
 if TYPE_CHECKING:
@@ -17,16 +18,30 @@ if TYPE_CHECKING:
     from clipdex.store.collection import Collection
     from clipdex.store.vectors import VectorView
 
-__all__ = ["embed_query", "search"]
+__all__ = ["embed_query", "search", "search_page"]
 
 
-def embed_query(query: Query, encoder: Encoder) -> np.ndarray:
+def embed_query(query: Query, encoder: Encoder, collection: Collection | None = None) -> np.ndarray:
     """The query's unit vector ``(dim,)``.
 
     Raises:
-        BadQueryError: the query is invalid or its image cannot be decoded.
+        BadQueryError: the query is invalid, its image cannot be decoded, its
+            vector has the wrong shape, or its item has no stored vector.
     """
     query.validate()
+    if query.vector is not None:
+        vec = np.asarray(query.vector, dtype=np.float32).reshape(-1)
+        if vec.shape != (encoder.dim,) or not np.isfinite(vec).all() or not np.any(vec):
+            raise BadQueryError(f"the query vector must be {encoder.dim} finite numbers, not all zero")
+        return vec / np.linalg.norm(vec)
+    if query.item_id is not None:
+        if collection is None:
+            raise BadQueryError("an item_id query needs a collection")
+        view = collection.vectors("image")
+        rows = np.flatnonzero(view.item_ids == int(query.item_id))
+        if len(rows) == 0:
+            raise BadQueryError(f"no image vector for item {query.item_id}")
+        return view.matrix[rows[0]].copy()
     if query.text is not None:
         return encoder.encode_texts([query.text.strip()])[0]
     image = query.image
@@ -39,6 +54,11 @@ def embed_query(query: Query, encoder: Encoder) -> np.ndarray:
 
 
 def search(collection: Collection, query: Query, encoder: Encoder) -> list[Hit]:
+    """Run one query against a collection; see :func:`search_page`."""
+    return search_page(collection, query, encoder).hits
+
+
+def search_page(collection: Collection, query: Query, encoder: Encoder) -> SearchPage:
     """Run one query against a collection.
 
     Args:
@@ -47,29 +67,42 @@ def search(collection: Collection, query: Query, encoder: Encoder) -> list[Hit]:
         encoder: must be the collection's encoder.
 
     Returns:
-        Up to ``query.k`` hits, best first.
+        Up to ``query.k`` hits after ``query.offset``, best first, with timings.
 
     Raises:
         BadQueryError: the query is invalid.
         CollectionError: the encoder does not match the collection.
     """
     collection.check_encoder(encoder.spec)
-    vector = embed_query(query, encoder)
+    t0 = time.perf_counter()
+    vector = embed_query(query, encoder, collection)
+    t1 = time.perf_counter()
     kind = "caption" if query.target == Target.CAPTIONS else "image"
     view = collection.vectors(kind)
+    want = query.k + query.offset + (1 if query.item_id is not None else 0)
     if query.where:
         allowed = collection.filter_item_ids(query.where)
         rows = np.flatnonzero(np.isin(view.item_ids, allowed))
-        scores, local = exact_topk(view.matrix[rows], vector, query.k)
-        picked = rows[local]
+        scores, local = exact_topk(view.matrix[rows], vector, want)
+        picked, considered = rows[local], len(rows)
     elif kind == "image" and collection.ann() is not None:
-        scores, picked = _ann_with_delta(collection, view, vector, query.k)
+        scores, picked = _ann_with_delta(collection, view, vector, want)
+        considered = len(view)
     else:
-        scores, picked = exact_topk(view.matrix, vector, query.k)
+        scores, picked = exact_topk(view.matrix, vector, want)
+        considered = len(view)
+    if query.item_id is not None:
+        keep = view.item_ids[picked] != int(query.item_id)
+        scores, picked = scores[keep], picked[keep]
     if query.min_score is not None:
         keep = scores >= query.min_score
         scores, picked = scores[keep], picked[keep]
-    return _hits(collection, view, scores, picked, kind)
+    window = slice(query.offset, query.offset + query.k)
+    t2 = time.perf_counter()
+    hits = _hits(collection, view, scores[window], picked[window], kind)
+    t3 = time.perf_counter()
+    stages = {"encode": 1000 * (t1 - t0), "search": 1000 * (t2 - t1), "fetch": 1000 * (t3 - t2)}
+    return SearchPage(hits, 1000 * (t3 - t0), stages, considered)
 
 
 def _ann_with_delta(collection: Collection, view: VectorView, vector: np.ndarray,

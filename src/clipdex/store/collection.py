@@ -12,6 +12,7 @@ Layout::
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
 import sqlite3
@@ -89,7 +90,8 @@ class Collection:
         self.encoder_spec: str = manifest["encoder"]
         self.dim: int = int(manifest["dim"])
         self.vector_dtype: str = manifest.get("vector_dtype", "float16")
-        self._conn: sqlite3.Connection | None = None
+        self._local = threading.local()  # one SQLite connection per thread (WAL: readers never block)
+        self._all_conns: list[sqlite3.Connection] = []
         self._views: dict[str, tuple[int, VectorView]] = {}
         self._ann: tuple[int, ann_mod.AnnIndex | None] | None = None
         self._encoder: Encoder | None = None
@@ -154,14 +156,21 @@ class Collection:
 
     @property
     def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = connect(self.path / "items.sqlite")
-        return self._conn
+        """This thread's connection to ``items.sqlite``."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path / "items.sqlite")
+            self._local.conn = conn
+            with self._lock:
+                self._all_conns.append(conn)
+        return conn
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._lock:
+            for conn in self._all_conns:
+                conn.close()
+            self._all_conns.clear()
+        self._local = threading.local()
         self._views.clear()
         self._ann = None
 
@@ -305,6 +314,29 @@ class Collection:
         if row is None:
             raise CollectionError(f"no item with id {item_id} in {self.path}")
         return bytes(row[0])
+
+    def thumbnail(self, item_id: int, size: int = 256) -> bytes:
+        """A cached JPEG thumbnail of an item's image (``thumbs/SIZE/ID-FINGERPRINT.jpg``).
+
+        Raises:
+            CollectionError: no such item.
+            DecodeError: its image can no longer be decoded.
+        """
+        from clipdex.media.thumbnails import thumbnail_jpeg
+
+        row = self.conn.execute("SELECT path_bytes, fingerprint FROM items WHERE id = ?", (int(item_id),)).fetchone()
+        if row is None:
+            raise CollectionError(f"no item with id {item_id} in {self.path}")
+        tag = hashlib.sha1(row["fingerprint"].encode()).hexdigest()[:10]
+        cached = self.path / "thumbs" / str(size) / f"{int(item_id)}-{tag}.jpg"
+        if cached.exists():
+            return cached.read_bytes()
+        data = thumbnail_jpeg(bytes(row["path_bytes"]), size)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, cached)
+        return data
 
     def caption_texts(self, caption_ids: Iterable[int]) -> dict[int, str]:
         ids = [int(i) for i in caption_ids]

@@ -267,15 +267,17 @@ def has_object(scene: Scene, shape: str, color: str) -> bool:
     return any(o.shape == shape and o.color == color for o in scene.objects)
 
 
-def training_caption(scene: Scene, rng: random.Random, n_negatives: int = 3) -> tuple[str, list[str]]:
+def training_caption(scene: Scene, rng: random.Random, n_negatives: int = 3,
+                     p_relation: float = 0.5) -> tuple[str, list[str]]:
     """A true caption and hard negatives that are false of the scene.
 
-    Half the time (when the scene has two or more objects) the caption is a
-    relation between two objects, whose negatives swap colours, flip the
-    relation or swap shapes; otherwise a paraphrase with attribute negatives.
+    With probability ``p_relation`` (when the scene has two or more objects)
+    the caption is a relation between two objects, whose negatives swap
+    colours, flip the relation or swap shapes; otherwise a paraphrase with
+    attribute negatives.
     """
     pair: tuple[Obj, Obj] | None = None
-    if len(scene.objects) >= 2 and rng.random() < 0.5:
+    if len(scene.objects) >= 2 and rng.random() < p_relation:
         a, b = rng.sample(list(scene.objects), 2)
         pair = (a, b)
         positive = describe_pair(a, b)

@@ -39,9 +39,9 @@ class SynthData:
     """Endless fresh scenes; the batch for step ``s`` depends only on (seed, s), so resume is exact."""
 
     def __init__(self, seed: int, batch_size: int, model: ModelConfig, n_negatives: int = 3,
-                 world: WorldConfig = WorldConfig()) -> None:
+                 world: WorldConfig = WorldConfig(), p_relation: float = 0.5) -> None:
         self.seed, self.batch_size, self.model = seed, batch_size, model
-        self.n_negatives, self.world = n_negatives, world
+        self.n_negatives, self.world, self.p_relation = n_negatives, world, p_relation
 
     def batch(self, step: int) -> Batch:
         rng = random.Random(self.seed * 1_000_003 + step)
@@ -50,7 +50,7 @@ class SynthData:
             scene = sample_scene(rng, self.world, seed=rng.randrange(1 << 30))
             image = render_scene(scene, self.model.image_size)
             pixels.append(preprocess_image(image, self.model))
-            positive, negs = training_caption(scene, rng, max(self.n_negatives, 1))
+            positive, negs = training_caption(scene, rng, max(self.n_negatives, 1), self.p_relation)
             captions.append(positive)
             negatives.append(negs[: self.n_negatives])
         return Batch(np.stack(pixels), captions, negatives)

@@ -22,7 +22,7 @@ from clipdex.errors import ClipdexError
 from clipdex.train.adapters import Adapter, make_adapter
 from clipdex.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from clipdex.train.data import SourceData, SynthData, prefetch
-from clipdex.train.losses import clip_loss, siglip_loss
+from clipdex.train.losses import binding_loss, clip_loss, siglip_loss
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
@@ -43,6 +43,8 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup: int = 100
     hard_negatives: int = 3
+    binding_weight: float = 1.0
+    p_relation: float = 0.5
     seed: int = 0
     val_every: int = 200
     val_size: int = 500
@@ -148,7 +150,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_log: LogFn | None = None) -
 
 def _data(cfg: TrainConfig, adapter: Adapter) -> SynthData | SourceData:
     if cfg.data == "synth":
-        return SynthData(cfg.seed, cfg.batch_size, adapter.runtime, cfg.hard_negatives)
+        return SynthData(cfg.seed, cfg.batch_size, adapter.runtime, cfg.hard_negatives, p_relation=cfg.p_relation)
     from clipdex.media.sources import SourceOptions
 
     options = SourceOptions(image_col=cfg.image_col, caption_col=cfg.caption_col)
@@ -167,8 +169,12 @@ def _loss(adapter: Adapter, batch: Any, cfg: TrainConfig) -> torch.Tensor:
     text, hard = text_all[: len(batch.captions)], text_all[len(batch.captions):]
     hard_t = hard if len(hard) else None
     if cfg.loss == "siglip":
-        return siglip_loss(image, text, adapter.logit_scale, adapter.logit_bias, hard_t)
-    return clip_loss(image, text, adapter.logit_scale, hard_t)
+        loss = siglip_loss(image, text, adapter.logit_scale, adapter.logit_bias, hard_t)
+    else:
+        loss = clip_loss(image, text, adapter.logit_scale, hard_t)
+    if hard_t is not None and cfg.binding_weight > 0:
+        loss = loss + cfg.binding_weight * binding_loss(image, text, hard_t, adapter.logit_scale)
+    return loss
 
 
 @torch.no_grad()

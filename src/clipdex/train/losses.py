@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["clip_loss", "siglip_loss"]
+__all__ = ["binding_loss", "clip_loss", "siglip_loss"]
 
 
 def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
@@ -41,3 +41,20 @@ def siglip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tens
         neg_logits = scale * (neg @ image[:, :, None]).squeeze(-1) + logit_bias
         loss = loss - F.logsigmoid(-neg_logits).sum() / len(image)
     return loss
+
+
+def binding_loss(image: torch.Tensor, text: torch.Tensor, hard_negatives: torch.Tensor,
+                 logit_scale: torch.Tensor) -> torch.Tensor:
+    """Each image against its own caption and its own hard negatives only.
+
+    In the batch-wide softmax a sample's few twins are drowned by hundreds of
+    easy captions; this term puts the whole gradient on "which of these
+    near-identical captions is mine", which is what teaches attribute binding.
+    """
+    b = len(image)
+    per = len(hard_negatives) // b
+    scale = logit_scale.exp().clamp(max=100.0)
+    own = (image * text).sum(-1, keepdim=True)
+    twins = torch.einsum("bd,bkd->bk", image, hard_negatives.reshape(b, per, -1))
+    logits = scale * torch.cat([own, twins], dim=1)
+    return F.cross_entropy(logits, torch.zeros(b, dtype=torch.long, device=image.device))

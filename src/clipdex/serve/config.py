@@ -1,0 +1,69 @@
+"""Server configuration: which collections, and the limits of the HTTP edge."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clipdex.errors import ClipdexError
+
+__all__ = ["ServeConfig", "resolve_collections"]
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything the app needs; passed down, never global.
+
+    Attributes:
+        collections: public name -> collection folder, in display order.
+        api_key: when set, every ``/api`` call needs header ``X-API-Key``.
+        cors_origins: origins allowed by CORS (none by default).
+        max_upload_bytes: largest accepted query image / request body.
+        request_timeout_s: a search that takes longer answers 504.
+        thumbnail_sizes: sizes a client may ask for (others are clamped).
+    """
+
+    collections: dict[str, Path] = field(default_factory=dict)
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    max_upload_bytes: int = 10 * 1024 * 1024
+    request_timeout_s: float = 30.0
+    thumbnail_sizes: tuple[int, ...] = (128, 256, 512)
+
+
+def resolve_collections(args: list[str]) -> dict[str, Path]:
+    """Collection folders, or a JSON file ``{"name": "path", ...}``, to a name -> path map.
+
+    Names default to the folder name; clashes get a numeric suffix.
+
+    Raises:
+        ClipdexError: a path is neither a collection nor a JSON file naming collections.
+    """
+    named: dict[str, Path] = {}
+    for arg in args:
+        path = Path(arg).expanduser()
+        if path.suffix == ".json" and path.is_file():
+            try:
+                mapping = json.loads(path.read_text())
+            except ValueError as e:
+                raise ClipdexError(f"{path}: not valid JSON ({e})") from e
+            if not isinstance(mapping, dict):
+                raise ClipdexError(f"{path}: expected an object of name -> collection path")
+            for name, target in mapping.items():
+                named[_unique(str(name), named)] = (path.parent / os.path.expanduser(str(target))).resolve()
+            continue
+        if not (path / "collection.json").exists():
+            raise ClipdexError(f"no collection at {path}; create one with `clipdex index SOURCE --collection {path}`")
+        named[_unique(path.resolve().name.removesuffix(".clipdex") or "collection", named)] = path.resolve()
+    if not named:
+        raise ClipdexError("give at least one collection to serve")
+    return named
+
+
+def _unique(name: str, taken: dict[str, Path]) -> str:
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}-{n}", n + 1
+    return candidate

@@ -1,0 +1,211 @@
+"""HTTP routes: each a thin wrapper over library calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from clipdex.errors import BadQueryError, CollectionError, DecodeError
+from clipdex.search.query import Query as SearchQuery
+from clipdex.search.query import Target
+from clipdex.serve.schemas import CollectionOut, ErrorOut, ItemOut, SearchIn, SearchOut
+from clipdex.serve.state import ServerState
+
+__all__ = ["HTTPError", "api"]
+
+
+class HTTPError(Exception):
+    """An error answered as ``{"error": code, "detail": ...}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+def get_state(request: Request) -> ServerState:
+    return request.app.state.clipdex  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 404, 413, 422, 504)}
+api = APIRouter(prefix="/api", responses=ERRORS)
+
+
+@api.get("/collections", response_model=list[CollectionOut])
+def list_collections(state: StateDep) -> list[CollectionOut]:
+    """Names, model spec and counts of the served collections."""
+    out = []
+    for name in state.names():
+        info = state.collection(name).info(max_errors=0)
+        out.append(CollectionOut(name=name, model=info.encoder, dim=info.dim, items=info.ok, errors=info.errors,
+                                 captions=info.captions, index=info.index))
+    return out
+
+
+_SEARCH_BODY = {"requestBody": {"content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/SearchIn"}},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+        "image": {"type": "string", "format": "binary"}, "collection": {"type": "string"},
+        "k": {"type": "integer", "minimum": 1, "maximum": 1000}, "offset": {"type": "integer", "minimum": 0},
+        "min_score": {"type": "number"}, "target": {"type": "string", "enum": ["images", "captions"]}}}},
+}, "required": True}}
+
+
+@api.post("/search", response_model=SearchOut, openapi_extra=_SEARCH_BODY)
+async def post_search(request: Request, state: StateDep) -> dict[str, Any]:
+    """Search by JSON (`text`, `image_id` or `embedding`) or by a multipart image upload."""
+    cap = state.config.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise HTTPError(413, "too_large", f"request body over the {cap:,} byte limit")
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        body, image = await _multipart(request, cap)
+    else:
+        body, image = _json_body(await request.body(), cap), None
+    try:
+        parsed = SearchIn.model_validate(body)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise HTTPError(422, "invalid_request", f"{where}: {first['msg']}") from None
+    return await _run_search(request, state, parsed, image)
+
+
+@api.get("/search", response_model=SearchOut)
+async def get_search(request: Request, state: StateDep, q: Annotated[str, Query(min_length=1, max_length=2000)],
+                     collection: str | None = None, k: Annotated[int, Query(ge=1, le=1000)] = 20,
+                     offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> dict[str, Any]:
+    """Quick text search: `/api/search?q=a+red+car&k=10`."""
+    parsed = SearchIn.model_validate({"collection": collection, "text": q, "k": k, "offset": offset})
+    return await _run_search(request, state, parsed, None)
+
+
+async def _multipart(request: Request, cap: int) -> tuple[dict[str, Any], bytes]:
+    try:
+        form = await request.form(max_files=1, max_fields=20, max_part_size=cap)
+    except Exception as e:  # starlette raises its own parse errors
+        raise HTTPError(400, "bad_multipart", f"cannot parse the upload: {e}") from None
+    upload = form.get("image")
+    if upload is None or isinstance(upload, str):
+        raise HTTPError(422, "invalid_request", "multipart search needs a file field named 'image'")
+    data = await upload.read(cap + 1)
+    if len(data) > cap:
+        raise HTTPError(413, "too_large", f"image over the {cap:,} byte limit")
+    fields: dict[str, Any] = {k: v for k, v in form.items() if k != "image" and isinstance(v, str)}
+    for key in ("k", "offset"):
+        if key in fields:
+            fields[key] = _number(fields[key], int, key)
+    if "min_score" in fields:
+        fields["min_score"] = _number(fields["min_score"], float, "min_score")
+    return fields, data
+
+
+def _number(value: str, kind: type, name: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise HTTPError(422, "invalid_request", f"{name} must be a number, got {value!r}") from None
+
+
+def _json_body(raw: bytes, cap: int) -> dict[str, Any]:
+    if len(raw) > cap:
+        raise HTTPError(413, "too_large", f"request body over the {cap:,} byte limit")
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise HTTPError(400, "malformed_json", f"the body is not valid JSON ({e})") from None
+    if not isinstance(body, dict):
+        raise HTTPError(400, "malformed_json", "the body must be a JSON object")
+    return body
+
+
+async def _run_search(request: Request, state: StateDep, req: SearchIn, image: bytes | None) -> dict[str, Any]:
+    state.collection(req.collection)  # an unknown name answers 404 before any work
+    name = req.collection or state.names()[0]
+    query = SearchQuery(text=req.text, image=image, item_id=req.image_id,
+                        vector=None if req.embedding is None else _vector(req.embedding), k=req.k,
+                        offset=req.offset, where={k: str(v) for k, v in req.where.items()},
+                        min_score=req.min_score, target=Target(req.target))
+    try:
+        page = await asyncio.wait_for(run_in_threadpool(state.search, name, query), state.config.request_timeout_s)
+    except TimeoutError:
+        raise HTTPError(504, "timeout", f"the search took longer than {state.config.request_timeout_s}s") from None
+    fields = req.return_fields
+    hits = []
+    for hit in page.hits:
+        full = {**hit.to_dict(), "thumbnail_url": _thumb_url(request, name, hit.id)}
+        hits.append({k: v for k, v in full.items() if fields is None or k in fields or k == "id"})
+    return {"hits": hits, "took_ms": round(page.took_ms, 3), "total_considered": page.total_considered,
+            "stages_ms": {k: round(v, 3) for k, v in page.stages_ms.items()}}
+
+
+def _vector(values: list[float]) -> Any:
+    import numpy as np
+
+    return np.asarray(values, dtype=np.float32)
+
+
+def _thumb_url(request: Request, collection: str, item_id: int, size: int = 256) -> str:
+    return f"/api/items/{item_id}/thumbnail?collection={collection}&size={size}"
+
+
+@api.get("/items/{item_id}", response_model=ItemOut)
+def get_item(item_id: int, state: StateDep, request: Request, collection: str | None = None) -> ItemOut:
+    """One item's path, captions and metadata."""
+    coll = state.collection(collection)
+    name = collection or state.names()[0]
+    record = coll.item(item_id)
+    return ItemOut(id=record.id, path=record.path, status=record.status, captions=record.captions,
+                   metadata=record.metadata, image_url=f"/api/items/{item_id}/image?collection={name}",
+                   thumbnail_url=_thumb_url(request, name, item_id))
+
+
+_CACHE = {"Cache-Control": "private, max-age=86400"}
+_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
+          ".gif": "image/gif", ".tif": "image/tiff", ".tiff": "image/tiff", ".bmp": "image/bmp"}
+
+
+@api.get("/items/{item_id}/image", response_class=Response,
+         responses={200: {"content": {"image/*": {}}}})
+def get_image(item_id: int, state: StateDep, collection: str | None = None) -> Response:
+    """The item's original file (only files of the collection are ever served)."""
+    import os
+
+    path = os.fsdecode(state.collection(collection).item_path_bytes(item_id))
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        raise HTTPError(404, "file_gone", "the item's file is no longer readable") from None
+    media = _TYPES.get(os.path.splitext(path)[1].lower(), "application/octet-stream")
+    return Response(data, media_type=media, headers=_CACHE)
+
+
+@api.get("/items/{item_id}/thumbnail", response_class=Response,
+         responses={200: {"content": {"image/jpeg": {}}}})
+def get_thumbnail(item_id: int, state: StateDep, collection: str | None = None,
+                  size: Annotated[int, Query(ge=16, le=1024)] = 256) -> Response:
+    """A cached JPEG thumbnail (size clamped to the configured sizes)."""
+    sizes = state.config.thumbnail_sizes
+    size = min(sizes, key=lambda s: (s < size, abs(s - size)))
+    try:
+        data = state.collection(collection).thumbnail(item_id, size)
+    except DecodeError as e:
+        raise HTTPError(404, "no_image", f"the item's image cannot be decoded: {e}") from None
+    return Response(data, media_type="image/jpeg", headers=_CACHE)
+
+
+def error_status(exc: Exception) -> tuple[int, str]:
+    """The status and code a library error maps to."""
+    if isinstance(exc, BadQueryError):
+        return 400, "bad_query"
+    if isinstance(exc, CollectionError):
+        text = str(exc)
+        return (404, "not_found") if text.startswith(("unknown collection", "no item")) else (400, "collection")
+    return 400, "bad_request"

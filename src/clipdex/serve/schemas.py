@@ -1,0 +1,66 @@
+"""Pydantic models: only at the HTTP edge."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="A short machine-readable code")
+    detail: str = Field(description="What went wrong and what to do")
+
+
+class CollectionOut(BaseModel):
+    name: str
+    model: str
+    dim: int
+    items: int
+    errors: int
+    captions: int
+    index: str
+
+
+class SearchIn(BaseModel):
+    """Exactly one of text, image_id or embedding."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    collection: str | None = Field(None, description="Collection name (default: the first served)")
+    text: str | None = Field(None, description="Text query", max_length=2000)
+    image_id: int | None = Field(None, description="'More like this': an item id of the collection")
+    embedding: list[float] | None = Field(None, description="A query vector of the collection's dimension")
+    k: int = Field(20, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=100_000)
+    min_score: float | None = Field(None, ge=-1.0, le=1.0)
+    where: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Metadata equality filter")
+    target: Literal["images", "captions"] = "images"
+    return_fields: list[Literal["id", "score", "path", "caption", "metadata", "thumbnail_url"]] | None = Field(
+        None, alias="return", description="Fields to return per hit (default: all)")
+
+
+class HitOut(BaseModel):
+    id: int
+    score: float | None = None
+    path: str | None = None
+    caption: str | None = None
+    metadata: dict[str, Any] | None = None
+    thumbnail_url: str | None = None
+
+
+class SearchOut(BaseModel):
+    hits: list[dict[str, Any]]
+    took_ms: float
+    total_considered: int
+    stages_ms: dict[str, float]
+
+
+class ItemOut(BaseModel):
+    id: int
+    path: str
+    status: str
+    captions: list[str]
+    metadata: dict[str, Any]
+    image_url: str
+    thumbnail_url: str

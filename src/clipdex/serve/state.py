@@ -1,0 +1,96 @@
+"""What the running server holds: open collections, shared encoders, metrics."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict, deque
+from typing import Any
+
+import numpy as np
+
+from clipdex.encoders.base import Encoder
+from clipdex.encoders.registry import load_encoder
+from clipdex.errors import CollectionError
+from clipdex.search.query import Query, SearchPage
+from clipdex.search.searcher import search_page
+from clipdex.serve.config import ServeConfig
+from clipdex.store.collection import Collection
+
+__all__ = ["Metrics", "ServerState"]
+
+
+class Metrics:
+    """Request counts and per-stage latency over the last ``window`` requests (bounded memory)."""
+
+    def __init__(self, window: int = 10_000) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[str, int] = defaultdict(int)
+        self.statuses: dict[str, int] = defaultdict(int)
+        self._latency: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
+
+    def count(self, route: str, status: int) -> None:
+        with self._lock:
+            self.requests[route] += 1
+            self.statuses[f"{status // 100}xx"] += 1
+
+    def observe(self, stage: str, ms: float) -> None:
+        with self._lock:
+            self._latency[stage].append(ms)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            latency = {}
+            for stage, values in self._latency.items():
+                arr = np.asarray(values)
+                latency[stage] = {"count": len(arr), "mean": round(float(arr.mean()), 3),
+                                  "p50": round(float(np.percentile(arr, 50)), 3),
+                                  "p99": round(float(np.percentile(arr, 99)), 3)} if len(arr) else {"count": 0}
+            return {"requests": dict(self.requests), "statuses": dict(self.statuses), "latency_ms": latency}
+
+
+class ServerState:
+    """Collections opened once, one encoder per model spec, shared by all requests."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self._lock = threading.Lock()
+        self._collections: dict[str, Collection] = {}
+        self._encoders: dict[str, Encoder] = {}
+        for name, path in config.collections.items():
+            self._collections[name] = Collection.open(path)
+
+    def names(self) -> list[str]:
+        return list(self._collections)
+
+    def collection(self, name: str | None) -> Collection:
+        """A served collection by name (the first one when ``name`` is None).
+
+        Raises:
+            CollectionError: unknown name.
+        """
+        if name is None:
+            return next(iter(self._collections.values()))
+        try:
+            return self._collections[name]
+        except KeyError:
+            raise CollectionError(f"unknown collection {name!r}. Available: {', '.join(self._collections)}") from None
+
+    def encoder(self, coll: Collection) -> Encoder:
+        with self._lock:
+            enc = self._encoders.get(coll.encoder_spec)
+            if enc is None:
+                enc = self._encoders[coll.encoder_spec] = load_encoder(coll.encoder_spec)
+            return enc
+
+    def search(self, name: str | None, query: Query) -> SearchPage:
+        coll = self.collection(name)
+        page = search_page(coll, query, self.encoder(coll))
+        for stage, ms in page.stages_ms.items():
+            self.metrics.observe(stage, ms)
+        self.metrics.observe("total", page.took_ms)
+        return page
+
+    def close(self) -> None:
+        for coll in self._collections.values():
+            coll.close()
