@@ -37,8 +37,8 @@ def get_json(url: str) -> object:
 @pytest.fixture()
 def server(tmp_path: Path, tiny_spec: str, scenes_folder: Path) -> Iterator[tuple[str, Path]]:
     coll = tmp_path / "shapes"
-    subprocess.run([sys.executable, "-m", "clipdex", "index", str(scenes_folder), "-c", str(coll), "--model", tiny_spec],
-                   check=True, capture_output=True, timeout=300)
+    index = [sys.executable, "-m", "clipdex", "index", str(scenes_folder), "-c", str(coll), "--model", tiny_spec]
+    subprocess.run(index, check=True, capture_output=True, timeout=300)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "clipdex", "serve", str(coll), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
