@@ -67,8 +67,10 @@ class ImageTower(nn.Module):
         super().__init__()
         n_patches = (cfg.image_size // cfg.patch_size) ** 2
         self.patch = nn.Conv2d(3, cfg.vision_width, cfg.patch_size, cfg.patch_size)
-        self.cls = nn.Parameter(torch.zeros(1, 1, cfg.vision_width))
-        self.pos = nn.Parameter(torch.randn(1, n_patches + 1, cfg.vision_width) * 0.02)
+        # CLIP's init: positions at width^-0.5, so where a patch is matters from the first step
+        scale = cfg.vision_width**-0.5
+        self.cls = nn.Parameter(torch.randn(1, 1, cfg.vision_width) * scale)
+        self.pos = nn.Parameter(torch.randn(1, n_patches + 1, cfg.vision_width) * scale)
         self.blocks = nn.ModuleList(Block(cfg.vision_width, cfg.heads) for _ in range(cfg.vision_layers))
         self.ln = nn.LayerNorm(cfg.vision_width)
         self.head = nn.Linear(cfg.vision_width, cfg.embed_dim, bias=False)
@@ -87,7 +89,10 @@ class TextTower(nn.Module):
     def __init__(self, cfg: TinyConfig) -> None:
         super().__init__()
         self.tok = nn.Embedding(cfg.vocab_size, cfg.text_width)
-        self.pos = nn.Parameter(torch.randn(1, cfg.context_length, cfg.text_width) * 0.02)
+        # CLIP's init (tokens 0.02, positions 0.01): nn.Embedding's default N(0, 1) would drown
+        # the positions 50:1 and the tower would start, and stay, a bag of words.
+        nn.init.normal_(self.tok.weight, std=0.02)
+        self.pos = nn.Parameter(torch.randn(1, cfg.context_length, cfg.text_width) * 0.01)
         self.blocks = nn.ModuleList(Block(cfg.text_width, cfg.heads) for _ in range(cfg.text_layers))
         self.ln = nn.LayerNorm(cfg.text_width)
         self.head = nn.Linear(cfg.text_width, cfg.embed_dim, bias=False)

@@ -1,0 +1,197 @@
+"""Readers of evaluation annotation files; every problem names the file and the first bad entry."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clipdex.errors import SourceError
+from clipdex.media.sources import IMAGE_EXTENSIONS
+
+__all__ = ["AlignmentSet", "ClassSet", "ComposedSet", "RankingSet", "RetrievalSet", "load_alignment",
+           "load_classes", "load_composed", "load_ranking", "load_retrieval"]
+
+
+@dataclass
+class RetrievalSet:
+    images: list[str]
+    captions: list[str]
+    caption_image: list[int]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SourceError(f"cannot read {path}: {e}") from e
+
+
+def load_retrieval(path: str | Path, images_root: str | Path | None = None, split: str | None = "test") -> RetrievalSet:
+    """A Karpathy-split JSON (COCO / Flickr30K layout); ``split=None`` takes every image.
+
+    Missing image files and empty captions are skipped and counted; duplicate
+    image ids or a wrong layout are errors.
+    """
+    path = Path(path)
+    data = _read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise SourceError(f"{path}: not a Karpathy-split JSON (expected a top-level 'images' list)")
+    root = Path(images_root) if images_root else path.parent
+    out = RetrievalSet([], [], [], {"missing_image": 0, "empty_caption": 0, "other_split": 0})
+    seen: set[Any] = set()
+    for n, entry in enumerate(data["images"]):
+        if not isinstance(entry, dict) or "filename" not in entry or "sentences" not in entry:
+            raise SourceError(f"{path}: images[{n}] lacks 'filename' or 'sentences'")
+        ident = entry.get("imgid", entry.get("cocoid", entry["filename"]))
+        if ident in seen:
+            raise SourceError(f"{path}: images[{n}] repeats image id {ident!r}")
+        seen.add(ident)
+        if split is not None and entry.get("split", split) != split:
+            out.skipped["other_split"] += 1
+            continue
+        full = root / entry.get("filepath", "") / entry["filename"]
+        if not full.exists():
+            out.skipped["missing_image"] += 1
+            continue
+        captions = [str(s.get("raw", "")).strip() for s in entry["sentences"]]
+        out.skipped["empty_caption"] += sum(1 for c in captions if not c)
+        captions = [c for c in captions if c]
+        if not captions:
+            continue
+        out.images.append(str(full))
+        for c in captions:
+            out.captions.append(c)
+            out.caption_image.append(len(out.images) - 1)
+    if not out.images:
+        raise SourceError(f"{path}: no usable images (split {split!r}; skipped {out.skipped})")
+    return out
+
+
+@dataclass
+class ClassSet:
+    paths: list[str]
+    labels: list[int]
+    classnames: list[str]
+
+
+def load_classes(path: str | Path) -> ClassSet:
+    """A folder of class subfolders, or a CSV with ``path,label`` columns."""
+    path = Path(path)
+    pairs: list[tuple[str, str]] = []
+    if path.is_dir():
+        for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+            for image in sorted(sub.rglob("*")):
+                if image.suffix.lower() in IMAGE_EXTENSIONS:
+                    pairs.append((str(image), sub.name.replace("_", " ")))
+    elif path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            for n, row in enumerate(csv.DictReader(f)):
+                if not row.get("path") or not row.get("label"):
+                    raise SourceError(f"{path}: row {n + 1} needs 'path' and 'label'")
+                full = row["path"] if os.path.isabs(row["path"]) else str(path.parent / row["path"])
+                pairs.append((full, row["label"]))
+    else:
+        raise SourceError(f"{path}: expected a folder of class folders or a .csv with path,label")
+    if not pairs:
+        raise SourceError(f"{path}: no labelled images found")
+    names = sorted({label for _, label in pairs})
+    index = {name: i for i, name in enumerate(names)}
+    return ClassSet([p for p, _ in pairs], [index[label] for _, label in pairs], names)
+
+
+@dataclass
+class RankingSet:
+    queries: list[str]
+    relevant: list[set[str]]
+    candidates: list[list[str] | None]
+
+
+def load_ranking(path: str | Path) -> RankingSet:
+    """JSONL: ``{"query": text, "relevant": [paths], "candidates": [paths]?}`` per line."""
+    path = Path(path)
+    out = RankingSet([], [], [])
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SourceError(f"{path}:{n}: invalid JSON ({e.msg})") from e
+        if not isinstance(row, dict) or not str(row.get("query", "")).strip() or not isinstance(
+                row.get("relevant", []), list):
+            raise SourceError(f"{path}:{n}: needs a non-empty 'query' and a 'relevant' list")
+        out.queries.append(str(row["query"]))
+        out.relevant.append({os.path.normpath(str(p)) for p in row.get("relevant", [])})
+        cands = row.get("candidates")
+        out.candidates.append([os.path.normpath(str(p)) for p in cands] if cands else None)
+    if not out.queries:
+        raise SourceError(f"{path}: no queries")
+    return out
+
+
+@dataclass
+class ComposedSet:
+    references: list[str]
+    texts: list[str]
+    targets: list[str]
+    subsets: list[list[str]]
+    reference_captions: list[str]
+    gallery: dict[str, str]
+
+
+def load_composed(captions: str | Path, images_root: str | Path | None = None) -> ComposedSet:
+    """CIRR's layout: ``captions/cap.rc2.SPLIT.json`` beside ``image_splits/split.rc2.SPLIT.json``."""
+    captions = Path(captions)
+    triplets = _read_json(captions)
+    split_file = captions.parent.parent / "image_splits" / captions.name.replace("cap.", "split.")
+    files = _read_json(split_file)
+    root = Path(images_root) if images_root else split_file.parent.parent
+    if not isinstance(triplets, list) or not isinstance(files, dict):
+        raise SourceError(f"{captions}: expected a CIRR captions list and {split_file} an object")
+    gallery = {name: str(root / rel) for name, rel in files.items()}
+    out = ComposedSet([], [], [], [], [], gallery)
+    for n, t in enumerate(triplets):
+        missing = [k for k in ("reference", "target_hard", "caption") if k not in t]
+        if missing or t["reference"] not in gallery or t["target_hard"] not in gallery:
+            raise SourceError(f"{captions}: entry {n} is incomplete or names images not in {split_file.name}")
+        out.references.append(t["reference"])
+        out.targets.append(t["target_hard"])
+        out.texts.append(t["caption"])
+        out.subsets.append(list(t.get("img_set", {}).get("members", [])))
+        out.reference_captions.append(t.get("reference_caption", ""))
+    return out
+
+
+@dataclass
+class AlignmentSet:
+    prompts: list[str]
+    images: list[list[str]]
+    best: list[int | None]
+
+
+def load_alignment(path: str | Path, images_root: str | Path | None = None) -> AlignmentSet:
+    """JSONL: ``{"prompt": text, "images": [paths], "best": index?}`` per line."""
+    path = Path(path)
+    root = Path(images_root) if images_root else path.parent
+    out = AlignmentSet([], [], [])
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SourceError(f"{path}:{n}: invalid JSON ({e.msg})") from e
+        images = row.get("images") if isinstance(row, dict) else None
+        if not isinstance(images, list) or not images or not str(row.get("prompt", "")).strip():
+            raise SourceError(f"{path}:{n}: needs a 'prompt' and a non-empty 'images' list")
+        out.prompts.append(str(row["prompt"]))
+        out.images.append([p if os.path.isabs(p) else str(root / p) for p in images])
+        out.best.append(row.get("best"))
+    if not out.prompts:
+        raise SourceError(f"{path}: no prompts")
+    return out

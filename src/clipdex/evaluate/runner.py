@@ -1,0 +1,266 @@
+"""Evaluation runs: embed with the shared encoder and media code, score, bootstrap.
+
+Each ``run_*`` returns an :class:`EvalResult` holding the means, their 95%
+bootstrap intervals, the per-query values (for ``compare``) and the facts
+needed to reproduce it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clipdex.evaluate import metrics as M
+from clipdex.evaluate.bootstrap import bootstrap_ci
+from clipdex.evaluate.datasets import (
+    load_alignment,
+    load_classes,
+    load_composed,
+    load_ranking,
+    load_retrieval,
+)
+from clipdex.media.decode import DecodeOptions
+from clipdex.media.pipeline import decode_stream
+
+if TYPE_CHECKING:
+    from clipdex.encoders.base import Encoder
+    from clipdex.store.collection import Collection
+
+__all__ = ["DEFINITIONS", "EvalResult", "embed_images", "run_alignment", "run_composed", "run_ranking",
+           "run_retrieval", "run_zeroshot"]
+
+DEFINITIONS = {
+    "t2i_R@K": "text->image: share of captions whose image ranks in the top K (ties favour the target)",
+    "i2t_R@K": "image->text: share of images with any of their captions in the top K",
+    "datacomp_retrieval": "mean of t2i_R@1 and i2t_R@1",
+    "topK": "zero-shot: share of images whose class ranks in the top K; classes are the mean of "
+            "normalised template embeddings",
+    "mean_per_class_recall": "zero-shot: top-1 recall averaged over classes",
+    "AP@K": "INQUIRE: sum over relevant ranks r<=K of precision@r, divided by min(#relevant, K)",
+    "nDCG@K": "binary gains, log2 discounts, ideal = relevant items first",
+    "P@K": "relevant share of the first K results",
+    "cirr_R@K": "composed: target in the top K, the reference image removed from the gallery",
+    "cirr_Rsubset@K": "composed: target in the top K within the triplet's image set, reference removed",
+    "clipscore": "2.5 * max(cos(image, prompt), 0), averaged over images",
+    "ranking_accuracy": "share of prompts whose marked best image has the highest CLIPScore",
+}
+
+
+@dataclass
+class EvalResult:
+    kind: str
+    metrics: dict[str, dict[str, Any]]
+    per_query: dict[str, list[float]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def value(self, name: str) -> float:
+        return float(self.metrics[name]["value"])
+
+
+def file_hash(path: str | Path) -> str:
+    """sha256 of a file, or of every file under a folder (sorted), first 16 hex digits."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _meta(kind: str, encoder: Encoder | None, data: str | Path, seed: int, **extra: Any) -> dict[str, Any]:
+    def version(name: str) -> str:
+        try:
+            return importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            return "not installed"
+
+    folder = getattr(encoder, "folder", None)
+    return {
+        "kind": kind, "model": getattr(encoder, "spec", None),
+        "model_hash": file_hash(folder) if folder else None,
+        "data": str(data), "data_hash": file_hash(data) if Path(data).exists() else None, "seed": seed,
+        "versions": {n: version(n) for n in ("clipdex", "onnxruntime", "numpy")},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra,
+    }
+
+
+def _summarise(kind: str, per_query: dict[str, np.ndarray], seed: int, meta: dict[str, Any],
+               extra: dict[str, float] | None = None) -> EvalResult:
+    out: dict[str, dict[str, Any]] = {}
+    for name, values in per_query.items():
+        lo, hi = bootstrap_ci(values, seed=seed)
+        out[name] = {"value": float(np.mean(values)), "ci95": [lo, hi], "n": int(len(values))}
+    for name, value in (extra or {}).items():
+        out[name] = {"value": float(value), "ci95": None, "n": None}
+    definitions = {k: v for k, v in DEFINITIONS.items() if any(k.split("@")[0] in m for m in out)}
+    meta["definitions"] = definitions
+    return EvalResult(kind, out, {k: [float(x) for x in v] for k, v in per_query.items()}, meta)
+
+
+def embed_images(encoder: Encoder, paths: list[str], workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings of the images that decode, and a mask of which did (same decoder as indexing)."""
+    options = DecodeOptions(draft_size=encoder.image_size)
+    emb = np.zeros((len(paths), encoder.dim), np.float32)
+    ok = np.zeros(len(paths), bool)
+    batch: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        if batch:
+            idx = [i for i, _ in batch]
+            emb[idx] = encoder.encode_pixels(np.stack([p for _, p in batch]))
+            ok[idx] = True
+            batch.clear()
+
+    for decoded in decode_stream(list(enumerate(paths)), lambda t: t[1], options, encoder.preprocess, workers):
+        if decoded.error is None:
+            batch.append((decoded.item[0], decoded.value))
+            if len(batch) >= 64:
+                flush()
+    flush()
+    return emb, ok
+
+
+def run_retrieval(data: str | Path, encoder: Encoder, images_root: str | Path | None = None,
+                  split: str | None = "test", ks: tuple[int, ...] = (1, 5, 10), seed: int = 0) -> EvalResult:
+    """Image-text retrieval on a Karpathy-split JSON."""
+    ds = load_retrieval(data, images_root, split)
+    image_emb, ok = embed_images(encoder, ds.images)
+    skipped = dict(ds.skipped, undecodable_image=int((~ok).sum()))
+    keep_img = np.flatnonzero(ok)
+    remap = -np.ones(len(ds.images), np.int64)
+    remap[keep_img] = np.arange(len(keep_img))
+    owner = remap[np.asarray(ds.caption_image)]
+    keep_cap = owner >= 0
+    texts = [c for c, k in zip(ds.captions, keep_cap, strict=True) if k]
+    text_emb = encoder.encode_texts(texts)
+    per = M.retrieval_recalls(text_emb, image_emb[keep_img], owner[keep_cap], ks)
+    extra = {"datacomp_retrieval": (per["t2i_R@1"].mean() + per["i2t_R@1"].mean()) / 2}
+    meta = _meta("retrieval", encoder, data, seed, images=len(keep_img), captions=len(texts), split=split,
+                 skipped=skipped, ks=list(ks))
+    return _summarise("retrieval", per, seed, meta, extra)
+
+
+def run_zeroshot(data: str | Path, encoder: Encoder, templates: list[str] | None = None,
+                 ks: tuple[int, ...] = (1, 5), seed: int = 0) -> EvalResult:
+    """Zero-shot classification; class embeddings average the normalised template prompts."""
+    ds = load_classes(data)
+    templates = templates or ["a photo of a {}.", "{}", "a picture of a {}."]
+    class_emb = np.stack([encoder.encode_texts([t.format(c) for t in templates]).mean(axis=0)
+                          for c in ds.classnames])
+    class_emb /= np.linalg.norm(class_emb, axis=1, keepdims=True)
+    image_emb, ok = embed_images(encoder, ds.paths)
+    labels = np.asarray(ds.labels)[ok]
+    ks = tuple(k for k in ks if k <= len(ds.classnames)) or (1,)
+    res = M.zero_shot_accuracy(image_emb[ok], class_emb, labels, ks)
+    per = {k: v for k, v in res.items() if isinstance(v, np.ndarray)}
+    extra = {"mean_per_class_recall": float(res["mean_per_class_recall"])}  # type: ignore[arg-type]
+    meta = _meta("zeroshot", encoder, data, seed, images=int(ok.sum()), classes=len(ds.classnames),
+                 templates=templates, skipped={"undecodable_image": int((~ok).sum())})
+    return _summarise("zeroshot", per, seed, meta, extra)
+
+
+def run_ranking(data: str | Path, collection: Collection, k: int = 50, seed: int = 0) -> EvalResult:
+    """INQUIRE-style ranking: full-rank over a collection, or rerank of each query's candidates."""
+    from clipdex.search.query import Query
+    from clipdex.search.searcher import search
+
+    ds = load_ranking(data)
+    encoder = collection.encoder()
+    view = collection.vectors("image")
+    paths = {i: os.path.normpath(r.path) for i, r in collection.items(view.item_ids.tolist()).items()}
+    ranked = np.zeros((len(ds.queries), k))
+    n_rel = np.zeros(len(ds.queries))
+    for q, (text, relevant, cands) in enumerate(zip(ds.queries, ds.relevant, ds.candidates, strict=True)):
+        if cands is None:
+            order = [os.path.normpath(h.path) for h in search(collection, Query(text=text, k=k), encoder)]
+            n_rel[q] = len(relevant)
+        else:  # rerank mode: score only the given candidates
+            vec = encoder.encode_texts([text])[0]
+            by_path = {p: i for i, p in paths.items()}
+            rows = [np.flatnonzero(view.item_ids == by_path[c])[0] for c in cands if c in by_path]
+            scores = view.matrix[rows] @ vec
+            order = [paths[int(view.item_ids[rows[j]])] for j in np.argsort(-scores, kind="stable")][:k]
+            n_rel[q] = len(relevant & set(cands))
+        ranked[q, : len(order)] = [p in relevant for p in order]
+    gains = [np.ones(int(n)) for n in n_rel]
+    per = {f"AP@{k}": M.ap_at_k(ranked, n_rel, k), f"nDCG@{k}": M.ndcg_at_k(ranked, gains, k),
+           "P@10": M.precision_at_k(ranked, 10), f"P@{k}": M.precision_at_k(ranked, k)}
+    meta = _meta("ranking", encoder, data, seed, collection=str(collection.path), queries=len(ds.queries),
+                 mode="rerank" if any(c is not None for c in ds.candidates) else "full")
+    result = _summarise("ranking", per, seed, meta)
+    result.metrics[f"mAP@{k}"] = result.metrics[f"AP@{k}"]
+    return result
+
+
+COMPOSED_METHODS = ("image", "text", "sum")
+
+
+def composed_queries(method: str, ref: np.ndarray, text: np.ndarray, weight: float = 0.5) -> np.ndarray:
+    """Baselines until the search layer's composed methods exist: image-only, text-only, normalised sum."""
+    if method == "image":
+        q = ref
+    elif method == "text":
+        q = text
+    elif method == "sum":
+        q = weight * ref + (1 - weight) * text
+    else:
+        from clipdex.errors import ClipdexError
+
+        raise ClipdexError(f"unknown composed method {method!r}. Available: {', '.join(COMPOSED_METHODS)}")
+    return q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+
+
+def run_composed(data: str | Path, encoder: Encoder, method: str = "sum", images_root: str | Path | None = None,
+                 ks: tuple[int, ...] = (1, 5, 10, 50), seed: int = 0) -> EvalResult:
+    """CIRR-format composed retrieval: Recall@K (reference removed) and Recall_subset@K."""
+    ds = load_composed(data, images_root)
+    names = list(ds.gallery)
+    index = {n: i for i, n in enumerate(names)}
+    gallery, ok = embed_images(encoder, [ds.gallery[n] for n in names])
+    ref = gallery[[index[r] for r in ds.references]]
+    queries = composed_queries(method, ref, encoder.encode_texts(ds.texts))
+    scores = queries @ gallery.T
+    scores[:, ~ok] = -np.inf
+    scores[np.arange(len(queries)), [index[r] for r in ds.references]] = -np.inf  # never retrieve the reference
+    targets = np.asarray([index[t] for t in ds.targets])
+    rank = M.rank_of_targets(scores, targets)
+    per = {f"cirr_R@{k}": (rank < k).astype(np.float64) for k in ks}
+    sub_rank = []
+    for q, members in enumerate(ds.subsets):
+        cols = [index[m] for m in members if m != ds.references[q]] or [targets[q]]
+        s = scores[q, cols]
+        sub_rank.append(int((s > scores[q, targets[q]]).sum()))
+    for k in (1, 2, 3):
+        per[f"cirr_Rsubset@{k}"] = (np.asarray(sub_rank) < k).astype(np.float64)
+    meta = _meta("composed", encoder, data, seed, method=method, triplets=len(ds.texts), gallery=len(names))
+    return _summarise("composed", per, seed, meta)
+
+
+def run_alignment(data: str | Path, encoder: Encoder, images_root: str | Path | None = None,
+                  seed: int = 0) -> EvalResult:
+    """CLIPScore of generated images against their prompts, and best-image ranking accuracy."""
+    ds = load_alignment(data, images_root)
+    flat = [p for images in ds.images for p in images]
+    image_emb, ok = embed_images(encoder, flat)
+    text_emb = encoder.encode_texts(ds.prompts)
+    owner = np.repeat(np.arange(len(ds.prompts)), [len(i) for i in ds.images])
+    scores = M.clipscore(image_emb, text_emb[owner])
+    per: dict[str, np.ndarray] = {"clipscore": scores[ok]}
+    judged = [q for q, b in enumerate(ds.best) if b is not None]
+    if judged:
+        hits = []
+        for q in judged:
+            s = np.where(ok[owner == q], scores[owner == q], -np.inf)
+            hits.append(float(int(np.argmax(s)) == int(ds.best[q])))  # type: ignore[arg-type]
+        per["ranking_accuracy"] = np.asarray(hits)
+    meta = _meta("alignment", encoder, data, seed, prompts=len(ds.prompts), images=int(ok.sum()),
+                 skipped={"undecodable_image": int((~ok).sum())})
+    return _summarise("alignment", per, seed, meta)
