@@ -25,6 +25,9 @@ __all__ = [
 ]
 
 
+TIE = 1e-6
+
+
 def _blocks(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
@@ -86,18 +89,24 @@ def retrieval_recalls(text_emb: np.ndarray, image_emb: np.ndarray, caption_image
     averaged over images. (As clip_benchmark and DataComp compute them.)
     """
     caption_image = np.asarray(caption_image)
-    t2i_rank = rank_of_targets(text_emb @ image_emb.T, caption_image)
+    # An image's best own caption sets its bar: image->text counts the captions scoring above it.
+    # The bar comes from a row-wise dot product, which may differ from the matmul's rounding by
+    # ~1e-7, so scores within TIE of it count as ties (in the image's favour, as for text->image).
+    own = (text_emb * image_emb[caption_image]).sum(axis=1)
+    best_own = np.full(len(image_emb), np.inf)
+    np.minimum.at(best_own, caption_image, -own)
+    best_own = -best_own + TIE  # an image without captions keeps -inf and never counts as a hit
+    # One blockwise pass over the caption x image scores serves both directions; the full
+    # matrix is never held at once.
+    t2i_rank = np.empty(len(text_emb), np.int64)
+    above = np.zeros(len(image_emb), np.int64)
+    for rows in _blocks(len(text_emb), 2048):
+        s = text_emb[rows] @ image_emb.T
+        exact_own = s[np.arange(len(s)), caption_image[rows]]  # the same rounding as its competitors
+        t2i_rank[rows] = (s > exact_own[:, None]).sum(axis=1)
+        above += (s > best_own[None, :]).sum(axis=0)
     out = {f"t2i_R@{k}": (t2i_rank < k).astype(np.float64) for k in ks}
-    # image -> text: the best rank among the image's own captions
-    order = np.argsort(caption_image, kind="stable")
-    bounds = np.searchsorted(caption_image[order], np.arange(len(image_emb) + 1))
-    best_rank = np.full(len(image_emb), np.iinfo(np.int64).max)
-    for rows in _blocks(len(image_emb), 1024):
-        s = image_emb[rows] @ text_emb.T
-        for local, img in enumerate(range(rows.start, rows.stop)):
-            own = order[bounds[img] : bounds[img + 1]]
-            if len(own):
-                best_rank[img] = int((s[local] > s[local, own].max()).sum())
+    best_rank = np.where(np.isfinite(best_own), above, np.iinfo(np.int64).max)
     for k in ks:
         out[f"i2t_R@{k}"] = (best_rank < k).astype(np.float64)
     return out

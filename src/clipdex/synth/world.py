@@ -22,10 +22,12 @@ __all__ = [
     "WorldConfig",
     "article",
     "captions_for",
+    "counterfactual",
     "describe_pair",
     "hard_negatives",
     "has_object",
     "pair_holds",
+    "pair_negatives",
     "relation",
     "sample_scene",
     "sample_scenes",
@@ -283,13 +285,39 @@ def training_caption(scene: Scene, rng: random.Random, n_negatives: int = 3,
         positive = describe_pair(a, b)
     else:
         positive = rng.choice(captions_for(scene, 5, rng))
+    return positive, pair_negatives(scene, pair, rng, n_negatives)
+
+
+def pair_negatives(scene: Scene, pair: tuple[Obj, Obj] | None, rng: random.Random, n: int = 3) -> list[str]:
+    """``n`` hard negatives for a caption about ``pair`` (or about the scene), all false of it."""
     negatives = [c for c in hard_negatives(scene, pair, rng, n=5) if not _true_of(scene, c)]
-    while len(negatives) < n_negatives:
+    while len(negatives) < n:
         other = rng.choice(SHAPES)
         color = rng.choice(tuple(COLORS))
         if not has_object(scene, other, color):
             negatives.append(article(f"{color} {other}"))
-    return positive, negatives[:n_negatives]
+    return negatives[:n]
+
+
+def counterfactual(scene: Scene, rng: random.Random) -> tuple[Scene, tuple[Obj, Obj], Scene, tuple[Obj, Obj]] | None:
+    """A two-object relation caption, and a minimally edited scene with its own caption.
+
+    The edit either swaps the two objects' colours or swaps their places, so
+    the pair of (image, caption) pairs differ only in binding: put in one
+    batch, each caption is the other image's hardest negative.
+    """
+    pairs = [(a, b) for a in scene.objects for b in scene.objects if a is not b and a.color != b.color
+             and (a.shape, a.color) != (b.shape, b.color)]
+    if not pairs:
+        return None
+    a, b = rng.choice(pairs)
+    if rng.random() < 0.5:
+        a2, b2 = replace(a, color=b.color), replace(b, color=a.color)
+    else:
+        a2, b2 = replace(a, cell=b.cell), replace(b, cell=a.cell)
+    others = tuple(o for o in scene.objects if o is not a and o is not b)
+    edited = replace(scene, objects=(a2, b2, *others))
+    return scene, (a, b), edited, (a2, b2)
 
 
 def _true_of(scene: Scene, caption: str) -> bool:

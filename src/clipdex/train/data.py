@@ -20,7 +20,18 @@ from clipdex.media.decode import DecodeOptions
 from clipdex.media.pipeline import decode_stream
 from clipdex.media.sources import Item, SourceOptions, iter_source
 from clipdex.synth.render import render_scene
-from clipdex.synth.world import COLORS, SHAPES, SIZES, WorldConfig, plural, sample_scene, training_caption
+from clipdex.synth.world import (
+    COLORS,
+    SHAPES,
+    SIZES,
+    WorldConfig,
+    counterfactual,
+    describe_pair,
+    pair_negatives,
+    plural,
+    sample_scene,
+    training_caption,
+)
 
 __all__ = ["Batch", "SourceData", "SynthData", "prefetch", "swap_negative"]
 
@@ -39,14 +50,25 @@ class SynthData:
     """Endless fresh scenes; the batch for step ``s`` depends only on (seed, s), so resume is exact."""
 
     def __init__(self, seed: int, batch_size: int, model: ModelConfig, n_negatives: int = 3,
-                 world: WorldConfig = WorldConfig(), p_relation: float = 0.5) -> None:
+                 world: WorldConfig = WorldConfig(), p_relation: float = 0.5, counterfactuals: float = 0.0) -> None:
         self.seed, self.batch_size, self.model = seed, batch_size, model
         self.n_negatives, self.world, self.p_relation = n_negatives, world, p_relation
+        self.counterfactuals = counterfactuals
 
     def batch(self, step: int) -> Batch:
         rng = random.Random(self.seed * 1_000_003 + step)
         pixels, captions, negatives = [], [], []
-        for _ in range(self.batch_size):
+        # Counterfactual pairs first: a relation caption and its minimally edited scene, side by side.
+        while len(captions) + 2 <= self.batch_size * self.counterfactuals:
+            scene = sample_scene(rng, self.world, seed=rng.randrange(1 << 30))
+            made = counterfactual(scene, rng)
+            if made is None:
+                continue
+            for sc, pair in ((made[0], made[1]), (made[2], made[3])):
+                pixels.append(preprocess_image(render_scene(sc, self.model.image_size), self.model))
+                captions.append(describe_pair(*pair))
+                negatives.append(pair_negatives(sc, pair, rng, self.n_negatives))
+        while len(captions) < self.batch_size:
             scene = sample_scene(rng, self.world, seed=rng.randrange(1 << 30))
             image = render_scene(scene, self.model.image_size)
             pixels.append(preprocess_image(image, self.model))

@@ -22,7 +22,7 @@ from clipdex.errors import ClipdexError
 from clipdex.train.adapters import Adapter, make_adapter
 from clipdex.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from clipdex.train.data import SourceData, SynthData, prefetch
-from clipdex.train.losses import binding_loss, clip_loss, siglip_loss
+from clipdex.train.losses import binding_loss, clip_loss, siglip_loss, twin_separation_loss
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
@@ -44,6 +44,8 @@ class TrainConfig:
     warmup: int = 100
     hard_negatives: int = 3
     binding_weight: float = 1.0
+    twin_margin: float | None = None
+    counterfactuals: float = 0.0
     p_relation: float = 0.5
     seed: int = 0
     val_every: int = 200
@@ -150,7 +152,8 @@ def train(cfg: TrainConfig, resume: bool = False, on_log: LogFn | None = None) -
 
 def _data(cfg: TrainConfig, adapter: Adapter) -> SynthData | SourceData:
     if cfg.data == "synth":
-        return SynthData(cfg.seed, cfg.batch_size, adapter.runtime, cfg.hard_negatives, p_relation=cfg.p_relation)
+        return SynthData(cfg.seed, cfg.batch_size, adapter.runtime, cfg.hard_negatives, p_relation=cfg.p_relation,
+                         counterfactuals=cfg.counterfactuals)
     from clipdex.media.sources import SourceOptions
 
     options = SourceOptions(image_col=cfg.image_col, caption_col=cfg.caption_col)
@@ -174,6 +177,8 @@ def _loss(adapter: Adapter, batch: Any, cfg: TrainConfig) -> torch.Tensor:
         loss = clip_loss(image, text, adapter.logit_scale, hard_t)
     if hard_t is not None and cfg.binding_weight > 0:
         loss = loss + cfg.binding_weight * binding_loss(image, text, hard_t, adapter.logit_scale)
+    if hard_t is not None and cfg.twin_margin is not None:
+        loss = loss + twin_separation_loss(text, hard_t, cfg.twin_margin)
     return loss
 
 

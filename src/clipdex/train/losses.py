@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["binding_loss", "clip_loss", "siglip_loss"]
+__all__ = ["binding_loss", "clip_loss", "siglip_loss", "twin_separation_loss"]
 
 
 def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
@@ -58,3 +58,18 @@ def binding_loss(image: torch.Tensor, text: torch.Tensor, hard_negatives: torch.
     twins = torch.einsum("bd,bkd->bk", image, hard_negatives.reshape(b, per, -1))
     logits = scale * torch.cat([own, twins], dim=1)
     return F.cross_entropy(logits, torch.zeros(b, dtype=torch.long, device=image.device))
+
+
+def twin_separation_loss(text: torch.Tensor, hard_negatives: torch.Tensor, margin: float = 0.8) -> torch.Tensor:
+    """Push each caption away from its own word-swapped twins, in the text space alone.
+
+    Contrastive training starts in a symmetric trap: the text tower has no
+    reason to tell "red circle left of blue star" from its twin until the image
+    tower encodes the difference, and vice versa. This term breaks the text
+    side out of it (cosine to each twin must fall below ``margin``), which
+    gives the image tower a consistent target.
+    """
+    b = len(text)
+    twins = hard_negatives.reshape(b, len(hard_negatives) // b, -1)
+    cos = torch.einsum("bd,bkd->bk", text, twins)
+    return F.relu(cos - margin).mean()
