@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from clipdex.errors import SourceError
-from clipdex.media.sources import IMAGE_EXTENSIONS
+from clipdex.media.sources import IMAGE_EXTENSIONS, read_jsonl
 
 __all__ = ["AlignmentSet", "ClassSet", "ComposedSet", "RankingSet", "RetrievalSet", "load_alignment",
            "load_classes", "load_composed", "load_ranking", "load_retrieval"]
@@ -115,15 +115,8 @@ def load_ranking(path: str | Path) -> RankingSet:
     """JSONL: ``{"query": text, "relevant": [paths], "candidates": [paths]?}`` per line."""
     path = Path(path)
     out = RankingSet([], [], [])
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SourceError(f"{path}:{n}: invalid JSON ({e.msg})") from e
-        if not isinstance(row, dict) or not str(row.get("query", "")).strip() or not isinstance(
-                row.get("relevant", []), list):
+    for n, row in read_jsonl(path):
+        if not str(row.get("query", "")).strip() or not isinstance(row.get("relevant", []), list):
             raise SourceError(f"{path}:{n}: needs a non-empty 'query' and a 'relevant' list")
         out.queries.append(str(row["query"]))
         out.relevant.append({os.path.normpath(str(p)) for p in row.get("relevant", [])})
@@ -179,14 +172,8 @@ def load_alignment(path: str | Path, images_root: str | Path | None = None) -> A
     path = Path(path)
     root = Path(images_root) if images_root else path.parent
     out = AlignmentSet([], [], [])
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SourceError(f"{path}:{n}: invalid JSON ({e.msg})") from e
-        images = row.get("images") if isinstance(row, dict) else None
+    for n, row in read_jsonl(path):
+        images = row.get("images")
         if not isinstance(images, list) or not images or not str(row.get("prompt", "")).strip():
             raise SourceError(f"{path}:{n}: needs a 'prompt' and a non-empty 'images' list")
         out.prompts.append(str(row["prompt"]))

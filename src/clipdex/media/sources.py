@@ -25,6 +25,7 @@ __all__ = [
     "iter_karpathy",
     "iter_source",
     "iter_table",
+    "read_jsonl",
 ]
 
 IMAGE_EXTENSIONS = frozenset(
@@ -162,10 +163,7 @@ def _read_rows(path: Path) -> Iterator[dict[str, Any]]:
             with path.open(newline="", encoding="utf-8-sig") as f:
                 yield from csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
         elif suffix == ".jsonl":
-            with path.open(encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
-                    if line.strip():
-                        yield _json_object(line, path, lineno)
+            yield from (row for _, row in read_jsonl(path))
         else:
             import pyarrow.parquet as pq
 
@@ -176,6 +174,19 @@ def _read_rows(path: Path) -> Iterator[dict[str, Any]]:
         if type(e).__module__.startswith("pyarrow"):
             raise SourceError(f"cannot read {path}: {e}") from e
         raise
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL file.
+
+    Raises:
+        SourceError: a line is not a JSON object (the message names file and line).
+    """
+    path = Path(path)
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                yield lineno, _json_object(line, path, lineno)
 
 
 def _json_object(line: str, path: Path, lineno: int) -> dict[str, Any]:

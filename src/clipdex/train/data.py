@@ -57,7 +57,9 @@ class SynthData:
 
     def batch(self, step: int) -> Batch:
         rng = random.Random(self.seed * 1_000_003 + step)
-        pixels, captions, negatives = [], [], []
+        pixels: list[np.ndarray] = []
+        captions: list[str] = []
+        negatives: list[list[str]] = []
         # Counterfactual pairs first: a relation caption and its minimally edited scene, side by side.
         while len(captions) + 2 <= self.batch_size * self.counterfactuals:
             scene = sample_scene(rng, self.world, seed=rng.randrange(1 << 30))
