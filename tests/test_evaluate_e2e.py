@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,43 @@ def test_bad_annotation_files(world: Path, tmp_path: Path, tiny_spec: str) -> No
         load_retrieval(tmp_path / "wrong.json")
     (tmp_path / "bad.jsonl").write_text('{"prompt": "x"}\n')
     assert app_main(["eval", "alignment", "--prompts", str(tmp_path / "bad.jsonl"), "--model", tiny_spec]) == 2
+
+
+def test_fashioniq_and_circo_formats(tmp_path: Path, tiny_spec: str) -> None:
+
+    from clipdex.encoders import load_encoder
+    from clipdex.evaluate import run_composed
+    from clipdex.synth.companions import modify_scene
+
+    rng = random.Random(0)
+    scenes = sample_scenes(12, seed=31)
+    fiq = tmp_path / "fiq"
+    for sub in ("captions", "image_splits", "images"):
+        (fiq / sub).mkdir(parents=True)
+    names, rows = [], []
+    for i, scene in enumerate(scenes):
+        target, text = modify_scene(scene, rng)
+        render_scene(scene, 32).save(fiq / "images" / f"ref{i}.png")
+        render_scene(target, 32).save(fiq / "images" / f"tgt{i}.jpg")
+        names += [f"ref{i}", f"tgt{i}"]
+        rows.append({"candidate": f"ref{i}", "target": f"tgt{i}", "captions": [text, "is similar"]})
+    (fiq / "captions" / "cap.dress.val.json").write_text(json.dumps(rows))
+    (fiq / "image_splits" / "split.dress.val.json").write_text(json.dumps(names))
+    enc = load_encoder(tiny_spec)
+    res = run_composed(fiq / "captions" / "cap.dress.val.json", enc, "sum")
+    assert res.meta["format"] == "fashioniq" and set(res.metrics) == {"fashioniq_R@10", "fashioniq_R@50"}
+    assert res.value("fashioniq_R@50") == 1.0  # gallery of 24 minus the reference: every target is in the top 50
+
+    circo = tmp_path / "circo"
+    (circo / "annotations").mkdir(parents=True)
+    (circo / "images").mkdir()
+    for i, scene in enumerate(scenes):
+        render_scene(scene, 32).save(circo / "images" / f"{1000 + i:012d}.png")
+    ann = [{"id": 0, "reference_img_id": 1000, "relative_caption": "add a star", "gt_img_ids": [1001, 1002]},
+           {"id": 1, "reference_img_id": 1003, "relative_caption": "make it red", "gt_img_ids": [1004]}]
+    (circo / "annotations" / "val.json").write_text(json.dumps(ann))
+    res = run_composed(circo / "annotations" / "val.json", enc, "text")
+    assert res.meta["format"] == "circo"
+    assert set(res.metrics) == {"circo_mAP@5", "circo_mAP@10", "circo_mAP@25", "circo_mAP@50"}
+    assert all(0 <= m["value"] <= 1 for m in res.metrics.values())
+    assert res.value("circo_mAP@50") > 0  # 11 candidates: every ground truth is in the top 50

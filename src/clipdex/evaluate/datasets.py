@@ -129,34 +129,100 @@ def load_ranking(path: str | Path) -> RankingSet:
 
 @dataclass
 class ComposedSet:
+    """Composed-retrieval queries: reference image + modification text -> target image(s)."""
+
+    fmt: str
     references: list[str]
     texts: list[str]
-    targets: list[str]
+    targets: list[list[str]]
     subsets: list[list[str]]
-    reference_captions: list[str]
     gallery: dict[str, str]
 
 
 def load_composed(captions: str | Path, images_root: str | Path | None = None) -> ComposedSet:
-    """CIRR's layout: ``captions/cap.rc2.SPLIT.json`` beside ``image_splits/split.rc2.SPLIT.json``."""
+    """A CIRR, FashionIQ or CIRCO annotation file, recognised by its fields.
+
+    * CIRR: ``captions/cap.rc2.SPLIT.json`` beside ``image_splits/split.rc2.SPLIT.json``.
+    * FashionIQ: ``captions/cap.CATEGORY.SPLIT.json`` (candidate, target, two captions) beside
+      ``image_splits/split.CATEGORY.SPLIT.json``; images in ``images/NAME.{png,jpg}``.
+    * CIRCO: ``annotations/SPLIT.json`` (reference_img_id, relative_caption, gt_img_ids); the
+      gallery is every image in ``images_root`` named by its numeric id.
+    """
     captions = Path(captions)
-    triplets = _read_json(captions)
-    split_file = captions.parent.parent / "image_splits" / captions.name.replace("cap.", "split.")
+    rows = _read_json(captions)
+    if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
+        raise SourceError(f"{captions}: expected a non-empty list of composed-retrieval entries")
+    if "reference_img_id" in rows[0]:
+        return _circo(captions, rows, images_root)
+    if "candidate" in rows[0]:
+        return _fashioniq(captions, rows, images_root)
+    return _cirr(captions, rows, images_root)
+
+
+def _split_file(captions: Path) -> Path:
+    return captions.parent.parent / "image_splits" / captions.name.replace("cap.", "split.")
+
+
+def _cirr(captions: Path, rows: list[Any], images_root: str | Path | None) -> ComposedSet:
+    split_file = _split_file(captions)
     files = _read_json(split_file)
     root = Path(images_root) if images_root else split_file.parent.parent
-    if not isinstance(triplets, list) or not isinstance(files, dict):
-        raise SourceError(f"{captions}: expected a CIRR captions list and {split_file} an object")
+    if not isinstance(files, dict):
+        raise SourceError(f"{split_file}: expected an object of image name -> relative path")
     gallery = {name: str(root / rel) for name, rel in files.items()}
-    out = ComposedSet([], [], [], [], [], gallery)
-    for n, t in enumerate(triplets):
+    out = ComposedSet("cirr", [], [], [], [], gallery)
+    for n, t in enumerate(rows):
         missing = [k for k in ("reference", "target_hard", "caption") if k not in t]
         if missing or t["reference"] not in gallery or t["target_hard"] not in gallery:
             raise SourceError(f"{captions}: entry {n} is incomplete or names images not in {split_file.name}")
         out.references.append(t["reference"])
-        out.targets.append(t["target_hard"])
+        out.targets.append([t["target_hard"]])
         out.texts.append(t["caption"])
         out.subsets.append(list(t.get("img_set", {}).get("members", [])))
-        out.reference_captions.append(t.get("reference_caption", ""))
+    return out
+
+
+def _fashioniq(captions: Path, rows: list[Any], images_root: str | Path | None) -> ComposedSet:
+    split_file = _split_file(captions)
+    names = _read_json(split_file)
+    root = Path(images_root) if images_root else split_file.parent.parent / "images"
+    if not isinstance(names, list):
+        raise SourceError(f"{split_file}: expected a list of image names")
+    gallery = {}
+    for name in names:
+        found = next((root / f"{name}{ext}" for ext in (".png", ".jpg", ".jpeg") if (root / f"{name}{ext}").exists()),
+                     root / f"{name}.png")
+        gallery[str(name)] = str(found)
+    out = ComposedSet("fashioniq", [], [], [], [], gallery)
+    for n, t in enumerate(rows):
+        texts = t.get("captions")
+        known = t.get("candidate") in gallery and t.get("target") in gallery
+        if not isinstance(texts, list) or not texts or not known:
+            raise SourceError(f"{captions}: entry {n} needs candidate and target from {split_file.name} and captions")
+        out.references.append(t["candidate"])
+        out.targets.append([t["target"]])
+        # the usual practice: the two relative captions joined into one query
+        out.texts.append(" and ".join(str(c).strip().rstrip(".") for c in texts))
+        out.subsets.append([])
+    return out
+
+
+def _circo(captions: Path, rows: list[Any], images_root: str | Path | None) -> ComposedSet:
+    root = Path(images_root) if images_root else captions.parent.parent / "images"
+    if not root.is_dir():
+        raise SourceError(f"{captions}: CIRCO needs --images, the folder of gallery images named by id")
+    gallery = {str(int(p.stem)): str(p) for p in sorted(root.iterdir())
+               if p.suffix.lower() in IMAGE_EXTENSIONS and p.stem.isdigit()}
+    out = ComposedSet("circo", [], [], [], [], gallery)
+    for n, t in enumerate(rows):
+        ref = str(t.get("reference_img_id"))
+        gts = [str(g) for g in t.get("gt_img_ids", [t.get("target_img_id")]) if g is not None]
+        if ref not in gallery or not gts or not str(t.get("relative_caption", "")).strip():
+            raise SourceError(f"{captions}: entry {n} needs a gallery reference, a caption and gt_img_ids")
+        out.references.append(ref)
+        out.texts.append(str(t["relative_caption"]))
+        out.targets.append([g for g in gts if g in gallery])
+        out.subsets.append([])
     return out
 
 

@@ -47,6 +47,8 @@ DEFINITIONS = {
     "nDCG@K": "binary gains, log2 discounts, ideal = relevant items first",
     "P@K": "relevant share of the first K results",
     "cirr_R@K": "composed: target in the top K, the reference image removed from the gallery",
+    "fashioniq_R@K": "composed: target in the top K of the category's gallery (two captions joined by 'and')",
+    "circo_mAP@K": "composed: AP@K over the ground-truth set (denominator min(#gt, K)), reference removed",
     "cirr_Rsubset@K": "composed: target in the top K within the triplet's image set, reference removed",
     "clipscore": "2.5 * max(cos(image, prompt), 0), averaged over images",
     "ranking_accuracy": "share of prompts whose marked best image has the highest CLIPScore",
@@ -220,28 +222,49 @@ def composed_queries(method: str, ref: np.ndarray, text: np.ndarray, weight: flo
 
 def run_composed(data: str | Path, encoder: Encoder, method: str = "sum", images_root: str | Path | None = None,
                  ks: tuple[int, ...] = (1, 5, 10, 50), seed: int = 0) -> EvalResult:
-    """CIRR-format composed retrieval: Recall@K (reference removed) and Recall_subset@K."""
+    """Composed retrieval in the format's own metrics (the reference image is never retrieved).
+
+    CIRR: Recall@K and Recall_subset@1/2/3; FashionIQ: Recall@10/50; CIRCO: mAP@5/10/25/50.
+    """
     ds = load_composed(data, images_root)
     names = list(ds.gallery)
     index = {n: i for i, n in enumerate(names)}
     gallery, ok = embed_images(encoder, [ds.gallery[n] for n in names])
-    ref = gallery[[index[r] for r in ds.references]]
-    queries = composed_queries(method, ref, encoder.encode_texts(ds.texts))
+    ref_rows = np.asarray([index[r] for r in ds.references])
+    queries = composed_queries(method, gallery[ref_rows], encoder.encode_texts(ds.texts))
     scores = queries @ gallery.T
     scores[:, ~ok] = -np.inf
-    scores[np.arange(len(queries)), [index[r] for r in ds.references]] = -np.inf  # never retrieve the reference
-    targets = np.asarray([index[t] for t in ds.targets])
-    rank = M.rank_of_targets(scores, targets)
-    per = {f"cirr_R@{k}": (rank < k).astype(np.float64) for k in ks}
-    sub_rank = []
-    for q, members in enumerate(ds.subsets):
-        cols = [index[m] for m in members if m != ds.references[q]] or [targets[q]]
-        s = scores[q, cols]
-        sub_rank.append(int((s > scores[q, targets[q]]).sum()))
-    for k in (1, 2, 3):
-        per[f"cirr_Rsubset@{k}"] = (np.asarray(sub_rank) < k).astype(np.float64)
-    meta = _meta("composed", encoder, data, seed, method=method, triplets=len(ds.texts), gallery=len(names))
+    scores[np.arange(len(queries)), ref_rows] = -np.inf  # never retrieve the reference itself
+    if ds.fmt == "circo":
+        per = _circo_map(scores, ds, index)
+    else:
+        targets = np.asarray([index[t[0]] for t in ds.targets])
+        rank = M.rank_of_targets(scores, targets)
+        if ds.fmt == "fashioniq":
+            ks = (10, 50)
+        per = {f"{ds.fmt}_R@{k}": (rank < k).astype(np.float64) for k in ks}
+        if ds.fmt == "cirr":
+            per.update(_cirr_subset(scores, ds, index, targets))
+    meta = _meta("composed", encoder, data, seed, format=ds.fmt, method=method, queries=len(ds.texts),
+                 gallery=len(names), skipped={"undecodable_image": int((~ok).sum())})
     return _summarise("composed", per, seed, meta)
+
+
+def _cirr_subset(scores: np.ndarray, ds: Any, index: dict[str, int], targets: np.ndarray) -> dict[str, np.ndarray]:
+    ranks = []
+    for q, members in enumerate(ds.subsets):
+        cols = [index[m] for m in members if m != ds.references[q]] or [int(targets[q])]
+        ranks.append(int((scores[q, cols] > scores[q, targets[q]]).sum()))
+    return {f"cirr_Rsubset@{k}": (np.asarray(ranks) < k).astype(np.float64) for k in (1, 2, 3)}
+
+
+def _circo_map(scores: np.ndarray, ds: Any, index: dict[str, int]) -> dict[str, np.ndarray]:
+    top = M.topk_indices(scores, 50)
+    relevant = np.zeros(top.shape)
+    for q, gts in enumerate(ds.targets):
+        relevant[q] = np.isin(top[q], [index[g] for g in gts])
+    n_rel = np.asarray([len(g) for g in ds.targets])
+    return {f"circo_mAP@{k}": M.ap_at_k(relevant, n_rel, k) for k in (5, 10, 25, 50)}
 
 
 def run_alignment(data: str | Path, encoder: Encoder, images_root: str | Path | None = None,

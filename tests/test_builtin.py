@@ -1,0 +1,51 @@
+"""The shipped model: present, small, loaded through ONNX Runtime, and it understands its world."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clipdex import Collection, Query, load_encoder
+from clipdex.encoders import builtin_models, resolve_folder
+from clipdex.synth import render_scene, sample_scenes
+from clipdex.synth.world import WorldConfig, has_object
+
+pytestmark = pytest.mark.integration
+
+
+def test_shipped_and_small() -> None:
+    assert "shapes-tiny" in builtin_models()
+    folder = resolve_folder("builtin:shapes-tiny")
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    assert size <= 20 * 1024 * 1024
+    enc = load_encoder("builtin:shapes-tiny")
+    assert enc.dim == 64 and enc.image_size == 64
+
+
+def test_text_to_image_finds_what_it_is_asked(tmp_path: Path) -> None:
+    enc = load_encoder("builtin:shapes-tiny")
+    scenes = sample_scenes(300, seed=4242, config=WorldConfig(max_objects=2))
+    images = enc.encode_images([render_scene(s, 64) for s in scenes])
+    for color, shape in (("red", "circle"), ("blue", "star"), ("green", "square"), ("yellow", "heart")):
+        scores = images @ enc.encode_texts([f"a {color} {shape}"])[0]
+        truth = np.array([has_object(s, shape, color) for s in scenes])
+        top = np.argsort(-scores)[:5]
+        assert truth[top].mean() >= 0.8, (color, shape, truth[top])
+        assert scores[truth].mean() > scores[~truth].mean() + 0.1
+
+
+def test_collection_search_with_the_default_model(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    scenes = sample_scenes(60, seed=99, config=WorldConfig(max_objects=1))
+    for i, scene in enumerate(scenes):
+        render_scene(scene, 64).save(data / f"{i:03d}.png")
+    c = Collection.create(tmp_path / "c", "builtin:shapes-tiny", 64)
+    c.add(data)
+    hits = c.search(Query(text=f"a {scenes[7].objects[0].color} {scenes[7].objects[0].shape}", k=3))
+    names = {h.path.rsplit("/", 1)[-1] for h in hits}
+    same = {f"{i:03d}.png" for i, s in enumerate(scenes)
+            if (s.objects[0].color, s.objects[0].shape) == (scenes[7].objects[0].color, scenes[7].objects[0].shape)}
+    assert names & same
