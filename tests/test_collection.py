@@ -173,3 +173,21 @@ def test_second_writer_waits_or_fails_clearly(coll: Collection) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_add_embedded_vectors(tmp_path: Path, tiny_spec: str) -> None:
+    from clipdex.store import add_embedded
+
+    enc = load_encoder(tiny_spec)
+    c = Collection.create(tmp_path / "c", enc.spec, enc.dim)
+    c.use_encoder(enc)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((50, enc.dim)).astype(np.float32)
+    items = [Item(f"/virtual/{i}.jpg", [], {"n": i}) for i in range(50)]
+    assert add_embedded(c, items, vectors) == 50
+    hits = c.search(Query(vector=vectors[7], k=1))
+    assert hits[0].path == "/virtual/7.jpg" and hits[0].score == pytest.approx(1.0, abs=1e-3)
+    assert add_embedded(c, items[:5], vectors[:5] * 2) == 5  # replaced, not duplicated
+    assert c.info().image_vectors == 50
+    with pytest.raises(ValueError, match="expected vectors of shape"):
+        add_embedded(c, items[:2], vectors[:3])

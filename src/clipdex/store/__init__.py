@@ -2,7 +2,7 @@
 
 from clipdex.store.ann import ANN_THRESHOLD, AnnIndex, build_ann, default_factory
 from clipdex.store.collection import FORMAT_VERSION, Collection, CollectionInfo, ItemRecord
-from clipdex.store.indexing import IndexOptions, IndexReport, index_items, index_source
+from clipdex.store.indexing import IndexOptions, IndexReport, add_embedded, index_items, index_source
 from clipdex.store.vectors import VectorView
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "IndexReport",
     "ItemRecord",
     "VectorView",
+    "add_embedded",
     "build_ann",
     "default_factory",
     "index_items",

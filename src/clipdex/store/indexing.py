@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from clipdex.encoders.base import Encoder
     from clipdex.store.collection import Collection
 
-__all__ = ["IndexOptions", "IndexReport", "ProgressFn", "index_items", "index_source"]
+__all__ = ["IndexOptions", "IndexReport", "ProgressFn", "add_embedded", "index_items", "index_source"]
 
 ProgressFn = Callable[[int, int, int], None]  # (done, total, failed)
 
@@ -194,7 +194,7 @@ def _embed_all(collection: Collection, conn: sqlite3.Connection, todo: list[_Tod
 
 
 def _commit_batch(collection: Collection, conn: sqlite3.Connection, batch: list[Decoded[_Todo]],
-                  encoder: Encoder, options: IndexOptions, report: IndexReport) -> None:
+                  encoder: Encoder | _Precomputed, options: IndexOptions, report: IndexReport) -> None:
     good = [d for d in batch if d.error is None]
     image_vecs = encoder.encode_pixels(np.stack([d.value for d in good])) if good else None
     caption_owner: list[int] = []
@@ -278,3 +278,53 @@ def _refresh_index(collection: Collection, options: IndexOptions, changed: int) 
     if not stale and ann is not None:
         return ann.factory
     return collection.build_index(options.index_factory, options.ann_threshold)
+
+
+def add_embedded(collection: Collection, items: list[Item], image_vectors: np.ndarray, wait: float = 0.0,
+                 batch_size: int = 10_000) -> int:
+    """Store items whose image vectors were computed elsewhere (a Ray job, another tool).
+
+    Vectors are L2-normalised here; items already in the collection (same
+    path) are replaced. Commits in batches, like :func:`index_items`.
+
+    Returns:
+        How many items were stored.
+
+    Raises:
+        ValueError: the vectors do not match the items or the collection's dimension.
+    """
+    from clipdex.encoders.base import l2_normalize
+
+    vectors = l2_normalize(image_vectors)
+    if vectors.shape != (len(items), collection.dim):
+        raise ValueError(f"expected vectors of shape ({len(items)}, {collection.dim}), got {vectors.shape}")
+    report = IndexReport()
+    with collection.writing(wait) as conn:
+        known = {bytes(r[0]): r[1] for r in conn.execute("SELECT path_bytes, id FROM items")}
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            batch = []
+            for item, vec in zip(chunk, vectors[start : start + batch_size], strict=True):
+                path_bytes = os.fsencode(item.path)
+                todo = _Todo(item, path_bytes, _fingerprint(item), known.get(path_bytes), display_path(item.path),
+                             "embedded")
+                batch.append(Decoded(todo, value=vec))
+            _commit_batch(collection, conn, batch, _Precomputed(collection.dim), IndexOptions(embed_captions=False),
+                          report)
+    return len(items)
+
+
+class _Precomputed:
+    """An encoder stand-in whose 'pixels' are already the vectors (used by :func:`add_embedded`)."""
+
+    spec = "precomputed"
+    image_size = 0
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        return np.asarray(pixels, np.float32)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        raise ValueError("precomputed items carry no caption vectors")
