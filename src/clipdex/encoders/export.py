@@ -46,6 +46,7 @@ def export_onnx_folder(
         raise ClipdexError(f"{out} already exists; pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is for every user of the machine
     try:
         image_tower.eval()
         text_tower.eval()
