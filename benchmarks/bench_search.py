@@ -23,15 +23,25 @@ from clipdex.store.ann import build_ann, default_factory
 
 
 def clustered(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
+    """CLIP-like vectors: a shared direction (embeddings are anisotropic), topics, sub-topics, noise.
+
+    Same ``seed`` -> same centres, so queries drawn with the same seed land near the data.
+    """
     rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((clusters, dim), dtype=np.float32)
-    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    shared = rng.standard_normal(dim).astype(np.float32)
+    shared /= np.linalg.norm(shared)
+    topics = rng.standard_normal((max(1, clusters // 10), dim)).astype(np.float32)
+    topics /= np.linalg.norm(topics, axis=1, keepdims=True)
+    subs = topics[rng.integers(0, len(topics), clusters)] + 0.8 * rng.standard_normal((clusters, dim)).astype(
+        np.float32) / np.sqrt(dim)
+    subs /= np.linalg.norm(subs, axis=1, keepdims=True)
     out = np.empty((n, dim), np.float32)
+    noise_rng = np.random.default_rng(seed + 1 + n)  # fresh noise per call size
     step = 100_000
     for start in range(0, n, step):
         m = min(step, n - start)
-        assign = rng.integers(0, clusters, m)
-        block = centers[assign] + 0.06 * rng.standard_normal((m, dim), dtype=np.float32)  # ~cos 0.5 to centre
+        assign = noise_rng.integers(0, clusters, m)
+        block = 0.5 * shared + subs[assign] + 1.1 * noise_rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim)
         out[start : start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
 

@@ -137,3 +137,17 @@ def test_fine_tune_hf_clip_with_locked_text_tower(tmp_path: Path) -> None:
     assert any(k.startswith("vision_model.") for k in changed)
     folder = export_trained(tmp_path / "run", tmp_path / "exported")
     assert load_encoder(f"onnx:{folder}").encode_texts(["a red circle"]).shape == (1, 16)
+
+
+def test_counterfactual_pairs_and_twin_margin_options(tmp_path: Path) -> None:
+    from clipdex.train.data import SynthData
+
+    adapter = make_adapter("builtin")
+    batch = SynthData(0, 8, adapter.runtime, 3, counterfactuals=0.5).batch(0)
+    # the first half comes in pairs that differ only in binding: same words, different meaning
+    for first, second in ((batch.captions[0], batch.captions[1]), (batch.captions[2], batch.captions[3])):
+        assert first != second and sorted(first.split()) == sorted(second.split()) or (
+            first.replace("left", "right") == second or first.replace("above", "below") == second
+            or first.replace("right", "left") == second or first.replace("below", "above") == second)
+    result = train(_cfg(tmp_path / "run", steps=2, counterfactuals=0.5, twin_margin=0.8))
+    assert result.steps == 2 and np.isfinite(result.last_loss)

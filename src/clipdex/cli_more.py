@@ -59,6 +59,10 @@ def train_cmd(
     hard_negatives: Annotated[int, typer.Option(min=0, help="Wrong captions per sample (NegCLIP)")] = 3,
     binding_weight: Annotated[float, typer.Option(help="Weight of the per-sample hard-negative loss")] = 1.0,
     p_relation: Annotated[float, typer.Option(help="Synthetic data: share of two-object relation captions")] = 0.5,
+    counterfactuals: Annotated[float, typer.Option(help="Synthetic data: share of the batch made of minimally "
+                                                   "edited scene pairs (colours or places swapped)")] = 0.0,
+    twin_margin: Annotated[float | None, typer.Option(help="Push captions below this cosine to their "
+                                                      "word-swapped twins (off by default)")] = None,
     seed: int = 0,
     val_every: Annotated[int, typer.Option(help="Validate every N steps (0: never)")] = 200,
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 100,
@@ -86,6 +90,8 @@ def train_cmd(
         hard_negatives=hard_negatives,
         binding_weight=binding_weight,
         p_relation=p_relation,
+        counterfactuals=counterfactuals,
+        twin_margin=twin_margin,
         seed=seed,
         val_every=val_every,
         checkpoint_every=checkpoint_every,

@@ -80,17 +80,10 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     kind = "caption" if query.target == Target.CAPTIONS else "image"
     view = collection.vectors(kind)
     want = query.k + query.offset + (1 if query.item_id is not None else 0)
-    if query.where:
-        allowed = collection.filter_item_ids(query.where)
-        rows = np.flatnonzero(np.isin(view.item_ids, allowed))
-        scores, local = exact_topk(view.matrix[rows], vector, want)
-        picked, considered = rows[local], len(rows)
-    elif kind == "image" and collection.ann() is not None:
-        scores, picked = _ann_with_delta(collection, view, vector, want)
-        considered = len(view)
-    else:
-        scores, picked = exact_topk(view.matrix, vector, want)
-        considered = len(view)
+    # One scan at a time per collection: BLAS already uses every core for one scan, and many
+    # concurrent scans (a server's threads) make its threads spin against each other.
+    with collection.scan_lock:
+        scores, picked, considered = _candidates(collection, view, vector, want, kind, query)
     if query.item_id is not None:
         keep = view.item_ids[picked] != int(query.item_id)
         scores, picked = scores[keep], picked[keep]
@@ -103,6 +96,21 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     t3 = time.perf_counter()
     stages = {"encode": 1000 * (t1 - t0), "search": 1000 * (t2 - t1), "fetch": 1000 * (t3 - t2)}
     return SearchPage(hits, 1000 * (t3 - t0), stages, considered)
+
+
+def _candidates(collection: Collection, view: VectorView, vector: np.ndarray, want: int, kind: str,
+                query: Query) -> tuple[np.ndarray, np.ndarray, int]:
+    """Best ``want`` rows of ``view``: filtered exact, ANN + delta, or exact."""
+    if query.where:
+        allowed = collection.filter_item_ids(query.where)
+        rows = np.flatnonzero(np.isin(view.item_ids, allowed))
+        scores, local = exact_topk(view.matrix[rows], vector, want)
+        return scores, rows[local], len(rows)
+    if kind == "image" and collection.ann() is not None:
+        scores, picked = _ann_with_delta(collection, view, vector, want)
+        return scores, picked, len(view)
+    scores, picked = exact_topk(view.matrix, vector, want)
+    return scores, picked, len(view)
 
 
 def _ann_with_delta(collection: Collection, view: VectorView, vector: np.ndarray,

@@ -72,8 +72,10 @@ def build_ann(matrix: np.ndarray, vec_ids: np.ndarray, factory: str | None = Non
         raise CollectionError(f"bad index factory {factory!r}: {str(e).splitlines()[0]}") from e
     data = np.ascontiguousarray(matrix, np.float32)
     if not index.is_trained:
+        # k-means wants ~40 points per list; more only costs time
         rng = np.random.default_rng(seed)
-        sample = data[rng.choice(n, size=min(n, 100_000), replace=False)] if n > 100_000 else data
+        size = min(n, max(100_000, 40 * getattr(index, "nlist", 0)))
+        sample = data[rng.choice(n, size=size, replace=False)] if size < n else data
         index.train(sample)
     index.add(data)
     nprobe = nprobe or _default_nprobe(index, n)

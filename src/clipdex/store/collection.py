@@ -96,6 +96,7 @@ class Collection:
         self._ann: tuple[int, ann_mod.AnnIndex | None] | None = None
         self._encoder: Encoder | None = None
         self._lock = threading.RLock()
+        self.scan_lock = threading.Lock()  # see clipdex.search.searcher: one vector scan at a time
 
     # -- opening --------------------------------------------------------
     @classmethod

@@ -54,12 +54,16 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0, check_same_thread=False)
     else:
         conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(SCHEMA)
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('version', '0')")
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('next_vec', '0')")
-        conn.commit()
+        # Only the first connection ever creates the schema: a server opens one connection per
+        # thread, and each would otherwise start a write transaction just to find it exists.
+        if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            conn.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
+            conn.executescript(SCHEMA)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('version', '0')")
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('next_vec', '0')")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.commit()
     conn.execute("PRAGMA foreign_keys=ON")
     conn.row_factory = sqlite3.Row
     return conn
