@@ -22,7 +22,7 @@ from clipdex.search.topk import exact_topk
 from clipdex.store.ann import build_ann, default_factory
 
 
-def clustered(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
+def clustered(n: int, dim: int, clusters: int, seed: int, noise: float = 1.1) -> np.ndarray:
     """CLIP-like vectors: a shared direction (embeddings are anisotropic), topics, sub-topics, noise.
 
     Same ``seed`` -> same centres, so queries drawn with the same seed land near the data.
@@ -41,7 +41,8 @@ def clustered(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
     for start in range(0, n, step):
         m = min(step, n - start)
         assign = noise_rng.integers(0, clusters, m)
-        block = 0.5 * shared + subs[assign] + 1.1 * noise_rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim)
+        jitter = noise_rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim)
+        block = 0.5 * shared + subs[assign] + noise * jitter
         out[start : start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
 
@@ -83,8 +84,9 @@ def main() -> None:
     out: dict[str, object] = {"n": args.n, "dim": args.dim}
     t = time.perf_counter()
     matrix = clustered(args.n, args.dim, clusters=max(10, args.n // 1000), seed=0)
-    # same seed: the same cluster centres (drawn first), fresh noise, so new points near the data
-    queries = clustered(args.queries, args.dim, clusters=max(10, args.n // 1000), seed=0)
+    # same seed: the same cluster centres (drawn first), fresh and larger noise: like text queries,
+    # which sit farther from their images than images from each other (the modality gap)
+    queries = clustered(args.queries, args.dim, clusters=max(10, args.n // 1000), seed=0, noise=2.5)
     out["generate_s"] = round(time.perf_counter() - t, 1)
     out["matrix_gb_float32_in_ram"] = round(matrix.nbytes / 1e9, 3)
     bw = max(read_bandwidth(matrix, k) for k in (1, 2, 4))
