@@ -96,8 +96,7 @@ def test_kill9_mid_run_then_resume(tmp_path: Path) -> None:
     done = subprocess.run(cmd + ["--resume", "--json"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
-    resumed_from = steps.index(meta["step"] + 1, steps.index(meta["step"]) + 1)
-    assert steps[resumed_from:] == list(range(meta["step"] + 1, 31))
+    assert steps == list(range(1, 31))  # records past the checkpoint were redone, not repeated
     assert json.loads((latest_checkpoint(run) / "meta.json").read_text())["step"] == 30
     assert [p.name for p in run.glob("ckpt-*")] == ["ckpt-00000030"]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -112,6 +113,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_log: LogFn | None = None) -
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
     start = load_checkpoint(out, adapter.module, optimizer, adapter.arch) if resume else 0
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    _truncate_log(out / "log.jsonl", start)
     log = (out / "log.jsonl").open("a")
     t0, loss_value, validation, skipped = time.perf_counter(), float("nan"), {}, 0
     micro = range(start * cfg.accum, total * cfg.accum)
@@ -148,6 +150,16 @@ def train(cfg: TrainConfig, resume: bool = False, on_log: LogFn | None = None) -
     finally:
         log.close()
     return TrainResult(total, time.perf_counter() - t0, loss_value, validation, skipped)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log records past the checkpoint we resume from (they are about to be redone)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
 
 
 def _data(cfg: TrainConfig, adapter: Adapter) -> SynthData | SourceData:
