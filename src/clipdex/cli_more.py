@@ -61,6 +61,7 @@ def train_cmd(
     p_relation: Annotated[float, typer.Option(help="Synthetic data: share of two-object relation captions")] = 0.5,
     counterfactuals: Annotated[float, typer.Option(help="Synthetic data: share of the batch made of minimally "
                                                    "edited scene pairs (colours or places swapped)")] = 0.0,
+    stem: Annotated[str, typer.Option(help="Built-in image tower stem: patch or conv")] = "patch",
     twin_margin: Annotated[float | None, typer.Option(help="Push captions below this cosine to their "
                                                       "word-swapped twins (off by default)")] = None,
     seed: int = 0,
@@ -92,6 +93,7 @@ def train_cmd(
         p_relation=p_relation,
         counterfactuals=counterfactuals,
         twin_margin=twin_margin,
+        stem=stem,
         seed=seed,
         val_every=val_every,
         checkpoint_every=checkpoint_every,

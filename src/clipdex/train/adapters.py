@@ -48,24 +48,27 @@ class Adapter:
         return F.normalize(self.text_tower(ids, mask), dim=-1)
 
 
-def make_adapter(spec: str, freeze: str = "none") -> Adapter:
+def make_adapter(spec: str, freeze: str = "none", stem: str = "patch") -> Adapter:
     """``builtin`` (the tiny architecture, fresh weights) or ``hf:DIR`` (fine-tune)."""
     if spec in ("builtin", "builtin-arch", "tiny"):
-        return _builtin()
+        return _builtin(stem)
     if spec.startswith("hf:"):
         return _hf(spec[3:], freeze)
     raise EncoderSpecError(f"cannot train {spec!r}. Available: builtin, hf:DIR")
 
 
-def _builtin() -> Adapter:
+def _builtin(stem: str = "patch") -> Adapter:
     tok = build_word_tokenizer(vocabulary())
-    cfg = TinyConfig(vocab_size=max(128, tok.get_vocab_size()))
+    cfg = TinyConfig(vocab_size=max(128, tok.get_vocab_size()), stem=stem)
     tok.enable_truncation(cfg.context_length)
     tok.enable_padding(pad_id=0)
     model = DualEncoder(cfg)
     runtime = ModelConfig(image_size=cfg.image_size, dim=cfg.embed_dim, context_length=cfg.context_length,
                           mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), pad_id=0, name="shapes-tiny")
-    return Adapter(model, model.visual, model.textual, tok, runtime, cfg.to_dict(), model.logit_scale,
+    arch = cfg.to_dict()
+    if stem == "patch":
+        del arch["stem"]  # checkpoints from before the option stay resumable
+    return Adapter(model, model.visual, model.textual, tok, runtime, arch, model.logit_scale,
                    model.logit_bias)
 
 

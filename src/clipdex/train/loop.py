@@ -47,6 +47,7 @@ class TrainConfig:
     binding_weight: float = 1.0
     twin_margin: float | None = None
     counterfactuals: float = 0.0
+    stem: str = "patch"
     p_relation: float = 0.5
     seed: int = 0
     val_every: int = 200
@@ -101,7 +102,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_log: LogFn | None = None) -
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    adapter = make_adapter(cfg.model, cfg.freeze)
+    adapter = make_adapter(cfg.model, cfg.freeze, cfg.stem)
     data = _data(cfg, adapter)
     total = cfg.steps
     if cfg.epochs is not None and isinstance(data, SourceData):
@@ -228,7 +229,7 @@ def export_trained(run: str | Path, out: str | Path, force: bool = False) -> Pat
         raise ClipdexError(f"{run} is not a training run (expected train_config.json)")
     checkpoint = latest_checkpoint(run)
     cfg = TrainConfig(**json.loads(cfg_path.read_text()))
-    adapter = make_adapter(cfg.model)
+    adapter = make_adapter(cfg.model, stem=cfg.stem)
     adapter.module.load_state_dict(load_file(str(checkpoint / "model.safetensors")))
     adapter.module.eval()
     tok = adapter.tokenizer

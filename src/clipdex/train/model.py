@@ -31,6 +31,7 @@ class TinyConfig:
     vocab_size: int = 128
     context_length: int = 32
     embed_dim: int = 64
+    stem: str = "patch"  # "patch": one strided conv (ViT); "conv": three overlapping 3x3/2 convs
     arch: str = "tiny-dual-v1"
 
     def to_dict(self) -> dict[str, object]:
@@ -60,13 +61,28 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+def _stem(cfg: TinyConfig) -> nn.Module:
+    """Pixels -> a (image_size / patch_size)^2 grid of tokens.
+
+    The conv stem sees across patch borders, which helps a small ViT tell shapes
+    apart when an object spans a few patches (Xiao et al., 2021).
+    """
+    if cfg.stem == "patch":
+        return nn.Conv2d(3, cfg.vision_width, cfg.patch_size, cfg.patch_size)
+    if cfg.stem != "conv" or cfg.patch_size != 8:
+        raise ValueError(f"unknown stem {cfg.stem!r} for patch size {cfg.patch_size}. Available: patch, conv (8)")
+    w = cfg.vision_width
+    return nn.Sequential(nn.Conv2d(3, w // 4, 3, 2, 1), nn.GELU(), nn.Conv2d(w // 4, w // 2, 3, 2, 1), nn.GELU(),
+                         nn.Conv2d(w // 2, w, 3, 2, 1))
+
+
 class ImageTower(nn.Module):
     """Patches -> [CLS] + positions -> blocks -> LayerNorm(CLS) -> projection."""
 
     def __init__(self, cfg: TinyConfig) -> None:
         super().__init__()
         n_patches = (cfg.image_size // cfg.patch_size) ** 2
-        self.patch = nn.Conv2d(3, cfg.vision_width, cfg.patch_size, cfg.patch_size)
+        self.patch = _stem(cfg)
         # CLIP's init: positions at width^-0.5, so where a patch is matters from the first step
         scale = cfg.vision_width**-0.5
         self.cls = nn.Parameter(torch.randn(1, 1, cfg.vision_width) * scale)
