@@ -55,3 +55,13 @@ def test_collection_search_with_the_default_model(tmp_path: Path) -> None:
     same = {f"{i:03d}.png" for i, s in enumerate(scenes)
             if (s.objects[0].color, s.objects[0].shape) == (scenes[7].objects[0].color, scenes[7].objects[0].shape)}
     assert names & same
+
+
+def test_eval_runs_end_to_end_with_the_builtin_model(tmp_path: Path) -> None:
+    from clipdex.evaluate import run_retrieval
+    from clipdex.synth import write_scenes
+
+    write_scenes(tmp_path / "k", 200, seed=555, fmt="karpathy", size=64)
+    result = run_retrieval(tmp_path / "k" / "dataset.json", load_encoder("builtin:shapes-tiny"), split="test")
+    assert result.meta["images"] == 20 and result.meta["captions"] == 100
+    assert result.value("t2i_R@5") > 0.6 and result.value("i2t_R@5") > 0.6  # chance would be 0.25
