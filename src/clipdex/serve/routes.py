@@ -139,7 +139,7 @@ async def _run_search(request: Request, state: StateDep, req: SearchIn, image: b
     fields = req.return_fields
     hits = []
     for hit in page.hits:
-        full = {**hit.to_dict(), "thumbnail_url": _thumb_url(request, name, hit.id)}
+        full = {**hit.to_dict(), "thumbnail_url": _thumb_url(name, hit.id)}
         hits.append({k: v for k, v in full.items() if fields is None or k in fields or k == "id"})
     return {"hits": hits, "took_ms": round(page.took_ms, 3), "total_considered": page.total_considered,
             "stages_ms": {k: round(v, 3) for k, v in page.stages_ms.items()}}
@@ -151,7 +151,7 @@ def _vector(values: list[float]) -> Any:
     return np.asarray(values, dtype=np.float32)
 
 
-def _thumb_url(request: Request, collection: str, item_id: int, size: int = 256) -> str:
+def _thumb_url(collection: str, item_id: int, size: int = 256) -> str:
     return f"/api/items/{item_id}/thumbnail?collection={collection}&size={size}"
 
 
@@ -163,7 +163,7 @@ def get_item(item_id: int, state: StateDep, request: Request, collection: str | 
     record = coll.item(item_id)
     return ItemOut(id=record.id, path=record.path, status=record.status, captions=record.captions,
                    metadata=record.metadata, image_url=f"/api/items/{item_id}/image?collection={name}",
-                   thumbnail_url=_thumb_url(request, name, item_id))
+                   thumbnail_url=_thumb_url(name, item_id))
 
 
 _CACHE = {"Cache-Control": "private, max-age=86400"}
