@@ -103,12 +103,14 @@ def test_bad_annotation_files(world: Path, tmp_path: Path, tiny_spec: str) -> No
 
     data = json.loads((world / "karpathy" / "dataset.json").read_text())
     data["images"][3]["filename"] = "missing.png"
+    data["images"][0]["surprise"] = 1
     data["images"][4]["sentences"][0]["raw"] = "  "
     (tmp_path / "k.json").write_text(json.dumps(data))
     ds = load_retrieval(tmp_path / "k.json", world / "karpathy", split=None)
     assert ds.skipped["missing_image"] == 1 and ds.skipped["empty_caption"] == 1 and len(ds.images) == 49
     result = run_retrieval(tmp_path / "k.json", load_encoder(tiny_spec), world / "karpathy", split=None)
     assert result.meta["skipped"]["missing_image"] == 1 and result.meta["images"] == 49
+    assert result.meta["unknown_fields"] == {"surprise": 1}
     data["images"][5]["imgid"] = data["images"][6]["imgid"]
     (tmp_path / "dup.json").write_text(json.dumps(data))
     with pytest.raises(SourceError, match=r"images\[6\] repeats image id"):

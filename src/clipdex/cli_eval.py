@@ -22,6 +22,9 @@ def _finish(result: Any, out: Path | None, as_json: bool) -> None:
     from clipdex.evaluate.report import markdown_table, save_result
 
     written = save_result(result, out) if out else {}
+    unknown = result.meta.get("unknown_fields")
+    if unknown:
+        typer.echo(f"warning: fields this reader does not use were ignored: {unknown}", err=True)
     data = {**asdict(result), "written": {k: str(v) for k, v in written.items()}}
     data.pop("per_query")
     _emit(data, as_json, markdown_table(result) + ("".join(f"\n{k}: {v}" for k, v in written.items())))

@@ -22,6 +22,19 @@ class RetrievalSet:
     captions: list[str]
     caption_image: list[int]
     skipped: dict[str, int] = field(default_factory=dict)
+    unknown_fields: dict[str, int] = field(default_factory=dict)
+
+
+def count_unknown(row: dict[str, Any], known: set[str], counts: dict[str, int]) -> None:
+    """Tally fields a reader does not use, so results can warn instead of ignoring them silently."""
+    for key in row:
+        if key not in known:
+            counts[key] = counts.get(key, 0) + 1
+
+
+_KARPATHY_FIELDS = {"filename", "filepath", "sentences", "split", "imgid", "cocoid", "sentids", "id"}
+_RANKING_FIELDS = {"query", "relevant", "candidates", "id"}
+_ALIGNMENT_FIELDS = {"prompt", "images", "best", "id"}
 
 
 def _read_json(path: Path) -> Any:
@@ -47,6 +60,7 @@ def load_retrieval(path: str | Path, images_root: str | Path | None = None, spli
     for n, entry in enumerate(data["images"]):
         if not isinstance(entry, dict) or "filename" not in entry or "sentences" not in entry:
             raise SourceError(f"{path}: images[{n}] lacks 'filename' or 'sentences'")
+        count_unknown(entry, _KARPATHY_FIELDS, out.unknown_fields)
         ident = entry.get("imgid", entry.get("cocoid", entry["filename"]))
         if ident in seen:
             raise SourceError(f"{path}: images[{n}] repeats image id {ident!r}")
@@ -109,6 +123,7 @@ class RankingSet:
     queries: list[str]
     relevant: list[set[str]]
     candidates: list[list[str] | None]
+    unknown_fields: dict[str, int] = field(default_factory=dict)
 
 
 def load_ranking(path: str | Path) -> RankingSet:
@@ -116,6 +131,7 @@ def load_ranking(path: str | Path) -> RankingSet:
     path = Path(path)
     out = RankingSet([], [], [])
     for n, row in read_jsonl(path):
+        count_unknown(row, _RANKING_FIELDS, out.unknown_fields)
         if not str(row.get("query", "")).strip() or not isinstance(row.get("relevant", []), list):
             raise SourceError(f"{path}:{n}: needs a non-empty 'query' and a 'relevant' list")
         out.queries.append(str(row["query"]))
@@ -231,6 +247,7 @@ class AlignmentSet:
     prompts: list[str]
     images: list[list[str]]
     best: list[int | None]
+    unknown_fields: dict[str, int] = field(default_factory=dict)
 
 
 def load_alignment(path: str | Path, images_root: str | Path | None = None) -> AlignmentSet:
@@ -239,6 +256,7 @@ def load_alignment(path: str | Path, images_root: str | Path | None = None) -> A
     root = Path(images_root) if images_root else path.parent
     out = AlignmentSet([], [], [])
     for n, row in read_jsonl(path):
+        count_unknown(row, _ALIGNMENT_FIELDS, out.unknown_fields)
         images = row.get("images")
         if not isinstance(images, list) or not images or not str(row.get("prompt", "")).strip():
             raise SourceError(f"{path}:{n}: needs a 'prompt' and a non-empty 'images' list")

@@ -146,7 +146,7 @@ def run_retrieval(data: str | Path, encoder: Encoder, images_root: str | Path | 
     per = M.retrieval_recalls(text_emb, image_emb[keep_img], owner[keep_cap], ks)
     extra = {"datacomp_retrieval": (per["t2i_R@1"].mean() + per["i2t_R@1"].mean()) / 2}
     meta = _meta("retrieval", encoder, data, seed, images=len(keep_img), captions=len(texts), split=split,
-                 skipped=skipped, ks=list(ks))
+                 skipped=skipped, ks=list(ks), unknown_fields=ds.unknown_fields)
     return _summarise("retrieval", per, seed, meta, extra)
 
 
@@ -196,7 +196,8 @@ def run_ranking(data: str | Path, collection: Collection, k: int = 50, seed: int
     per = {f"AP@{k}": M.ap_at_k(ranked, n_rel, k), f"nDCG@{k}": M.ndcg_at_k(ranked, gains, k),
            "P@10": M.precision_at_k(ranked, 10), f"P@{k}": M.precision_at_k(ranked, k)}
     meta = _meta("ranking", encoder, data, seed, collection=str(collection.path), queries=len(ds.queries),
-                 mode="rerank" if any(c is not None for c in ds.candidates) else "full")
+                 mode="rerank" if any(c is not None for c in ds.candidates) else "full",
+                 unknown_fields=ds.unknown_fields)
     result = _summarise("ranking", per, seed, meta)
     result.metrics[f"mAP@{k}"] = result.metrics[f"AP@{k}"]
     return result
@@ -285,5 +286,5 @@ def run_alignment(data: str | Path, encoder: Encoder, images_root: str | Path | 
             hits.append(float(int(np.argmax(s)) == int(ds.best[q])))  # type: ignore[arg-type]
         per["ranking_accuracy"] = np.asarray(hits)
     meta = _meta("alignment", encoder, data, seed, prompts=len(ds.prompts), images=int(ok.sum()),
-                 skipped={"undecodable_image": int((~ok).sum())})
+                 skipped={"undecodable_image": int((~ok).sum())}, unknown_fields=ds.unknown_fields)
     return _summarise("alignment", per, seed, meta)
