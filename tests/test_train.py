@@ -150,3 +150,20 @@ def test_counterfactual_pairs_and_twin_margin_options(tmp_path: Path) -> None:
             or first.replace("right", "left") == second or first.replace("below", "above") == second)
     result = train(_cfg(tmp_path / "run", steps=2, counterfactuals=0.5, twin_margin=0.8))
     assert result.steps == 2 and np.isfinite(result.last_loss)
+
+
+def test_conv_stem_trains_and_exports(tmp_path: Path) -> None:
+    train(_cfg(tmp_path / "run", steps=2, stem="conv"))
+    folder = export_trained(tmp_path / "run", tmp_path / "model")
+    enc = load_encoder(f"onnx:{folder}")
+    adapter = make_adapter("builtin", stem="conv")
+    from safetensors.torch import load_file
+
+    adapter.module.load_state_dict(load_file(str(latest_checkpoint(tmp_path / "run") / "model.safetensors")))
+    adapter.module.eval()
+    images = [render_scene(s, 64) for s in sample_scenes(3, seed=2)]
+    with torch.no_grad():
+        ref = adapter.encode_image(torch.from_numpy(np.stack([enc.preprocess(im) for im in images]))).numpy()
+    assert (1 - (enc.encode_images(images) * ref).sum(1)).max() < 1e-4
+    with pytest.raises(ClipdexError, match="another architecture"):
+        train(_cfg(tmp_path / "run", steps=4), resume=True)  # a patch-stem config cannot resume a conv-stem run
