@@ -80,4 +80,7 @@ def load_view(conn: sqlite3.Connection, folder: Path, kind: str, dim: int) -> Ve
         matrix[lo:hi] = shard[vec_ids[lo:hi] - first]
         filled[lo:hi] = True
     keep = filled  # a vector row whose shard is missing is skipped rather than zero-filled
-    return VectorView(matrix[keep], vec_ids[keep], table[keep, 1], table[keep, 2])
+    matrix = matrix[keep]
+    # float16 storage moves norms by ~1e-4; renormalise so cosine stays in [-1, 1]
+    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    return VectorView(matrix, vec_ids[keep], table[keep, 1], table[keep, 2])
