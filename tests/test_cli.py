@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -46,32 +45,24 @@ def test_bad_input_folder_indexes_every_good_file(tmp_path: Path, tiny_spec: str
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None or os.geteuid() != 0, reason="needs root and setpriv")
-def test_unreadable_file_is_recorded_as_permission_denied(tiny_model: Path) -> None:
-    # Root reads any file, so the indexer runs as 'nobody' here to meet a real EACCES.
-    base = Path(tempfile.mkdtemp(prefix="clipdex-perm-"))
-    try:
-        base.chmod(0o777)
-        data = base / "data"
-        data.mkdir()
-        from helpers import solid
+def test_unreadable_file_is_recorded_as_permission_denied(tmp_path: Path, tiny_spec: str) -> None:
+    # Root reads any file, so the indexer runs as root without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH
+    # (dropped from the bounding set) to meet a real EACCES on a mode-000 file.
+    from helpers import solid
 
-        solid((1, 2, 3)).save(data / "ok.png")
-        solid((1, 2, 3)).save(data / "secret.png")
-        (data / "secret.png").chmod(0)
-        model = base / "model"
-        shutil.copytree(tiny_model, model)
-        for p in [data, model, *model.iterdir(), data / "ok.png"]:
-            p.chmod(0o755 if p.is_dir() else 0o644)
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "clipdex",
-               "index", str(data), "-c", str(base / "c"), "--model", f"onnx:{model}", "--json"]
-        env = {**os.environ, "CLIPDEX_CACHE": str(base / "cache"), "HOME": str(base)}
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
-        assert done.returncode == 0, done.stderr
-        report = json.loads(done.stdout)
-        assert report["added"] == 1
-        assert [(Path(e["path"]).name, e["error"]) for e in report["errors"]] == [("secret.png", "permission denied")]
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    data = tmp_path / "data"
+    data.mkdir()
+    solid((1, 2, 3)).save(data / "ok.png")
+    solid((1, 2, 3)).save(data / "secret.png")
+    (data / "secret.png").chmod(0)
+    drop = "-dac_override,-dac_read_search"
+    cmd = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", sys.executable, "-m", "clipdex",
+           "index", str(data), "-c", str(tmp_path / "c"), "--model", tiny_spec, "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["added"] == 1
+    assert [(Path(e["path"]).name, e["error"]) for e in report["errors"]] == [("secret.png", "permission denied")]
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
