@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,6 +82,17 @@ def test_real_server_searches_while_another_process_indexes(server: tuple[str, P
     assert sum(h["path"].startswith(str(extra)) for h in found) == 30  # new items, no restart
 
 
+def open_and_search(browser: Any, base: str, width: int, text: str, at_least: int) -> Any:
+    """A new page of the given width, a typed query, Enter, and at least ``at_least`` results."""
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    page.goto(base + "/")
+    page.wait_for_selector("#collection option", state="attached")
+    page.fill("#q", text)
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.querySelectorAll('#results li img').length >= {at_least}")
+    return page
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is installed by `make test` (apt-get install chromium)")
 def test_browser_search_drop_open_and_more_like_this(server: tuple[str, Path], scenes_folder: Path) -> None:
     from playwright.sync_api import sync_playwright
@@ -92,12 +104,7 @@ def test_browser_search_drop_open_and_more_like_this(server: tuple[str, Path], s
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
         try:
-            page = browser.new_page(viewport={"width": 1100, "height": 800})
-            page.goto(base + "/")
-            page.wait_for_selector("#collection option", state="attached")
-            page.fill("#q", "a red circle")
-            page.keyboard.press("Enter")
-            page.wait_for_function("document.querySelectorAll('#results li img').length >= 10")
+            page = open_and_search(browser, base, 1100, "a red circle", 10)
             page.wait_for_function("[...document.querySelectorAll('#results li img')].slice(0, 6)"
                                    ".every(i => i.complete && i.naturalWidth > 0)")
             assert "results" in page.inner_text("#status")
@@ -138,12 +145,7 @@ def test_browser_search_drop_open_and_more_like_this(server: tuple[str, Path], s
             page.wait_for_selector("dialog#detail:not([open])", state="attached")
 
             # phone width: two columns, nothing wider than the screen
-            phone = browser.new_page(viewport={"width": 390, "height": 800})
-            phone.goto(base + "/")
-            phone.wait_for_selector("#collection option", state="attached")
-            phone.fill("#q", "a blue star")
-            phone.keyboard.press("Enter")
-            phone.wait_for_function("document.querySelectorAll('#results li').length >= 4")
+            phone = open_and_search(browser, base, 390, "a blue star", 4)
             assert phone.evaluate("document.documentElement.scrollWidth") <= 390
             phone.screenshot(path=str(ARTIFACTS / "phone.png"))
         finally:

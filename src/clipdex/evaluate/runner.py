@@ -178,6 +178,7 @@ def run_ranking(data: str | Path, collection: Collection, k: int = 50, seed: int
     encoder = collection.encoder()
     view = collection.vectors("image")
     paths = {i: os.path.normpath(r.path) for i, r in collection.items(view.item_ids.tolist()).items()}
+    row_of_path = {paths[int(item)]: row for row, item in enumerate(view.item_ids) if int(item) in paths}
     ranked = np.zeros((len(ds.queries), k))
     n_rel = np.zeros(len(ds.queries))
     for q, (text, relevant, cands) in enumerate(zip(ds.queries, ds.relevant, ds.candidates, strict=True)):
@@ -186,8 +187,7 @@ def run_ranking(data: str | Path, collection: Collection, k: int = 50, seed: int
             n_rel[q] = len(relevant)
         else:  # rerank mode: score only the given candidates
             vec = encoder.encode_texts([text])[0]
-            by_path = {p: i for i, p in paths.items()}
-            rows = [np.flatnonzero(view.item_ids == by_path[c])[0] for c in cands if c in by_path]
+            rows = [row_of_path[c] for c in cands if c in row_of_path]
             scores = view.matrix[rows] @ vec
             order = [paths[int(view.item_ids[rows[j]])] for j in np.argsort(-scores, kind="stable")][:k]
             n_rel[q] = len(relevant & set(cands))

@@ -118,12 +118,11 @@ def _ann_with_delta(collection: Collection, view: VectorView, vector: np.ndarray
     """ANN over the indexed snapshot + exact over vectors added since; rows of ``view``."""
     ann = collection.ann()
     assert ann is not None
-    removed = len(ann.vec_ids) - int(np.isin(ann.vec_ids, view.vec_ids, assume_unique=True).sum())
-    ann_scores, ann_ids = ann.search(vector[None, :], k + max(removed, 0))
+    removed, delta = view.delta_against(ann.vec_ids)
+    ann_scores, ann_ids = ann.search(vector[None, :], k + removed)
     rows = np.searchsorted(view.vec_ids, ann_ids[0])
     rows = np.minimum(rows, max(len(view.vec_ids) - 1, 0))
     live = (ann_ids[0] >= 0) & (view.vec_ids[rows] == ann_ids[0]) if len(view) else np.zeros(0, bool)
-    delta = np.flatnonzero(~np.isin(view.vec_ids, ann.vec_ids, assume_unique=True))
     d_scores, d_local = exact_topk(view.matrix[delta], vector, k)
     return merge_topk([ann_scores[0][live], d_scores], [rows[live], delta[d_local]], k)
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clipdex.errors import CollectionError
 from clipdex.media.decode import DecodeOptions
 from clipdex.media.pipeline import Decoded, decode_stream
 from clipdex.media.sources import Item, SourceOptions, display_path, iter_source
@@ -119,7 +120,8 @@ def index_items(collection: Collection, items: Iterable[Item], encoder: Encoder,
     """Embed new or changed items and commit them batch by batch (see module doc)."""
     collection.check_encoder(encoder.spec)
     if encoder.dim != collection.dim:
-        raise ValueError(f"encoder dim {encoder.dim} != collection dim {collection.dim}")
+        raise CollectionError(f"the encoder makes {encoder.dim}-d vectors but {collection.path} holds "
+                              f"{collection.dim}-d ones; use the collection's model or a new collection")
     start = time.perf_counter()
     report = IndexReport()
     with collection.writing(options.wait) as conn:

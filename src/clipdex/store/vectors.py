@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +30,22 @@ class VectorView:
     vec_ids: np.ndarray
     item_ids: np.ndarray
     caption_ids: np.ndarray
+    _delta: tuple[np.ndarray, int, np.ndarray] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.vec_ids)
+
+    def delta_against(self, indexed: np.ndarray) -> tuple[int, np.ndarray]:
+        """How many ``indexed`` ids are gone from this view, and the rows not in the index.
+
+        Both are O(n) set operations, so they are computed once per (view, index) pair
+        rather than on every query.
+        """
+        if self._delta is None or self._delta[0] is not indexed:
+            removed = len(indexed) - int(np.isin(indexed, self.vec_ids, assume_unique=True).sum())
+            rows = np.flatnonzero(~np.isin(self.vec_ids, indexed, assume_unique=True))
+            self._delta = (indexed, removed, rows)
+        return self._delta[1], self._delta[2]
 
 
 def write_shard(folder: Path, first_vec: int, vectors: np.ndarray, dtype: str) -> str:
