@@ -144,14 +144,45 @@ def test_noisy_pool_labels_what_was_done(tmp_path: Path) -> None:
     write_noisy_pool(tmp_path / "pool", 100, seed=1, size=32)
     rows = pq.read_table(tmp_path / "pool" / "pool.parquet").to_pylist()
     counts = {k: sum(r["label"] == k for r in rows) for k in NOISE_KINDS}
-    assert counts == {"clean": 40, "mismatched": 10, "near_duplicate": 10, "blank": 10, "tiny": 10,
-                      "non_english": 10, "boilerplate": 10}
+    assert counts == {"clean": 35, "mismatched": 10, "near_duplicate": 10, "exact_duplicate": 5, "blank": 10,
+                      "tiny": 10, "non_english": 10, "boilerplate": 10}
+    by_key = {r["key"]: r for r in rows}
     for r in rows:
+        data = (tmp_path / "pool" / r["path"]).read_bytes()
         image = Image.open(tmp_path / "pool" / r["path"])
         if r["label"] == "tiny":
             assert image.size == (8, 8)
         if r["label"] == "blank":
             assert all(lo == hi for lo, hi in image.getextrema())
-        if r["label"] == "near_duplicate":
-            original = next(o for o in rows if o["path"] == r["duplicate_of"])
+        if r["label"] in ("near_duplicate", "exact_duplicate"):
+            original = by_key[r["duplicate_of"]]
             assert original["label"] == "clean"
+            same = data == (tmp_path / "pool" / original["path"]).read_bytes()
+            assert same == (r["label"] == "exact_duplicate")
+        if r["label"] == "non_english":
+            assert not set(r["caption"].replace(",", " ").split()) & {"red", "circle", "left", "the", "and"}
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "folder"])
+def test_noisy_pool_other_formats_hold_the_same_samples(tmp_path: Path, fmt: str) -> None:
+    import tarfile
+
+    import pyarrow.parquet as pq
+
+    from clipdex.synth.companions import write_noisy_pool
+
+    write_noisy_pool(tmp_path / "p", 30, seed=2, size=32)
+    write_noisy_pool(tmp_path / fmt, 30, seed=2, size=32, fmt=fmt, shard_size=12)
+    table = pq.read_table(tmp_path / "p" / "pool.parquet").to_pylist()
+    labels = pq.read_table(tmp_path / fmt / "labels.parquet").to_pylist()
+    assert [r["label"] for r in labels] == [r["label"] for r in table]
+    if fmt == "folder":
+        captions = [(tmp_path / fmt / f"{r['key']}.txt").read_text().strip() for r in table]
+    else:
+        shards = sorted((tmp_path / fmt).glob("*.tar"))
+        assert len(shards) == 3
+        captions = []
+        for shard in shards:
+            with tarfile.open(shard) as tar:
+                captions += [tar.extractfile(m).read().decode() for m in tar.getmembers() if m.name.endswith(".txt")]
+    assert captions == [r["caption"] for r in table]

@@ -181,7 +181,7 @@ def remove(
 
 def app_main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (tests call this in-process)."""
-    from clipdex import cli_eval, cli_more  # noqa: F401  (register the other commands)
+    from clipdex import cli_curate, cli_eval, cli_more  # noqa: F401  (register the other commands)
 
     try:
         result = app(args=argv, standalone_mode=False, prog_name="clipdex")

@@ -18,7 +18,7 @@ def synth(
     n: Annotated[int, typer.Option(min=1, help="Number of images")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="scenes: folder, parquet, webdataset, karpathy; "
-                                     "composed: cirr; noisy-pool: parquet")] = "folder",
+                                     "composed: cirr; noisy-pool: parquet, webdataset, folder")] = "folder",
     size: Annotated[int, typer.Option(help="Image size in pixels")] = 64,
     words: Annotated[float, typer.Option(help="Share of scenes with a rendered word on a sign")] = 0.0,
     as_json: JsonOpt = False,
@@ -36,9 +36,7 @@ def synth(
             raise ClipdexError("--kind composed writes --format cirr")
         report = write_composed(out, n, seed, size)
     elif kind == "noisy-pool":
-        if fmt not in ("parquet", "folder"):
-            raise ClipdexError("--kind noisy-pool writes --format parquet")
-        report = write_noisy_pool(out, n, seed, size)
+        report = write_noisy_pool(out, n, seed, size, fmt=fmt)
     else:
         raise ClipdexError(f"unknown --kind {kind!r}. Available: scenes, composed, noisy-pool")
     _emit(asdict(report), as_json, f"wrote {report.images} images, {report.captions} captions to {report.out}")

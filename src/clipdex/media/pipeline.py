@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from clipdex.errors import DecodeError
-from clipdex.media.decode import DecodeOptions, decode_image
+from clipdex.media.decode import DecodeOptions, ImageInput, decode_image
 
 __all__ = ["Decoded", "decode_stream", "default_workers"]
 
@@ -38,7 +38,7 @@ def default_workers() -> int:
 
 def decode_stream(
     items: Iterable[T],
-    path_of: Callable[[T], str],
+    path_of: Callable[[T], ImageInput],
     options: DecodeOptions = DecodeOptions(),
     transform: Callable[[Any], Any] | None = None,
     workers: int | None = None,
@@ -47,7 +47,7 @@ def decode_stream(
     """Decode items in order with a bounded window of work in flight.
 
     Args:
-        items: anything; ``path_of(item)`` names its image file.
+        items: anything; ``path_of(item)`` names its image file (or gives its bytes).
         options: decoding limits.
         transform: applied to the decoded RGB image in the worker (e.g. the
             encoder's resize + normalise), so that work is parallel too.
@@ -68,7 +68,7 @@ def decode_stream(
             yield _result(*window.popleft())
 
 
-def _work(path: str, options: DecodeOptions, transform: Callable[[Any], Any]) -> Any:
+def _work(path: ImageInput, options: DecodeOptions, transform: Callable[[Any], Any]) -> Any:
     return transform(decode_image(path, options))
 
 

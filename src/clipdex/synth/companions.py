@@ -14,7 +14,8 @@ from __future__ import annotations
 import io
 import json
 import random
-from dataclasses import replace
+import tarfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image, ImageFilter
@@ -35,9 +36,10 @@ from clipdex.synth.world import (
 )
 from clipdex.synth.writers import SynthReport
 
-__all__ = ["NOISE_KINDS", "modify_scene", "write_composed", "write_noisy_pool"]
+__all__ = ["NOISE_KINDS", "POOL_FORMATS", "modify_scene", "write_composed", "write_noisy_pool"]
 
-NOISE_KINDS = ("clean", "mismatched", "near_duplicate", "blank", "tiny", "non_english", "boilerplate")
+NOISE_KINDS = ("clean", "mismatched", "near_duplicate", "exact_duplicate", "blank", "tiny", "non_english",
+               "boilerplate")
 
 
 def modify_scene(scene: Scene, rng: random.Random) -> tuple[Scene, str]:
@@ -102,25 +104,67 @@ def write_composed(out: str | Path, n: int, seed: int, size: int = 64, split: st
     return SynthReport(str(out), "cirr", len(files), n)
 
 
-_SPANISH = {"a": "un", "red": "rojo", "blue": "azul", "green": "verde", "circle": "círculo", "star": "estrella",
-            "and": "y", "two": "dos", "left": "izquierda", "of": "de", "square": "cuadrado", "yellow": "amarillo"}
+# Word-for-word Spanish for every word the grammar uses, so a "non_english"
+# caption holds no English word a language identifier could latch onto.
+_SPANISH = {
+    "a": "un", "an": "un", "the": "el", "and": "y", "of": "de", "in": "en", "on": "sobre", "at": "en",
+    "above": "encima", "below": "debajo", "left": "izquierda", "right": "derecha", "top": "arriba",
+    "bottom": "abajo", "center": "centro", "middle": "medio", "two": "dos", "three": "tres", "four": "cuatro",
+    "small": "pequeño", "medium": "mediano", "large": "grande",
+    "red": "rojo", "orange": "naranja", "yellow": "amarillo", "green": "verde", "cyan": "cian", "blue": "azul",
+    "purple": "morado", "pink": "rosado", "brown": "marrón", "black": "negro",
+    "circle": "círculo", "circles": "círculos", "square": "cuadrado", "squares": "cuadrados",
+    "triangle": "triángulo", "triangles": "triángulos", "star": "estrella", "stars": "estrellas",
+    "hexagon": "hexágono", "hexagons": "hexágonos", "diamond": "rombo", "diamonds": "rombos",
+    "cross": "cruz", "crosses": "cruces", "heart": "corazón", "hearts": "corazones",
+    "with": "con", "sign": "letrero", "that": "que", "says": "dice", "background": "fondo",
+}
 _BOILERPLATE = ("click here to download this image", "stock photo id 4829103 royalty free",
-                "image may contain: text", "untitled", "IMG_2041.JPG", "free shipping on all orders")
+                "image may contain: text", "untitled", "IMG_2041.JPG", "free shipping on all orders",
+                "DSC_0042.jpg", "photo photo photo photo photo")
+POOL_FORMATS = ("parquet", "webdataset", "folder")
+
+
+def _spanish(caption: str) -> str:
+    words = caption.replace(",", " ,").split()
+    return " ".join(_SPANISH.get(w, w) for w in words).replace(" ,", ",")
+
+
+@dataclass
+class _PoolSample:
+    key: str
+    image: bytes
+    caption: str
+    label: str
+    duplicate_of: str
 
 
 def write_noisy_pool(out: str | Path, n: int, seed: int, size: int = 64,
-                     shares: dict[str, float] | None = None) -> SynthReport:
-    """Write a pool of ``n`` samples, ``pool.parquet`` with path, caption, label and ``duplicate_of``.
+                     shares: dict[str, float] | None = None, fmt: str = "parquet",
+                     shard_size: int = 1000) -> SynthReport:
+    """Write a pool of ``n`` samples whose damage is known, in a pool format curation reads.
 
-    ``shares`` gives the fraction of each damage kind (the rest is clean);
-    by default 10% each of six kinds, so 40% of the pool is clean.
+    ``fmt``: ``parquet`` (``pool.parquet`` with key, path, caption, label,
+    duplicate_of), ``webdataset`` (tar shards of key.png/key.txt/key.json, the
+    label in the json) or ``folder`` (images + sidecar .txt). Every format also
+    gets ``labels.parquet`` (key, label, duplicate_of): the ground truth.
+    ``shares`` gives the fraction of each damage kind (the rest is clean); by
+    default 10% each of six kinds and 5% exact duplicates, so 35% is clean.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    if fmt not in POOL_FORMATS:
+        raise ClipdexError(f"unknown pool format {fmt!r}. Available: {', '.join(POOL_FORMATS)}")
     out = _fresh(out)
-    (out / "images").mkdir()
-    shares = shares or {k: 0.1 for k in NOISE_KINDS if k != "clean"}
+    samples = _noisy_samples(n, seed, size, shares or dict(_DEFAULT_SHARES))
+    {"parquet": _pool_parquet, "webdataset": _pool_webdataset, "folder": _pool_folder}[fmt](out, samples, shard_size)
+    _write_table(out / "labels.parquet", {"key": [s.key for s in samples], "label": [s.label for s in samples],
+                                          "duplicate_of": [s.duplicate_of for s in samples]})
+    return SynthReport(str(out), "noisy-pool", n, n)
+
+
+_DEFAULT_SHARES = {**{k: 0.1 for k in NOISE_KINDS if k not in ("clean", "exact_duplicate")}, "exact_duplicate": 0.05}
+
+
+def _noisy_samples(n: int, seed: int, size: int, shares: dict[str, float]) -> list[_PoolSample]:
     unknown = set(shares) - set(NOISE_KINDS)
     if unknown:
         raise ClipdexError(f"unknown noise kinds {sorted(unknown)}. Available: {', '.join(NOISE_KINDS)}")
@@ -129,34 +173,71 @@ def write_noisy_pool(out: str | Path, n: int, seed: int, size: int = 64,
     labels += ["clean"] * (n - len(labels))
     rng.shuffle(labels)
     scenes = [sample_scene(rng, WorldConfig(), seed=i) for i in range(n)]
-    rows: dict[str, list[object]] = {"path": [], "caption": [], "label": [], "duplicate_of": []}
+    clean = [i for i, label in enumerate(labels) if label == "clean"] or [0]
+    samples = []
     for i, (label, scene) in enumerate(zip(labels, scenes, strict=True)):
-        name = f"images/{i:06d}.png"
         caption = captions_for(scene, 1, random.Random(seed + i))[0]
         image = render_scene(scene, size)
         duplicate_of = ""
         if label == "mismatched":
             caption = captions_for(scenes[(i + 1 + rng.randrange(n - 1)) % n], 1, rng)[0]
-        elif label == "near_duplicate":
-            j = rng.randrange(n)
-            while j == i or labels[j] != "clean":
-                j = rng.randrange(n)
-            image = _near_copy(render_scene(scenes[j], size), rng)
+        elif label in ("near_duplicate", "exact_duplicate"):
+            j = rng.choice(clean)
+            image = render_scene(scenes[j], size)
+            if label == "near_duplicate":
+                image = _near_copy(image, rng)
             caption = captions_for(scenes[j], 2, random.Random(seed + j))[-1]
-            duplicate_of = f"images/{j:06d}.png"
+            duplicate_of = f"{j:06d}"
         elif label == "blank":
             image = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))  # type: ignore[arg-type]
         elif label == "tiny":
             image = image.resize((8, 8))
         elif label == "non_english":
-            caption = " ".join(_SPANISH.get(w, w) for w in caption.split())
+            caption = _spanish(caption)
         elif label == "boilerplate":
             caption = rng.choice(_BOILERPLATE)
-        image.save(out / name, format="PNG", compress_level=1)
-        for key, value in (("path", name), ("caption", caption), ("label", label), ("duplicate_of", duplicate_of)):
-            rows[key].append(value)
-    pq.write_table(pa.table(rows), out / "pool.parquet")
-    return SynthReport(str(out), "noisy-pool", n, n)
+        samples.append(_PoolSample(f"{i:06d}", _png_bytes(image), caption, label, duplicate_of))
+    return samples
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _write_table(path: Path, columns: dict[str, list[object]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(columns), path)
+
+
+def _pool_parquet(out: Path, samples: list[_PoolSample], shard_size: int) -> None:
+    (out / "images").mkdir()
+    for s in samples:
+        (out / "images" / f"{s.key}.png").write_bytes(s.image)
+    _write_table(out / "pool.parquet", {
+        "key": [s.key for s in samples], "path": [f"images/{s.key}.png" for s in samples],
+        "caption": [s.caption for s in samples], "label": [s.label for s in samples],
+        "duplicate_of": [s.duplicate_of for s in samples]})
+
+
+def _pool_folder(out: Path, samples: list[_PoolSample], shard_size: int) -> None:
+    for s in samples:
+        (out / f"{s.key}.png").write_bytes(s.image)
+        (out / f"{s.key}.txt").write_text(s.caption + "\n", encoding="utf-8")
+
+
+def _pool_webdataset(out: Path, samples: list[_PoolSample], shard_size: int) -> None:
+    for start in range(0, len(samples), shard_size):
+        with tarfile.open(out / f"{start // shard_size:05d}.tar", "w") as tar:
+            for s in samples[start:start + shard_size]:
+                meta = {"key": s.key, "caption": s.caption, "label": s.label, "duplicate_of": s.duplicate_of}
+                for ext, data in (("png", s.image), ("txt", s.caption.encode()), ("json", json.dumps(meta).encode())):
+                    info = tarfile.TarInfo(f"{s.key}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
 
 
 def _near_copy(image: Image.Image, rng: random.Random) -> Image.Image:

@@ -1,0 +1,64 @@
+"""CLI for curation: ``clipdex curate`` (a thin wrapper over :func:`clipdex.curate.curate`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from clipdex.cli import JsonOpt, _emit, _progress_printer, app
+
+
+@app.command("curate")
+def curate_cmd(
+    pool: Annotated[str, typer.Argument(help="A .parquet/.csv/.tsv table, webdataset .tar shards (a folder or one "
+                                             "tar), or a folder of images with .txt captions")],
+    out: Annotated[Path, typer.Option(help="Output folder: kept samples, decisions.parquet, report.html")],
+    filters: Annotated[list[str] | None, typer.Option(
+        "--filter", "-f", help="NAME[:k=v,...] in order, e.g. basic, clip-score:top=0.3, dedup:cos=0.95")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file with [[filter]] tables and options")] = None,
+    model: Annotated[str | None, typer.Option(help="Encoder spec (default: the built-in model)")] = None,
+    embeddings: Annotated[str | None, typer.Option(
+        help="Reuse vectors from a clipdex collection or a clip-retrieval folder (img_emb/ + metadata/)")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Processes scoring shards in parallel")] = None,
+    shard_size: Annotated[int | None, typer.Option(min=1, help="Rows or files per shard (tables, folders)")] = None,
+    copy_images: Annotated[bool, typer.Option(help="Tables: copy kept images into OUT/images")] = False,
+    image_col: Annotated[str | None, typer.Option(help="Table column with the image path")] = None,
+    caption_col: Annotated[str | None, typer.Option(help="Table column with the caption")] = None,
+    key_col: Annotated[str | None, typer.Option(help="Table column with a unique sample key")] = None,
+    image_root: Annotated[str | None, typer.Option(help="Folder that relative image paths start from")] = None,
+    report: Annotated[bool, typer.Option(help="Write report.html")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Filter, deduplicate and decontaminate an image-text pool; resumable (run the same command again)."""
+    from clipdex.curate import CurateOptions, PoolOptions, curate, load_config
+
+    specs: list[Any] = []
+    settings: dict[str, Any] = {}
+    if config:
+        specs, settings = load_config(config)
+    specs += filters or []
+    pool_options = PoolOptions(image_col=image_col, caption_col=caption_col, key_col=key_col, image_root=image_root,
+                               shard_size=shard_size or settings.get("shard_size", PoolOptions().shard_size))
+    options = CurateOptions(
+        model=model or settings.get("model", CurateOptions().model),
+        embeddings=embeddings or settings.get("embeddings"),
+        workers=workers or settings.get("workers", 1),
+        copy_images=copy_images or settings.get("copy_images", False),
+        language_accuracy=settings.get("language_accuracy", "high"), report=report, pool=pool_options)
+    printers: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        printer = printers.setdefault(stage, _progress_printer(f"{stage} shards"))
+        printer(done, total, 0)
+
+    result = curate(pool, out, specs, options, progress=progress)
+    lines = [f"{result.kept:,} of {result.samples:,} samples kept ({result.kept / max(result.samples, 1):.1%}) "
+             f"in {result.seconds:.1f} s -> {result.out}"]
+    lines += [f"  {s.filter:<40} in {s.reached:>9,}  rejected {s.rejected:>9,}  out {s.kept:>9,}"
+              for s in result.steps]
+    lines += [f"  unreadable shard {name}: {why}" for name, why in result.failed_shards.items()]
+    if result.report_html:
+        lines.append(f"report: {result.report_html}")
+    _emit(result.to_dict(), as_json, "\n".join(lines))

@@ -1,0 +1,121 @@
+"""What pass 2 sees: the score columns of every shard, vectors on demand, the encoder on demand."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clipdex.encoders.base import Encoder
+from clipdex.errors import ClipdexError
+
+__all__ = ["Context"]
+
+
+class Context:
+    """Columns of the pass-1 table as numpy arrays, plus lazy access to the stored vectors.
+
+    Rows are in shard order; ``extra`` collects the scores filters compute in
+    pass 2 (visualness, cluster, duplicate-of) for ``decisions.parquet``.
+    """
+
+    def __init__(self, table: Any, workdir: Path, shard_ids: list[int], shard_sizes: list[int],
+                 encoder: Callable[[], Encoder]) -> None:
+        self.table = table
+        self.n = table.num_rows
+        self.workdir = workdir
+        self.shard_ids = shard_ids
+        self.offsets = np.concatenate([[0], np.cumsum(shard_sizes)]).astype(np.int64)
+        self.encoder = encoder
+        self.extra: dict[str, np.ndarray] = {}
+        self._cols: dict[str, np.ndarray] = {}
+        self._mmaps: dict[tuple[str, int], np.ndarray] = {}
+
+    def col(self, name: str) -> np.ndarray:
+        if name not in self._cols:
+            if name not in self.table.column_names:
+                raise ClipdexError(f"pass-1 scores have no column {name!r}")
+            column = self.table.column(name)
+            if column.type in ("string", "large_string") or str(column.type) in ("string", "large_string", "null"):
+                self._cols[name] = np.asarray(column.to_pylist(), dtype=object)
+            else:
+                self._cols[name] = column.to_numpy(zero_copy_only=False)
+        return self._cols[name]
+
+    def pool_column(self, name: str) -> np.ndarray:
+        """A column by its name in the pool (``width``) or in the scores (``clip_score``)."""
+        names = self.table.column_names
+        for candidate in (name, f"col.{name}"):
+            if candidate in names:
+                return self.col(candidate)
+        if name in self.extra:
+            return self.extra[name]
+        pool_cols = [c[4:] for c in names if c.startswith("col.")]
+        scores = [c for c in names if not c.startswith("col.")]
+        raise ClipdexError(f"no column {name!r}. Pool columns: {', '.join(pool_cols) or 'none'}; "
+                           f"scores: {', '.join(scores)}")
+
+    def short_side(self) -> np.ndarray:
+        return np.minimum(self.col("width"), self.col("height"))
+
+    def aspect(self) -> np.ndarray:
+        w, h = self.col("width").astype(np.float64), self.col("height").astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.maximum(w, h) / np.minimum(w, h)
+        return np.where((w > 0) & (h > 0), ratio, np.inf)
+
+    def row_chunks(self, size: int = 65_536) -> Iterator[np.ndarray]:
+        for start in range(0, self.n, size):
+            yield np.arange(start, min(start + size, self.n))
+
+    def _vectors(self, kind: str, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.int64)
+        position = np.searchsorted(self.offsets, rows, side="right") - 1
+        out: np.ndarray | None = None
+        for pos in np.unique(position):
+            shard = self.shard_ids[int(pos)]
+            key = (kind, shard)
+            if key not in self._mmaps:
+                self._mmaps[key] = np.load(self.workdir / f"{kind}-{shard:05d}.npy", mmap_mode="r")
+            matrix = self._mmaps[key]
+            if out is None:
+                out = np.zeros((len(rows), matrix.shape[1]), np.float32)
+            sel = position == pos
+            out[sel] = matrix[rows[sel] - self.offsets[pos]]
+        if out is None:
+            return np.zeros((0, 0), np.float32)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)  # float16 storage moves norms by ~1e-4
+
+    def image_vectors(self, rows: np.ndarray) -> np.ndarray:
+        return self._vectors("image", rows)
+
+    def text_vectors(self, rows: np.ndarray) -> np.ndarray:
+        return self._vectors("text", rows)
+
+    def target_set(self, spec: str) -> tuple[list[str], np.ndarray]:
+        """Image embeddings of one or more sources (joined by ``|``), cached in the work folder."""
+        from clipdex.evaluate.runner import embed_images
+        from clipdex.media.sources import display_path, iter_source
+
+        encoder = self.encoder()
+        digest = hashlib.sha256(f"{spec}\0{encoder.spec}".encode()).hexdigest()[:16]
+        cache = self.workdir / f"target-{digest}.npz"
+        if cache.exists():
+            with np.load(cache, allow_pickle=False) as data:
+                return [str(r) for r in data["refs"]], data["vectors"]
+        paths = [item.path for location in spec.split("|") for item in iter_source(location.strip())]
+        if not paths:
+            raise ClipdexError(f"no images in {spec}")
+        vectors, ok = embed_images(encoder, paths)
+        if not ok.any():
+            raise ClipdexError(f"none of the {len(paths)} images of {spec} could be decoded")
+        refs = [display_path(p) for p, good in zip(paths, ok, strict=True) if good]
+        vectors = vectors[ok]
+        tmp = cache.with_name(cache.name + ".tmp.npz")
+        np.savez(tmp, refs=np.asarray(refs), vectors=vectors)
+        tmp.replace(cache)
+        return refs, vectors

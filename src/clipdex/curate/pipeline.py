@@ -1,0 +1,257 @@
+"""The curation pipeline: score every shard (pass 1), decide over the whole pool (pass 2), write.
+
+``OUT`` receives the kept samples in the pool's own format, ``decisions.parquet``
+(one row per sample: every score, kept or not, the first filter that rejected
+it and why) and ``report.html``. ``OUT/.curate/`` holds the resumable work:
+a killed run started again skips every shard already scored or written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clipdex.curate.context import Context
+from clipdex.curate.filters import Filter, parse_filter
+from clipdex.curate.pool import Pool, PoolOptions, Shard, open_pool
+from clipdex.curate.score import ScoreConfig, score_pool, scores_path
+from clipdex.encoders.base import Encoder
+from clipdex.encoders.registry import DEFAULT_SPEC
+from clipdex.errors import ClipdexError
+
+__all__ = ["CurateOptions", "CurateReport", "Step", "curate", "load_config"]
+
+WORK_DIR = ".curate"
+INPUT_STEP = "input"  # the implicit first step: samples whose image or caption could not be read
+
+
+@dataclass
+class CurateOptions:
+    """How a run computes scores and writes its output (filters are passed separately)."""
+
+    model: str = DEFAULT_SPEC
+    embeddings: str | None = None
+    workers: int = 1
+    copy_images: bool = False
+    language_accuracy: str = "high"
+    report: bool = True
+    pool: PoolOptions = field(default_factory=PoolOptions)
+
+
+@dataclass
+class Step:
+    """One filter's effect: samples that reached it, that it rejected, and that went on."""
+
+    filter: str
+    reached: int
+    rejected: int
+    kept: int
+
+
+@dataclass
+class CurateReport:
+    pool: str
+    format: str
+    out: str
+    model: str
+    samples: int
+    kept: int
+    steps: list[Step]
+    shards: int
+    shards_scored_now: int
+    shards_reused: int
+    failed_shards: dict[str, str]
+    seconds: float
+    decisions: str
+    report_html: str | None
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "samples_per_second": round(self.samples_per_second, 1)}
+
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def load_config(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Read a TOML config: ``[[filter]]`` tables (``name`` + parameters) and top-level options.
+
+    Raises:
+        ClipdexError: unreadable TOML or no filters.
+    """
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ClipdexError(f"cannot read config {path}: {e}") from e
+    filters = data.pop("filter", [])
+    if not isinstance(filters, list) or not all(isinstance(f, dict) and "name" in f for f in filters):
+        raise ClipdexError(f"{path}: filters are [[filter]] tables, each with a name")
+    unknown = set(data) - {"model", "embeddings", "workers", "copy_images", "shard_size", "language_accuracy"}
+    if unknown:
+        raise ClipdexError(f"{path}: unknown option(s) {', '.join(sorted(unknown))}")
+    return filters, data
+
+
+def curate(pool_location: str | os.PathLike[str], out: str | os.PathLike[str],
+           filters: Sequence[str | dict[str, Any] | Filter], options: CurateOptions = CurateOptions(),
+           progress: ProgressFn | None = None, encoder: Encoder | None = None) -> CurateReport:
+    """Curate a pool into ``out`` with ``filters`` applied in order.
+
+    Args:
+        pool_location: a table, webdataset tar shards or a folder (see :func:`open_pool`).
+        out: output folder (new, or the output of an earlier run to resume).
+        filters: filter specs (``"clip-score:top=0.3"``), TOML tables or :class:`Filter` objects.
+        options: model, precomputed embeddings, workers, output options.
+        progress: called with (stage, done, total).
+        encoder: an already loaded encoder to use in this process (else ``options.model`` is loaded).
+
+    Raises:
+        ClipdexError: bad filters, an unreadable pool, or ``out`` holding something else.
+    """
+    started = time.perf_counter()
+    chain = [f if isinstance(f, Filter) else parse_filter(f) for f in filters]
+    if not chain:
+        raise ClipdexError("no filters given: pass --filter NAME[:k=v,...] or --config FILE")
+    pool = open_pool(pool_location, options.pool)
+    out = _prepare_out(Path(out), pool)
+    needs = frozenset().union(*(f.needs() for f in chain))
+    config = ScoreConfig(needs, options.model if encoder is None else encoder.spec, options.embeddings,
+                         options.language_accuracy)
+    workdir = out / WORK_DIR / config.fingerprint(pool)
+    scored = score_pool(pool, config, workdir, options.workers,
+                        (lambda d, t, _f: progress("score", d, t)) if progress else None)
+    shards = [s for s in pool.shards() if s.name not in scored.failed_shards]
+    ctx = _context(workdir, shards, config, encoder)
+    steps, rejected_by, reasons, alive = _decide(ctx, chain, needs)
+    decisions = _write_decisions(out, ctx, rejected_by, reasons, alive)
+    _write_output(out, pool, shards, ctx, alive, options.copy_images, workdir, progress)
+    report = CurateReport(
+        pool=str(pool.location), format=pool.format, out=str(out), model=config.model, samples=ctx.n,
+        kept=int(alive.sum()), steps=steps, shards=scored.shards, shards_scored_now=scored.scored_now,
+        shards_reused=scored.reused, failed_shards=scored.failed_shards, seconds=time.perf_counter() - started,
+        decisions=str(decisions), report_html=None)
+    if options.report:
+        from clipdex.curate.report import write_report
+
+        report.report_html = str(write_report(out, pool, ctx, report, rejected_by, reasons, alive))
+        report.seconds = time.perf_counter() - started
+    _write_json(out / WORK_DIR / "last_run.json", report.to_dict())
+    return report
+
+
+def _prepare_out(out: Path, pool: Pool) -> Path:
+    if out.resolve() == pool.location.resolve() or pool.location.resolve() in out.resolve().parents:
+        raise ClipdexError(f"--out {out} is inside the pool; choose a folder outside it")
+    if out.exists() and any(out.iterdir()) and not (out / WORK_DIR).is_dir():
+        raise ClipdexError(f"{out} is not empty and is not the output of an earlier curate run; choose a new --out")
+    (out / WORK_DIR).mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _context(workdir: Path, shards: list[Shard], config: ScoreConfig, encoder: Encoder | None) -> Context:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(scores_path(workdir, s)) for s in shards]
+    if not tables:
+        raise ClipdexError("no shard of the pool could be read")
+    table = pa.concat_tables(tables, promote_options="permissive")
+    keys = table.column("key")
+    if len(keys.unique()) != len(keys):
+        raise ClipdexError("sample keys are not unique in this pool; pass --key-col with a unique column "
+                           "(or none, to key table rows by position)")
+    loaded: list[Encoder] = [encoder] if encoder is not None else []
+
+    def get_encoder() -> Encoder:
+        if not loaded:
+            from clipdex.encoders.registry import load_encoder
+
+            loaded.append(load_encoder(config.model))
+        return loaded[0]
+
+    return Context(table, workdir, [s.index for s in shards], [t.num_rows for t in tables], get_encoder)
+
+
+def _decide(ctx: Context, chain: list[Filter], needs: frozenset[str]
+            ) -> tuple[list[Step], np.ndarray, np.ndarray, np.ndarray]:
+    """Apply the filters in order; each sees only the survivors of the ones before."""
+    alive = np.ones(ctx.n, bool)
+    rejected_by = np.full(ctx.n, None, dtype=object)
+    reasons = np.full(ctx.n, None, dtype=object)
+    steps: list[Step] = []
+    caption_error, image_error = ctx.col("caption_error"), ctx.col("error")
+    bad = np.array([c is not None for c in caption_error]) | np.array([e is not None for e in image_error])
+    _record(steps, INPUT_STEP, np.flatnonzero(bad), [caption_error[i] or f"image: {image_error[i]}"
+                                                     for i in np.flatnonzero(bad)], alive, rejected_by, reasons)
+    for f in chain:
+        rows, why = f.apply(ctx, alive.copy())
+        _record(steps, f.describe(), rows, why, alive, rejected_by, reasons)
+    return steps, rejected_by, reasons, alive
+
+
+def _record(steps: list[Step], name: str, rows: np.ndarray, why: list[str], alive: np.ndarray,
+            rejected_by: np.ndarray, reasons: np.ndarray) -> None:
+    reached = int(alive.sum())
+    if len(rows) and not alive[rows].all():
+        raise AssertionError(f"filter {name} rejected a sample that had already been rejected")
+    rejected_by[rows] = name
+    reasons[rows] = np.asarray(why, dtype=object) if len(why) else reasons[rows]
+    alive[rows] = False
+    steps.append(Step(name, reached, len(rows), reached - len(rows)))
+
+
+def _write_decisions(out: Path, ctx: Context, rejected_by: np.ndarray, reasons: np.ndarray,
+                     alive: np.ndarray) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    hidden = {"image_ref"}
+    table = ctx.table.select([c for c in ctx.table.column_names if not c.startswith("col.") and c not in hidden])
+    table = table.append_column("kept", pa.array(alive))
+    table = table.append_column("rejected_by", pa.array(list(rejected_by), pa.string()))
+    table = table.append_column("reason", pa.array(list(reasons), pa.string()))
+    for name, values in ctx.extra.items():
+        table = table.append_column(name, pa.array(list(values) if values.dtype == object else values))
+    target = out / "decisions.parquet"
+    tmp = target.with_name(target.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def _write_output(out: Path, pool: Pool, shards: list[Shard], ctx: Context, alive: np.ndarray,
+                  copy_images: bool, workdir: Path, progress: ProgressFn | None) -> None:
+    keys = ctx.col("key")
+    kept_keys = keys[alive]
+    digest = hashlib.sha256("\0".join(map(str, kept_keys)).encode() + bytes([copy_images])).hexdigest()[:16]
+    marks = workdir / f"written-{digest}"
+    marks.mkdir(exist_ok=True)
+    for position, shard in enumerate(shards):
+        mark = marks / f"{shard.index:05d}"
+        if not mark.exists():
+            lo, hi = ctx.offsets[position], ctx.offsets[position + 1]
+            keep = {str(k) for k in keys[lo:hi][alive[lo:hi]]}
+            pool.write(out, shard, keep, copy_images)
+            mark.touch()
+        if progress:
+            progress("write", position + 1, len(shards))
+    pool.finish(out, shards)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+

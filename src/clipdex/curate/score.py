@@ -1,0 +1,392 @@
+"""Pass 1 of a curation run: every per-sample score the chosen filters need, shard by shard.
+
+Each shard's scores land in ``WORK/scores-NNNNN.parquet`` (written last, so its
+presence means the shard is done) beside its image and caption vectors as
+float16 ``.npy``. A killed run re-scores only the shards without that file;
+nothing is written twice because every file is replaced atomically.
+
+Only what a filter asks for is computed: with precomputed embeddings and
+width/height columns in the pool, no image is opened at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from clipdex.curate.embeddings import Precomputed, open_precomputed
+from clipdex.curate.language import detect_languages
+from clipdex.curate.pool import Pool, PoolOptions, Sample, Shard, open_pool
+from clipdex.encoders.base import Encoder
+from clipdex.errors import SourceError
+from clipdex.media.decode import DecodeOptions
+from clipdex.media.pipeline import decode_stream
+
+__all__ = ["NEEDS", "perceptual_hash", "ScoreConfig", "ScoreReport", "score_pool", "score_shard", "scores_path"]
+
+# bytes: content hash; size: width/height; pixels: blankness and perceptual hash;
+# image_emb / text_emb: vectors; language: caption language.
+NEEDS = ("bytes", "size", "pixels", "image_emb", "text_emb", "language")
+_DCT = np.cos(np.pi / 32 * (np.arange(32)[:, None]) * (np.arange(32)[None, :] + 0.5))  # DCT-II basis, 32 points
+
+
+def perceptual_hash(im: Image.Image) -> bytes:
+    """64-bit pHash: signs of the 8x8 lowest DCT frequencies (DC excluded) of a 32x32 grey copy vs their median.
+
+    Re-encoding, light blur and small shifts move few bits; different images differ in about half.
+    """
+    grey = np.asarray(im.convert("L").resize((32, 32), Image.Resampling.LANCZOS), np.float64)
+    low = (_DCT @ grey @ _DCT.T)[:8, :8].ravel()
+    bits = low > np.median(low[1:])
+    return np.packbits(bits).tobytes()
+_CHUNK = 256
+_SIZE_COLUMNS = (("width", "height"), ("original_width", "original_height"))
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """What pass 1 computes; its fingerprint names the work folder, so changing it never mixes results."""
+
+    needs: frozenset[str]
+    model: str
+    embeddings: str | None = None
+    language_accuracy: str = "high"
+    max_pixels: int = DecodeOptions().max_pixels
+
+    def fingerprint(self, pool: Pool) -> str:
+        data = {**asdict(self), "needs": sorted(self.needs), "pool": str(pool.location.resolve()),
+                "format": pool.format, "shard_size": pool.options.shard_size}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def scores_path(workdir: Path, shard: Shard) -> Path:
+    return workdir / f"scores-{shard.index:05d}.parquet"
+
+
+@dataclass
+class _Resources:
+    """Encoder and precomputed vectors, loaded on first use and kept for every shard of this process."""
+
+    config: ScoreConfig
+    threads: int | None = None
+    _encoder: Encoder | None = None
+    _precomputed: Precomputed | None = None
+
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            from clipdex.encoders.registry import load_encoder
+
+            self._encoder = load_encoder(self.config.model, threads=self.threads)
+        return self._encoder
+
+    def precomputed(self) -> Precomputed | None:
+        if self.config.embeddings and self._precomputed is None:
+            self._precomputed = open_precomputed(self.config.embeddings)
+        return self._precomputed
+
+
+@dataclass
+class _Row:
+    sample: Sample
+    caption: str | None = None
+    caption_error: str | None = None
+    error: str | None = None
+    data: bytes | None = None
+    width: int = -1
+    height: int = -1
+    blank_std: float = math.nan
+    phash: bytes | None = None
+    sha256: str | None = None
+    pixels: np.ndarray | None = None
+    image_vec: np.ndarray | None = None
+    text_vec: np.ndarray | None = None
+
+
+def score_shard(pool: Pool, shard: Shard, config: ScoreConfig, workdir: Path,
+                resources: _Resources | None = None) -> int:
+    """Score one shard and write its files atomically; returns the number of samples.
+
+    Raises:
+        SourceError: the shard cannot be read at all (e.g. a truncated tar).
+    """
+    res = resources or _Resources(config)
+    needs = config.needs
+    reads_images = bool(needs & {"bytes", "size", "pixels", "image_emb"})
+    rows: list[_Row] = []
+    for chunk in _batched(pool.read(shard, with_images=reads_images), _CHUNK):
+        part = [_caption_row(s) for s in chunk]
+        _fill_precomputed(part, res, needs)
+        if reads_images:
+            _inspect_images(part, res, needs)
+        if "text_emb" in needs:
+            _encode_texts([r for r in part if r.caption is not None and r.text_vec is None], res)
+        for r in part:
+            r.data = r.pixels = None  # keep only scores in memory
+        rows += part
+    _write_shard(rows, shard, needs, workdir, res)
+    return len(rows)
+
+
+def _batched(items: Iterable[Sample], n: int) -> Iterator[list[Sample]]:
+    it = iter(items)
+    while chunk := list(islice(it, n)):
+        yield chunk
+
+
+def _caption_row(sample: Sample) -> _Row:
+    row = _Row(sample)
+    value = sample.caption
+    if value is None:
+        row.caption_error = "no caption"
+    elif not isinstance(value, str):
+        row.caption_error = f"caption is not text ({type(value).__name__})"
+    elif not value.strip():
+        row.caption_error = "empty caption"
+    else:
+        row.caption = " ".join(value.split())
+    return row
+
+
+def _fill_precomputed(rows: list[_Row], res: _Resources, needs: frozenset[str]) -> None:
+    pre = res.precomputed()
+    if pre is None:
+        return
+    for r in rows:
+        if "image_emb" in needs:
+            r.image_vec = pre.image(r.sample.key, r.sample.image_path)
+        if "text_emb" in needs and r.caption is not None:
+            r.text_vec = pre.text(r.sample.key, r.sample.image_path, r.caption)
+
+
+def _size_from_columns(sample: Sample) -> tuple[int, int] | None:
+    for w_col, h_col in _SIZE_COLUMNS:
+        try:
+            return int(sample.columns[w_col]), int(sample.columns[h_col])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
+def _inspect_images(rows: list[_Row], res: _Resources, needs: frozenset[str]) -> None:
+    """Read bytes, hash, decode, measure and preprocess the images this chunk needs."""
+    todo = []
+    for r in rows:
+        known_size = _size_from_columns(r.sample) if "size" in needs else None
+        if known_size:
+            r.width, r.height = known_size
+        must_decode = ("pixels" in needs or ("size" in needs and not known_size)
+                       or ("image_emb" in needs and r.image_vec is None))
+        if not (must_decode or "bytes" in needs):
+            continue
+        r.data = _read_bytes(r)
+        if r.data is None:
+            continue
+        if "bytes" in needs:
+            r.sha256 = hashlib.sha256(r.data).hexdigest()
+        if must_decode:
+            todo.append(r)
+    if not todo:
+        return
+    options = DecodeOptions(max_pixels=res.config.max_pixels)
+    wants_pixels = "image_emb" in needs
+    encoder = res.encoder() if wants_pixels and any(r.image_vec is None for r in todo) else None
+
+    wants_hash = "pixels" in needs
+
+    def inspect(im: Image.Image) -> tuple[int, int, float, bytes | None, np.ndarray | None]:
+        small = np.asarray(im.resize((32, 32), Image.Resampling.BILINEAR), np.float32).reshape(-1, 3)
+        pixels = encoder.preprocess(im) if encoder is not None else None
+        phash = perceptual_hash(im) if wants_hash else None
+        return im.width, im.height, float(small.std(axis=0).max()), phash, pixels
+
+    for decoded in decode_stream(todo, lambda r: r.data or b"", options, transform=inspect, workers=None):
+        r = decoded.item
+        if decoded.error:
+            r.error = decoded.error
+            continue
+        r.width, r.height, r.blank_std, r.phash, r.pixels = decoded.value
+    if encoder is not None:
+        pending = [r for r in todo if r.pixels is not None and r.image_vec is None]
+        for start in range(0, len(pending), 64):
+            batch = pending[start:start + 64]
+            vectors = encoder.encode_pixels(np.stack([r.pixels for r in batch]))  # type: ignore[misc]
+            for r, v in zip(batch, vectors, strict=True):
+                r.image_vec = v
+
+
+def _read_bytes(r: _Row) -> bytes | None:
+    if r.sample.image_bytes is not None:
+        if not r.sample.image_bytes:
+            r.error = "empty file (0 bytes)"
+            return None
+        return r.sample.image_bytes
+    if not r.sample.image_path:
+        r.error = "no image in this sample"
+        return None
+    try:
+        data = Path(r.sample.image_path).read_bytes()
+    except FileNotFoundError:
+        r.error = "file not found"
+        return None
+    except IsADirectoryError:
+        r.error = "is a directory"
+        return None
+    except OSError as e:
+        r.error = f"cannot read the image: {e.strerror or e}"
+        return None
+    if not data:
+        r.error = "empty file (0 bytes)"
+        return None
+    return data
+
+
+def _encode_texts(rows: list[_Row], res: _Resources) -> None:
+    if not rows:
+        return
+    encoder = res.encoder()
+    for start in range(0, len(rows), 256):
+        batch = rows[start:start + 256]
+        for r, v in zip(batch, encoder.encode_texts([r.caption or "" for r in batch]), strict=True):
+            r.text_vec = v
+
+
+def _write_shard(rows: list[_Row], shard: Shard, needs: frozenset[str], workdir: Path, res: _Resources) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns: dict[str, Any] = {
+        "key": [r.sample.key for r in rows],
+        "shard": [shard.index] * len(rows),
+        "image_ref": [r.sample.image_path or f"{shard.name}#{r.sample.key}" for r in rows],
+        "caption": [r.caption for r in rows],
+        "caption_error": [r.caption_error for r in rows],
+        "error": [r.error for r in rows],
+        "caption_words": [len(r.caption.split()) if r.caption else 0 for r in rows],
+        "caption_chars": [len(r.caption) if r.caption else 0 for r in rows],
+        "width": [r.width for r in rows],
+        "height": [r.height for r in rows],
+        "blank_std": [r.blank_std for r in rows],
+        "sha256": [r.sha256 for r in rows],
+        "phash": [r.phash.hex() if r.phash else None for r in rows],
+    }
+    if "language" in needs:
+        found = iter(detect_languages([r.caption for r in rows if r.caption], res.config.language_accuracy))
+        columns["language"] = [next(found) if r.caption else "" for r in rows]
+    for kind, attr in (("image", "image_vec"), ("text", "text_vec")):
+        if f"{kind}_emb" not in needs:
+            continue
+        vectors = [getattr(r, attr) for r in rows]
+        dim = next((len(v) for v in vectors if v is not None), 0)
+        matrix = np.zeros((len(rows), dim), np.float16)
+        for i, v in enumerate(vectors):
+            if v is not None:
+                matrix[i] = v
+        columns[f"has_{kind}_emb"] = [v is not None for v in vectors]
+        _save_npy(workdir / f"{kind}-{shard.index:05d}.npy", matrix)
+    if "image_emb" in needs and "text_emb" in needs:
+        columns["clip_score"] = [float(np.dot(r.image_vec, r.text_vec)) if r.image_vec is not None
+                                 and r.text_vec is not None else math.nan for r in rows]
+    meta_names = sorted({k for r in rows for k in r.sample.columns})
+    for name in meta_names:
+        values = [r.sample.columns.get(name) for r in rows]
+        columns[f"col.{name}"] = _arrow_safe(values)
+    target = scores_path(workdir, shard)
+    tmp = target.with_name(target.name + ".tmp")
+    pq.write_table(pa.table(columns), tmp)
+    os.replace(tmp, target)
+
+
+def _arrow_safe(values: list[Any]) -> list[Any]:
+    """A column of mixed types (common in webdataset json) becomes text rather than failing."""
+    kinds = {type(v) for v in values if v is not None}
+    if len(kinds) <= 1 or kinds <= {int, float}:
+        return values
+    return [None if v is None else str(v) for v in values]
+
+
+def _save_npy(path: Path, matrix: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, matrix)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+
+
+ProgressFn = Callable[[int, int, int], None]
+
+
+@dataclass
+class ScoreReport:
+    shards: int = 0
+    scored_now: int = 0
+    reused: int = 0
+    samples_scored: int = 0
+    failed_shards: dict[str, str] = field(default_factory=dict)
+
+
+def score_pool(pool: Pool, config: ScoreConfig, workdir: Path, workers: int = 1,
+               progress: ProgressFn | None = None) -> ScoreReport:
+    """Run pass 1 over every shard not already scored in ``workdir``.
+
+    With ``workers > 1`` shards are scored in that many processes, each with
+    its own encoder using its share of the cores. A shard that cannot be read
+    is listed in ``failed_shards``; the others carry on.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    shards = pool.shards()
+    report = ScoreReport(shards=len(shards))
+    todo = [s for s in shards if not scores_path(workdir, s).exists()]
+    report.reused = len(shards) - len(todo)
+    done = report.reused
+    if progress:
+        progress(done, len(shards), 0)
+    if workers <= 1 or len(todo) <= 1:
+        res = _Resources(config)
+        for shard in todo:
+            try:
+                report.samples_scored += score_shard(pool, shard, config, workdir, res)
+                report.scored_now += 1
+            except SourceError as e:
+                report.failed_shards[shard.name] = str(e)
+            done += 1
+            if progress:
+                progress(done, len(shards), len(report.failed_shards))
+        return report
+    threads = max(1, (os.cpu_count() or 2) // workers)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
+        futures = {ex.submit(_score_in_worker, str(pool.location), pool.options, shard, config, str(workdir), threads):
+                   shard for shard in todo}
+        for future in as_completed(futures):
+            shard = futures[future]
+            try:
+                report.samples_scored += future.result()
+                report.scored_now += 1
+            except SourceError as e:
+                report.failed_shards[shard.name] = str(e)
+            done += 1
+            if progress:
+                progress(done, len(shards), len(report.failed_shards))
+    return report
+
+
+_WORKER_RESOURCES: dict[str, _Resources] = {}
+
+
+def _score_in_worker(location: str, options: PoolOptions, shard: Shard, config: ScoreConfig, workdir: str,
+                     threads: int) -> int:
+    res = _WORKER_RESOURCES.setdefault(config.fingerprint(open_pool(location, options)),
+                                       _Resources(config, threads=threads))
+    return score_shard(open_pool(location, options), shard, config, Path(workdir), res)
