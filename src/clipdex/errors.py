@@ -63,5 +63,11 @@ class SourceError(ClipdexError):
     exit_code = 2
 
 
+class FilterSpecError(ClipdexError):
+    """A curation filter or config that cannot be used as written (unknown name, parameter or value)."""
+
+    exit_code = 2
+
+
 class DecodeError(ClipdexError):
     """One image that cannot be decoded; recorded per item, never fatal for a batch."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from clipdex.curate.context import Context
 
-__all__ = ["KEEP_RULES", "components", "exact_duplicates", "near_duplicates", "nearest_in", "phash_duplicates",
-           "target_clusters"]
+__all__ = ["KEEP_RULES", "components", "cosine", "duplicate_groups", "embedding_edges", "hash_edges",
+           "nearest_in", "phash_edges", "target_clusters"]
 
 KEEP_RULES = ("clip_score", "first", "largest")
 EXACT_LIMIT = 20_000  # up to this many vectors the near-duplicate search is exact (flat); past it, IVF
@@ -16,7 +19,7 @@ _CHUNK = 4096
 
 def _rank(ctx: Context, rows: np.ndarray, keep: str) -> np.ndarray:
     """Lower is better: which member of a duplicate group is kept."""
-    if keep == "clip_score" and "clip_score" in ctx.table.column_names:
+    if keep == "clip_score":  # the dedup filter asks pass 1 for clip scores when this is its rule
         score = ctx.col("clip_score")[rows]
         return -np.nan_to_num(score, nan=-np.inf)
     if keep == "largest":
@@ -33,21 +36,6 @@ def _keepers(labels: np.ndarray, rank: np.ndarray) -> np.ndarray:
     for pos in order[first]:
         best_of_label[labels[pos]] = pos
     return np.array([best_of_label[label] for label in labels], np.int64)
-
-
-def exact_duplicates(ctx: Context, alive: np.ndarray, keep: str) -> np.ndarray:
-    """Row of the kept copy for each exact duplicate (same content hash), -1 elsewhere."""
-    out = np.full(ctx.n, -1, np.int64)
-    hashes = ctx.col("sha256")
-    rows = np.array([i for i in np.flatnonzero(alive) if hashes[i]], np.int64)
-    if len(rows) < 2:
-        return out
-    ids: dict[str, int] = {}
-    labels = np.array([ids.setdefault(hashes[i], len(ids)) for i in rows], np.int64)
-    keepers = _keepers(labels, _rank(ctx, rows, keep))
-    dup = keepers != np.arange(len(rows))
-    out[rows[dup]] = rows[keepers[dup]]
-    return out
 
 
 def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -70,6 +58,7 @@ def _index(ctx: Context, rows: np.ndarray) -> object:
     import faiss
 
     d = ctx.image_vectors(rows[:1]).shape[1]
+    index: Any
     if len(rows) <= EXACT_LIMIT:
         index = faiss.IndexFlatIP(d)
     else:
@@ -79,66 +68,106 @@ def _index(ctx: Context, rows: np.ndarray) -> object:
         sample = np.random.default_rng(0).choice(rows, min(len(rows), 64 * nlist), replace=False)
         index.train(ctx.image_vectors(np.sort(sample)))
         index.nprobe = 8
-        index.quantizer_trains_alone = 0
     for start in range(0, len(rows), 65_536):
         index.add(ctx.image_vectors(rows[start:start + 65_536]))
     return index
 
 
-def near_duplicates(ctx: Context, alive: np.ndarray, cos: float, keep: str) -> tuple[np.ndarray, np.ndarray]:
-    """(row of the kept copy or -1, cosine to it) for each row; groups are connected components of cos >= t."""
-    dup_of = np.full(ctx.n, -1, np.int64)
-    sim = np.full(ctx.n, np.nan, np.float32)
-    rows = np.flatnonzero(alive & ctx.col("has_image_emb"))
-    if len(rows) < 2:
-        return dup_of, sim
-    index = _index(ctx, rows)
+def _range_edges(index: object, queries: Callable[[int, int], np.ndarray], n: int,
+                 radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (a, b) of positions whose range search found each other (self-pairs dropped)."""
     a_parts, b_parts = [], []
-    for start in range(0, len(rows), _CHUNK):
-        lims, _, found = index.range_search(ctx.image_vectors(rows[start:start + _CHUNK]), cos)  # type: ignore[attr-defined]
-        query = np.repeat(np.arange(start, start + len(lims) - 1), np.diff(lims).astype(np.int64))
-        a_parts.append(query)
-        b_parts.append(found.astype(np.int64))
-    a, b = np.concatenate(a_parts), np.concatenate(b_parts)
-    edge = a != b
-    labels = components(len(rows), a[edge], b[edge])
-    keepers = _keepers(labels, _rank(ctx, rows, keep))
-    dup = np.flatnonzero(keepers != np.arange(len(rows)))
-    for start in range(0, len(dup), _CHUNK):
-        part = dup[start:start + _CHUNK]
-        mine, theirs = ctx.image_vectors(rows[part]), ctx.image_vectors(rows[keepers[part]])
-        sim[rows[part]] = np.einsum("ij,ij->i", mine, theirs)
-    dup_of[rows[dup]] = rows[keepers[dup]]
-    return dup_of, sim
-
-
-def phash_duplicates(ctx: Context, alive: np.ndarray, max_bits: int, keep: str) -> tuple[np.ndarray, np.ndarray]:
-    """(row of the kept copy or -1, Hamming distance to it) with groups of pHash distance <= ``max_bits``."""
-    import faiss
-
-    dup_of = np.full(ctx.n, -1, np.int64)
-    dist = np.full(ctx.n, -1, np.int64)
-    hashes = ctx.col("phash")
-    rows = np.array([i for i in np.flatnonzero(alive) if hashes[i]], np.int64)
-    if len(rows) < 2:
-        return dup_of, dist
-    codes = np.stack([np.frombuffer(bytes.fromhex(hashes[i]), np.uint8) for i in rows])
-    index = faiss.IndexBinaryFlat(codes.shape[1] * 8)
-    index.add(codes)
-    a_parts, b_parts = [], []
-    for start in range(0, len(rows), _CHUNK):
-        # range_search keeps distances strictly below the radius
-        lims, _, found = index.range_search(codes[start:start + _CHUNK], max_bits + 1)
+    for start in range(0, n, _CHUNK):
+        lims, _, found = index.range_search(queries(start, min(start + _CHUNK, n)), radius)  # type: ignore[attr-defined]
         a_parts.append(np.repeat(np.arange(start, start + len(lims) - 1), np.diff(lims).astype(np.int64)))
         b_parts.append(found.astype(np.int64))
     a, b = np.concatenate(a_parts), np.concatenate(b_parts)
-    edge = a != b
-    labels = components(len(rows), a[edge], b[edge])
+    return a[a != b], b[a != b]
+
+
+def hash_edges(ctx: Context, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges joining samples with the same content hash (each to the first of its hash)."""
+    hashes = ctx.col("sha256")
+    first: dict[str, int] = {}
+    a, b = [], []
+    for pos, row in enumerate(rows):
+        h = hashes[row]
+        if h:
+            if h in first:
+                a.append(first[h])
+                b.append(pos)
+            else:
+                first[h] = pos
+    return np.asarray(a, np.int64), np.asarray(b, np.int64)
+
+
+def embedding_edges(ctx: Context, rows: np.ndarray, cos: float) -> tuple[np.ndarray, np.ndarray]:
+    """Edges joining samples whose image vectors have cosine >= ``cos``."""
+    rows = rows[ctx.col("has_image_emb")[rows]]
+    if len(rows) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    index = _index(ctx, rows)
+    a, b = _range_edges(index, lambda lo, hi: ctx.image_vectors(rows[lo:hi]), len(rows), cos)
+    return a, b
+
+
+def phash_edges(ctx: Context, rows: np.ndarray, max_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Edges joining samples whose 64-bit perceptual hashes differ in at most ``max_bits`` bits."""
+    import faiss
+
+    hashes = ctx.col("phash")
+    have = np.array([bool(hashes[r]) for r in rows], bool)
+    if have.sum() < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    codes = np.stack([np.frombuffer(bytes.fromhex(hashes[r]), np.uint8) for r in rows[have]])
+    index = faiss.IndexBinaryFlat(codes.shape[1] * 8)
+    index.add(codes)
+    # binary range_search keeps distances strictly below the radius
+    a, b = _range_edges(index, lambda lo, hi: codes[lo:hi], len(codes), max_bits + 1)
+    local = np.flatnonzero(have)
+    return local[a], local[b]
+
+
+def duplicate_groups(ctx: Context, alive: np.ndarray, exact: bool, near: str | None, cos: float, bits: int,
+                     keep: str) -> tuple[np.ndarray, np.ndarray]:
+    """Group alive samples by the chosen duplicate relations (connected components) and keep one per group.
+
+    Returns, per row, the row of its group's kept sample (-1 for kept rows and
+    singletons) and whether the two are byte-identical.
+    """
+    dup_of = np.full(ctx.n, -1, np.int64)
+    identical = np.zeros(ctx.n, bool)
+    rows = np.flatnonzero(alive)
+    if len(rows) < 2:
+        return dup_of, identical
+    edges = [hash_edges(ctx, rows)] if exact else []
+    if near == "embedding":
+        has = ctx.col("has_image_emb")[rows]
+        a, b = embedding_edges(ctx, rows, cos)
+        local = np.flatnonzero(has)
+        edges.append((local[a], local[b]))
+    elif near == "phash":
+        edges.append(phash_edges(ctx, rows, bits))
+    a = np.concatenate([e[0] for e in edges]) if edges else np.zeros(0, np.int64)
+    b = np.concatenate([e[1] for e in edges]) if edges else np.zeros(0, np.int64)
+    labels = components(len(rows), a, b)
     keepers = _keepers(labels, _rank(ctx, rows, keep))
     dup = np.flatnonzero(keepers != np.arange(len(rows)))
     dup_of[rows[dup]] = rows[keepers[dup]]
-    dist[rows[dup]] = np.unpackbits(codes[dup] ^ codes[keepers[dup]], axis=1).sum(axis=1)
-    return dup_of, dist
+    hashes = ctx.col("sha256")
+    for pos in dup:
+        h = hashes[rows[pos]]
+        identical[rows[pos]] = bool(h) and h == hashes[rows[keepers[pos]]]
+    return dup_of, identical
+
+
+def cosine(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine between the image vectors of rows ``a`` and rows ``b`` (pairwise, same length)."""
+    out = np.zeros(len(a), np.float32)
+    for start in range(0, len(a), _CHUNK):
+        part = slice(start, start + _CHUNK)
+        out[part] = np.einsum("ij,ij->i", ctx.image_vectors(a[part]), ctx.image_vectors(b[part]))
+    return out
 
 
 def nearest_in(ctx: Context, alive: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

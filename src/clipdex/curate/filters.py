@@ -17,7 +17,7 @@ import numpy as np
 
 from clipdex.curate import dedup
 from clipdex.curate.context import Context
-from clipdex.errors import ClipdexError
+from clipdex.errors import ClipdexError, FilterSpecError
 
 __all__ = ["FILTERS", "Filter", "Rejection", "parse_filter"]
 
@@ -34,13 +34,13 @@ class Filter:
         unknown = set(params) - set(self.defaults)
         if unknown:
             accepted = ", ".join(self.defaults) or "none"
-            raise ClipdexError(f"filter {self.name!r}: unknown parameter(s) {', '.join(sorted(unknown))}. "
+            raise FilterSpecError(f"filter {self.name!r}: unknown parameter(s) {', '.join(sorted(unknown))}. "
                                f"Accepted: {accepted}")
         self.params = {**self.defaults, **params}
         self.check()
 
     def check(self) -> None:
-        """Validate parameters (raise ClipdexError with a one-line reason)."""
+        """Validate parameters (raise FilterSpecError with a one-line reason)."""
 
     def needs(self) -> frozenset[str]:
         return frozenset()
@@ -57,7 +57,7 @@ class Filter:
         if value is None:
             return
         if not isinstance(value, int | float) or not low <= value <= high:
-            raise ClipdexError(f"filter {self.name!r}: {key} must be a number in [{low}, {high}], got {value!r}")
+            raise FilterSpecError(f"filter {self.name!r}: {key} must be a number in [{low}, {high}], got {value!r}")
 
 
 def _where(mask: np.ndarray, alive: np.ndarray) -> np.ndarray:
@@ -115,7 +115,7 @@ class ClipScoreFilter(Filter):
 
     def check(self) -> None:
         if (self.params["min"] is None) == (self.params["top"] is None):
-            raise ClipdexError("filter 'clip-score': give exactly one of min=COSINE or top=FRACTION")
+            raise FilterSpecError("filter 'clip-score': give exactly one of min=COSINE or top=FRACTION")
         self.number("min", -1.0, 1.0)
         self.number("top", 0.0, 1.0)
 
@@ -150,10 +150,10 @@ class TextMatchFilter(Filter):
             try:
                 terms = (terms or []) + Path(self.params["vocab"]).read_text(encoding="utf-8").splitlines()
             except OSError as e:
-                raise ClipdexError(f"filter 'text-match': cannot read vocab {self.params['vocab']}: {e}") from e
+                raise FilterSpecError(f"filter 'text-match': cannot read vocab {self.params['vocab']}: {e}") from e
         self.terms = sorted({t.strip().lower() for t in terms or [] if t.strip()})
         if not self.terms:
-            raise ClipdexError("filter 'text-match': give terms=a|b|c or vocab=FILE (one term per line)")
+            raise FilterSpecError("filter 'text-match': give terms=a|b|c or vocab=FILE (one term per line)")
         alternatives = "|".join(re.escape(t) for t in sorted(self.terms, key=len, reverse=True))
         self.pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
 
@@ -211,7 +211,7 @@ class CaptionQualityFilter(Filter):
         try:
             lines = Path(self.params["prompts"]).read_text(encoding="utf-8").splitlines()
         except OSError as e:
-            raise ClipdexError(f"filter 'caption-quality': cannot read prompts: {e}") from e
+            raise FilterSpecError(f"filter 'caption-quality': cannot read prompts: {e}") from e
         return tuple(line.strip() for line in lines if line.strip())
 
     def apply(self, ctx: Context, alive: np.ndarray) -> Rejection:
@@ -314,36 +314,49 @@ class DedupFilter(Filter):
 
     def check(self) -> None:
         if self.params["mode"] not in ("exact", "near", "both"):
-            raise ClipdexError("filter 'dedup': mode must be exact, near or both")
+            raise FilterSpecError("filter 'dedup': mode must be exact, near or both")
         if self.params["method"] not in ("embedding", "phash"):
-            raise ClipdexError("filter 'dedup': method must be embedding or phash")
+            raise FilterSpecError("filter 'dedup': method must be embedding or phash")
         if self.params["keep"] not in dedup.KEEP_RULES:
-            raise ClipdexError(f"filter 'dedup': keep must be one of {', '.join(dedup.KEEP_RULES)}")
+            raise FilterSpecError(f"filter 'dedup': keep must be one of {', '.join(dedup.KEEP_RULES)}")
         self.number("cos", -1.0, 1.0)
         self.number("bits", 0, 64)
 
     def needs(self) -> frozenset[str]:
         mode, method = self.params["mode"], self.params["method"]
         near = set() if mode == "exact" else ({"image_emb"} if method == "embedding" else {"pixels"})
-        return frozenset(({"bytes"} if mode != "near" else set()) | near)
+        ranking = {"image_emb", "text_emb"} if self.params["keep"] == "clip_score" else set()
+        return frozenset(({"bytes"} if mode != "near" else set()) | near | ranking)
 
     def apply(self, ctx: Context, alive: np.ndarray) -> Rejection:
-        checks: list[tuple[np.ndarray, Callable[[int], str]]] = []
+        """One grouping over every chosen relation, so a chain of copies keeps exactly one sample."""
+        p = self.params
+        near = None if p["mode"] == "exact" else p["method"]
+        dup_of, identical = dedup.duplicate_groups(ctx, alive, p["mode"] != "near", near, p["cos"], int(p["bits"]),
+                                                   p["keep"])
         keys = ctx.col("key")
-        if self.params["mode"] != "near":
-            exact_of = dedup.exact_duplicates(ctx, alive, self.params["keep"])
-            checks.append((exact_of >= 0, lambda i: f"exact duplicate of {keys[exact_of[i]]}"))
-        if self.params["mode"] != "exact":
-            left = alive & ~(checks[0][0] if checks else np.zeros_like(alive))
-            if self.params["method"] == "embedding":
-                near_of, sim = dedup.near_duplicates(ctx, left, self.params["cos"], self.params["keep"])
-                how = lambda i: f"cos {sim[i]:.3f}"  # noqa: E731
-            else:
-                near_of, bits = dedup.phash_duplicates(ctx, left, int(self.params["bits"]), self.params["keep"])
-                how = lambda i: f"pHash distance {bits[i]}"  # noqa: E731
-            ctx.extra["near_duplicate_of"] = np.where(near_of >= 0, keys[np.maximum(near_of, 0)], None)
-            checks.append((near_of >= 0, lambda i: f"near-duplicate of {keys[near_of[i]]} ({how(i)})"))
-        return _reject(checks, alive)
+        dup = np.flatnonzero(dup_of >= 0)
+        how = np.full(ctx.n, "", dtype=object)
+        if near == "embedding":
+            sims = dedup.cosine(ctx, dup, dup_of[dup])
+            how[dup] = np.array([f" (cos {v:.3f})" for v in sims], dtype=object)
+        elif near == "phash":
+            hashes = ctx.col("phash")
+            pairs = zip(dup, dup_of[dup], strict=True)
+            how[dup] = np.array([f" (pHash distance {_bit_distance(hashes[i], hashes[j])})" for i, j in pairs],
+                                dtype=object)
+        kept_copy = np.full(ctx.n, None, dtype=object)
+        kept_copy[dup] = keys[dup_of[dup]]
+        ctx.extra["duplicate_of"] = kept_copy
+        return _reject([(identical, lambda i: f"exact duplicate of {keys[dup_of[i]]}"),
+                        (dup_of >= 0, lambda i: f"near-duplicate of {keys[dup_of[i]]}{how[i]}")], alive)
+
+
+def _bit_distance(a: str | None, b: str | None) -> int | str:
+    if not a or not b:
+        return "?"
+    return int(np.unpackbits(np.frombuffer(bytes.fromhex(a), np.uint8) ^ np.frombuffer(bytes.fromhex(b), np.uint8))
+               .sum())
 
 
 class DecontaminateFilter(Filter):
@@ -354,7 +367,7 @@ class DecontaminateFilter(Filter):
 
     def check(self) -> None:
         if not self.params["eval"]:
-            raise ClipdexError("filter 'decontaminate': give eval=PATH (a folder, table or Karpathy JSON; "
+            raise FilterSpecError("filter 'decontaminate': give eval=PATH (a folder, table or Karpathy JSON; "
                                "several joined by |)")
         self.number("cos", -1.0, 1.0)
 
@@ -378,7 +391,7 @@ class ImageClusterFilter(Filter):
 
     def check(self) -> None:
         if not self.params["target"]:
-            raise ClipdexError("filter 'image-cluster': give target=PATH (a folder, table or Karpathy JSON)")
+            raise FilterSpecError("filter 'image-cluster': give target=PATH (a folder, table or Karpathy JSON)")
         self.number("k", 1)
 
     def needs(self) -> frozenset[str]:
@@ -405,12 +418,12 @@ class WhereFilter(Filter):
     def check(self) -> None:
         expr = self.params["expr"]
         if not expr:
-            raise ClipdexError("filter 'where': give an expression such as \"width >= 300 and language == 'en'\"")
+            raise FilterSpecError("filter 'where': give an expression such as \"width >= 300 and language == 'en'\"")
         self.terms = []
         for part in re.split(r"\s+and\s+", str(expr)):
             m = self._TERM.match(part)
             if not m:
-                raise ClipdexError(f"filter 'where': cannot read {part.strip()!r}; use COLUMN OP VALUE joined by "
+                raise FilterSpecError(f"filter 'where': cannot read {part.strip()!r}; use COLUMN OP VALUE joined by "
                                    "'and' (OP: == != >= <= > <)")
             column, op, raw = m.groups()
             value: Any = raw[1:-1] if raw[0] in "'\"" else _number(raw)
@@ -446,7 +459,7 @@ def parse_filter(spec: str | dict[str, Any]) -> Filter:
     """``"clip-score:top=0.3"`` (or a TOML table ``{name = "clip-score", top = 0.3}``) to a filter.
 
     Raises:
-        ClipdexError: unknown filter or parameter, or a bad value.
+        FilterSpecError: unknown filter or parameter, or a bad value.
     """
     if isinstance(spec, dict):
         params = dict(spec)
@@ -455,19 +468,19 @@ def parse_filter(spec: str | dict[str, Any]) -> Filter:
         name, _, rest = spec.partition(":")
         params = _parse_params(name, rest)
     if name not in FILTERS:
-        raise ClipdexError(f"unknown filter {name!r}. Available: {', '.join(FILTERS)}")
+        raise FilterSpecError(f"unknown filter {name!r}. Available: {', '.join(FILTERS)}")
     return FILTERS[name](**params)
 
 
 def _parse_params(name: str, rest: str) -> dict[str, Any]:
     if not rest.strip():
         return {}
-    if name == "where" and not rest.startswith("expr="):
-        return {"expr": rest}  # the expression itself may hold commas and '='
+    if name == "where":
+        return {"expr": rest.removeprefix("expr=")}  # the expression itself may hold commas and '='
     params = {}
     for part in rest.split(","):
         key, eq, value = part.partition("=")
         if not eq:
-            raise ClipdexError(f"filter {name!r}: expected key=value, got {part!r}")
+            raise FilterSpecError(f"filter {name!r}: expected key=value, got {part!r}")
         params[key.strip()] = _number(value.strip()) if value.strip().lower() != "none" else None
     return params

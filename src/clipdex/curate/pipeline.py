@@ -26,7 +26,7 @@ from clipdex.curate.pool import Pool, PoolOptions, Shard, open_pool
 from clipdex.curate.score import ScoreConfig, score_pool, scores_path
 from clipdex.encoders.base import Encoder
 from clipdex.encoders.registry import DEFAULT_SPEC
-from clipdex.errors import ClipdexError
+from clipdex.errors import ClipdexError, FilterSpecError
 
 __all__ = ["CurateOptions", "CurateReport", "Step", "curate", "load_config"]
 
@@ -94,13 +94,13 @@ def load_config(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], dic
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ClipdexError(f"cannot read config {path}: {e}") from e
+        raise FilterSpecError(f"cannot read config {path}: {e}") from e
     filters = data.pop("filter", [])
     if not isinstance(filters, list) or not all(isinstance(f, dict) and "name" in f for f in filters):
-        raise ClipdexError(f"{path}: filters are [[filter]] tables, each with a name")
+        raise FilterSpecError(f"{path}: filters are [[filter]] tables, each with a name")
     unknown = set(data) - {"model", "embeddings", "workers", "copy_images", "shard_size", "language_accuracy"}
     if unknown:
-        raise ClipdexError(f"{path}: unknown option(s) {', '.join(sorted(unknown))}")
+        raise FilterSpecError(f"{path}: unknown option(s) {', '.join(sorted(unknown))}")
     return filters, data
 
 
@@ -123,7 +123,7 @@ def curate(pool_location: str | os.PathLike[str], out: str | os.PathLike[str],
     started = time.perf_counter()
     chain = [f if isinstance(f, Filter) else parse_filter(f) for f in filters]
     if not chain:
-        raise ClipdexError("no filters given: pass --filter NAME[:k=v,...] or --config FILE")
+        raise FilterSpecError("no filters given: pass --filter NAME[:k=v,...] or --config FILE")
     pool = open_pool(pool_location, options.pool)
     out = _prepare_out(Path(out), pool)
     needs = frozenset().union(*(f.needs() for f in chain))

@@ -26,8 +26,10 @@ EXAMPLES_PER_REASON = 8
 _STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:right}
 td:first-child,th:first-child{text-align:left}figure{display:inline-block;margin:.3rem;width:150px;vertical-align:top}
-figure img{width:150px;height:150px;object-fit:contain;background:#eee}figcaption{font-size:11px;word-break:break-word}
-.plots img{max-width:49%}h2{margin-top:2rem;border-bottom:1px solid #ddd}"""
+figure img{width:150px;height:150px;object-fit:contain;background:#eee}
+figcaption{font-size:11px;word-break:break-word}
+.plot{display:inline-block;width:49%;vertical-align:top}.plot img{max-width:100%}.plot h3{margin:.5rem 0 0}
+h2{margin-top:2rem;border-bottom:1px solid #ddd}"""
 
 
 def write_report(out: Path, pool: Pool, ctx: Context, run: CurateReport, rejected_by: np.ndarray,
@@ -63,13 +65,15 @@ def _steps_table(run: CurateReport) -> str:
     return f"<table id='step-counts'>{head}{body}</table>"
 
 
-def _png(fig: Any) -> str:
+def _png(fig: Any, title: str) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
-    return f"<img alt='plot' src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>"
+    data = base64.b64encode(buf.getvalue()).decode()
+    return (f"<div class='plot'><h3>{html.escape(title)}</h3>"
+            f"<img alt='{html.escape(title)}' src='data:image/png;base64,{data}'></div>")
 
 
 def _plots(ctx: Context, run: CurateReport, alive: np.ndarray) -> list[str]:
@@ -84,8 +88,7 @@ def _plots(ctx: Context, run: CurateReport, alive: np.ndarray) -> list[str]:
     ax.plot(range(len(names) + 1), [1.0] + [s.kept / max(run.samples, 1) for s in run.steps], marker="o")
     ax.set_xticks(range(len(names) + 1), ["pool"] + names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("kept fraction")
-    ax.set_title("Kept fraction after each step")
-    out.append(_png(fig))
+    out.append(_png(fig, "Kept fraction after each step"))
     columns = ctx.table.column_names
     numeric = [("clip_score", "CLIP score", None), ("caption_words", "caption length (words)", None),
                ("short_side", "image short side (px)", None), ("visual_score", "caption visualness", None)]
@@ -103,18 +106,16 @@ def _plots(ctx: Context, run: CurateReport, alive: np.ndarray) -> list[str]:
             continue
         fig, ax = plt.subplots(figsize=(6, 3.2))
         finite = ~np.isnan(values)
-        bins = np.histogram_bin_edges(values[finite], bins=40)
+        bins = np.histogram_bin_edges(values[finite], bins=40).tolist()
         ax.hist(values[finite & alive], bins=bins, alpha=0.7, label="kept")
         ax.hist(values[finite & ~alive], bins=bins, alpha=0.6, label="rejected")
-        ax.set_title(title)
         ax.legend()
-        out.append(_png(fig))
+        out.append(_png(fig, title))
     if "language" in columns:
         counts = Counter(str(v or "unknown") for v in ctx.col("language")).most_common(12)
         fig, ax = plt.subplots(figsize=(6, 3.2))
         ax.bar([k for k, _ in counts], [v for _, v in counts])
-        ax.set_title("caption language")
-        out.append(_png(fig))
+        out.append(_png(fig, "caption language"))
     return out
 
 
