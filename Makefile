@@ -55,6 +55,7 @@ unit: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_embed.py
 	$(BIN)/python benchmarks/bench_search.py
+	$(BIN)/python benchmarks/bench_curate.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache .mypy_cache

@@ -96,12 +96,23 @@ class Context:
     def text_vectors(self, rows: np.ndarray) -> np.ndarray:
         return self._vectors("text", rows)
 
+    def check_dim(self, encoder: Encoder, kind: str) -> None:
+        """Refuse to compare the model's vectors with stored ones of another width (another model)."""
+        first = next((s for s in self.shard_ids if (self.workdir / f"{kind}-{s:05d}.npy").exists()), None)
+        if first is None:
+            return
+        stored = np.load(self.workdir / f"{kind}-{first:05d}.npy", mmap_mode="r").shape[1]
+        if stored and stored != encoder.dim:
+            raise ClipdexError(f"the pool's {kind} vectors have {stored} dimensions but {encoder.spec} gives "
+                               f"{encoder.dim}: pass the --model the embeddings were made with")
+
     def target_set(self, spec: str) -> tuple[list[str], np.ndarray]:
         """Image embeddings of one or more sources (joined by ``|``), cached in the work folder."""
         from clipdex.evaluate.runner import embed_images
         from clipdex.media.sources import display_path, iter_source
 
         encoder = self.encoder()
+        self.check_dim(encoder, "image")
         digest = hashlib.sha256(f"{spec}\0{encoder.spec}".encode()).hexdigest()[:16]
         cache = self.workdir / f"target-{digest}.npz"
         if cache.exists():

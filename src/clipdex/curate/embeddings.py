@@ -35,6 +35,13 @@ class Precomputed:
     def text(self, key: str, path: str | None, caption: str) -> np.ndarray | None:
         raise NotImplementedError
 
+    def images(self, keys: list[str], paths: list[str | None]) -> list[np.ndarray | None]:
+        """Batch form of :meth:`image` (layouts with arrays on disk override it to gather in bulk)."""
+        return [self.image(k, p) for k, p in zip(keys, paths, strict=True)]
+
+    def texts(self, keys: list[str], paths: list[str | None], captions: list[str]) -> list[np.ndarray | None]:
+        return [self.text(k, p, c) for k, p, c in zip(keys, paths, captions, strict=True)]
+
 
 def open_precomputed(location: str | os.PathLike[str]) -> Precomputed:
     """Open a collection folder or a clip-retrieval embedding folder.
@@ -49,11 +56,6 @@ def open_precomputed(location: str | os.PathLike[str]) -> Precomputed:
         return _ClipRetrievalVectors(path)
     raise SourceError(f"{path}: not a clipdex collection nor a clip-retrieval folder "
                       "(img_emb/*.npy + metadata/*.parquet)")
-
-
-def _normalise(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, np.float32)
-    return v / max(float(np.linalg.norm(v)), 1e-12)
 
 
 def _abs(path: str | None) -> str | None:
@@ -123,18 +125,39 @@ class _ClipRetrievalVectors(Precomputed):
         return found
 
     def image(self, key: str, path: str | None) -> np.ndarray | None:
-        found = self._find(key, path)
-        return None if found is None else _normalise(self._img[found[0]][found[1]])
+        return self.images([key], [path])[0]
 
     def text(self, key: str, path: str | None, caption: str) -> np.ndarray | None:
-        found = self._find(key, path)
-        if found is None or self._txt[found[0]] is None:
-            return None
-        part, row = found
-        stored = self._captions[part][row]
-        if stored is not None and stored != caption:
-            return None  # the vector is of another caption
-        return _normalise(self._txt[part][row])  # type: ignore[index]
+        return self.texts([key], [path], [caption])[0]
+
+    def images(self, keys: list[str], paths: list[str | None]) -> list[np.ndarray | None]:
+        return self._gather(self._img, [self._find(k, p) for k, p in zip(keys, paths, strict=True)])
+
+    def texts(self, keys: list[str], paths: list[str | None], captions: list[str]) -> list[np.ndarray | None]:
+        found = []
+        for key, path, caption in zip(keys, paths, captions, strict=True):
+            at = self._find(key, path)
+            if at is not None and (self._txt[at[0]] is None or self._captions[at[0]][at[1]] not in (None, caption)):
+                at = None  # no caption vectors here, or the stored vector is of another caption
+            found.append(at)
+        return self._gather(self._txt, found)
+
+    @staticmethod
+    def _gather(arrays: list[Any], found: list[tuple[int, int] | None]) -> list[np.ndarray | None]:
+        """Fancy-index each part once, then normalise the whole batch (float16 storage moves norms)."""
+        out: list[np.ndarray | None] = [None] * len(found)
+        by_part: dict[int, list[int]] = {}
+        for i, at in enumerate(found):
+            if at is not None:
+                by_part.setdefault(at[0], []).append(i)
+        for part, where in by_part.items():
+            rows = np.array([found[i][1] for i in where])  # type: ignore[index]
+            order = np.argsort(rows)  # memory-mapped reads in file order
+            block = np.asarray(arrays[part][rows[order]], np.float32)
+            block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+            for j, i in enumerate(np.asarray(where)[order]):
+                out[int(i)] = block[j]
+        return out
 
 
 def _part_number(path: Path) -> int:

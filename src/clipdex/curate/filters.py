@@ -175,11 +175,14 @@ _NON_VISUAL_PROMPTS = ("click here to download", "free shipping on all orders", 
                        "terms and conditions apply", "IMG_0001.JPG")
 
 
+_ANY_BOILERPLATE = re.compile("|".join(f"(?:{p.pattern})" for p in _BOILERPLATE), re.IGNORECASE)
+
+
 def boilerplate_reason(caption: str, max_repeat: float) -> str | None:
     """Why a caption is boilerplate (a pattern, or one token repeated), or None. A heuristic."""
-    for pattern in _BOILERPLATE:
-        if pattern.search(caption):
-            return f"boilerplate caption (matches {pattern.pattern!r})"
+    if _ANY_BOILERPLATE.search(caption):  # one pass for the common case; name the pattern only on a hit
+        pattern = next(p for p in _BOILERPLATE if p.search(caption))
+        return f"boilerplate caption (matches {pattern.pattern!r})"
     tokens = caption.lower().split()
     if len(tokens) >= 4:
         top = max(tokens.count(t) for t in set(tokens)) / len(tokens)
@@ -196,14 +199,16 @@ class CaptionQualityFilter(Filter):
     """
 
     name = "caption-quality"
-    defaults = {"max_repeat": 0.5, "min_visual": None, "prompts": None}
+    defaults = {"max_repeat": 0.5, "visual": True, "min_visual": None, "prompts": None}
 
     def check(self) -> None:
         self.number("max_repeat", 0.0, 1.0)
         self.number("min_visual", -2.0, 2.0)
+        if self.params["min_visual"] is not None and not self.params["visual"]:
+            raise FilterSpecError("filter 'caption-quality': min_visual needs visual=true")
 
     def needs(self) -> frozenset[str]:
-        return frozenset({"text_emb"})
+        return frozenset({"text_emb"}) if self.params["visual"] else frozenset()
 
     def _prompts(self) -> tuple[str, ...]:
         if not self.params["prompts"]:
@@ -221,8 +226,9 @@ class CaptionQualityFilter(Filter):
             reason = boilerplate_reason(captions[i], self.params["max_repeat"]) if captions[i] else None
             if reason:
                 why[int(i)] = reason
-        visual = self._visualness(ctx)
-        ctx.extra["visual_score"] = visual
+        visual = self._visualness(ctx) if self.params["visual"] else np.full(ctx.n, np.nan, np.float32)
+        if self.params["visual"]:
+            ctx.extra["visual_score"] = visual
         bad = np.zeros(len(alive), bool)
         bad[list(why)] = True
         checks: list[tuple[np.ndarray, Callable[[int], str]]] = [(bad, lambda i: why[i])]
@@ -233,6 +239,7 @@ class CaptionQualityFilter(Filter):
 
     def _visualness(self, ctx: Context) -> np.ndarray:
         encoder = ctx.encoder()
+        ctx.check_dim(encoder, "text")
         visual = encoder.encode_texts(list(self._prompts()))
         plain = encoder.encode_texts(list(_NON_VISUAL_PROMPTS))
         out = np.full(ctx.n, np.nan, np.float32)

@@ -26,7 +26,7 @@ from clipdex.curate.pool import Pool, PoolOptions, Shard, open_pool
 from clipdex.curate.score import ScoreConfig, score_pool, scores_path
 from clipdex.encoders.base import Encoder
 from clipdex.encoders.registry import DEFAULT_SPEC
-from clipdex.errors import ClipdexError, FilterSpecError
+from clipdex.errors import ClipdexError, FilterSpecError, MissingExtraError
 
 __all__ = ["CurateOptions", "CurateReport", "Step", "curate", "load_config"]
 
@@ -125,8 +125,9 @@ def curate(pool_location: str | os.PathLike[str], out: str | os.PathLike[str],
     if not chain:
         raise FilterSpecError("no filters given: pass --filter NAME[:k=v,...] or --config FILE")
     pool = open_pool(pool_location, options.pool)
-    out = _prepare_out(Path(out), pool)
     needs = frozenset().union(*(f.needs() for f in chain))
+    _check_extras(needs, options.report)
+    out = _prepare_out(Path(out), pool)
     config = ScoreConfig(needs, options.model if encoder is None else encoder.spec, options.embeddings,
                          options.language_accuracy)
     workdir = out / WORK_DIR / config.fingerprint(pool)
@@ -149,6 +150,17 @@ def curate(pool_location: str | os.PathLike[str], out: str | os.PathLike[str],
         report.seconds = time.perf_counter() - started
     _write_json(out / WORK_DIR / "last_run.json", report.to_dict())
     return report
+
+
+def _check_extras(needs: frozenset[str], report: bool) -> None:
+    """Fail before any work when an optional package a step needs is missing."""
+    import importlib.util
+
+    wanted = ([("lingua", "language identification")] if "language" in needs else []) + \
+        ([("matplotlib", "report.html (or pass --no-report)")] if report else [])
+    for module, what in wanted:
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError(f"{what} needs {module}: pip install 'clipdex[curate]'")
 
 
 def _prepare_out(out: Path, pool: Pool) -> Path:

@@ -152,13 +152,13 @@ class TablePool(Pool):
         return self.table().slice(shard.index * size, size).to_pylist()  # type: ignore[no-any-return]
 
     def read(self, shard: Shard, with_images: bool = True) -> Iterator[Sample]:
-        root = Path(self.options.image_root) if self.options.image_root else self.location.parent
+        root = str(self.options.image_root or self.location.parent)
         first = shard.index * self.options.shard_size
         for offset, row in enumerate(self._rows(shard)):
             ref = row.get(self.image_col)
             path = None if ref is None or str(ref).strip() == "" else str(ref)
             if path is not None and not os.path.isabs(path):
-                path = str(root / path)
+                path = os.path.join(root, path)
             key = str(row[self.key_col]) if self.key_col and row.get(self.key_col) is not None else str(first + offset)
             columns = {k: v for k, v in row.items() if k not in (self.image_col, self.caption_col)}
             yield Sample(key, row.get(self.caption_col), image_path=path, columns=columns)

@@ -164,11 +164,17 @@ def _fill_precomputed(rows: list[_Row], res: _Resources, needs: frozenset[str]) 
     pre = res.precomputed()
     if pre is None:
         return
-    for r in rows:
-        if "image_emb" in needs:
-            r.image_vec = pre.image(r.sample.key, r.sample.image_path)
-        if "text_emb" in needs and r.caption is not None:
-            r.text_vec = pre.text(r.sample.key, r.sample.image_path, r.caption)
+    keys = [r.sample.key for r in rows]
+    paths = [r.sample.image_path for r in rows]
+    if "image_emb" in needs:
+        for r, v in zip(rows, pre.images(keys, paths), strict=True):
+            r.image_vec = v
+    if "text_emb" in needs:
+        with_text = [r for r in rows if r.caption is not None]
+        found = pre.texts([r.sample.key for r in with_text], [r.sample.image_path for r in with_text],
+                          [r.caption or "" for r in with_text])
+        for r, v in zip(with_text, found, strict=True):
+            r.text_vec = v
 
 
 def _size_from_columns(sample: Sample) -> tuple[int, int] | None:
