@@ -364,3 +364,22 @@ def test_pool_sniffing_errors(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no image files"):
         curate(tmp_path / "empty", tmp_path / "o2", ["blank"])
     assert os.listdir(tmp_path / "empty") == []
+
+
+def test_rerun_with_other_filters_leaves_no_stale_samples(pools: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    curate(pools["folder"], out, ["blank"])
+    first = set(_kept_keys_in_output(out, "folder"))
+    second_report = curate(pools["folder"], out, ["blank", "where:caption_words >= 5"])
+    second = set(_kept_keys_in_output(out, "folder"))
+    assert second < first and len(second) == second_report.kept
+    assert second_report.shards_reused == second_report.shards  # same pass-1 needs: scores were reused
+
+
+def test_table_with_a_shared_id_column_is_keyed_by_row(tmp_path: Path) -> None:
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(tmp_path / "a.png")
+    rows = {"id": [7, 7], "path": ["a.png", "a.png"], "caption": ["a red square", "a square that is red"]}
+    pq.write_table(pa.table(rows), tmp_path / "pool.parquet")
+    report = curate(tmp_path / "pool.parquet", tmp_path / "o", ["size:min_side=10"])
+    assert report.kept == 2
+    assert pq.read_table(tmp_path / "o" / "pool.parquet").column("caption").to_pylist() == rows["caption"]

@@ -38,8 +38,11 @@ class Context:
         if name not in self._cols:
             if name not in self.table.column_names:
                 raise ClipdexError(f"pass-1 scores have no column {name!r}")
+            import pyarrow as pa
+
             column = self.table.column(name)
-            if column.type in ("string", "large_string") or str(column.type) in ("string", "large_string", "null"):
+            kind = column.type
+            if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
                 self._cols[name] = np.asarray(column.to_pylist(), dtype=object)
             else:
                 self._cols[name] = column.to_numpy(zero_copy_only=False)

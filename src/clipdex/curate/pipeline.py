@@ -249,7 +249,9 @@ def _write_output(out: Path, pool: Pool, shards: list[Shard], ctx: Context, aliv
     kept_keys = keys[alive]
     digest = hashlib.sha256("\0".join(map(str, kept_keys)).encode() + bytes([copy_images])).hexdigest()[:16]
     marks = workdir / f"written-{digest}"
-    marks.mkdir(exist_ok=True)
+    if not marks.exists():
+        _clear_output(out)  # another decision set was written here before: none of it may linger
+        marks.mkdir()
     for position, shard in enumerate(shards):
         mark = marks / f"{shard.index:05d}"
         if not mark.exists():
@@ -260,6 +262,21 @@ def _write_output(out: Path, pool: Pool, shards: list[Shard], ctx: Context, aliv
         if progress:
             progress("write", position + 1, len(shards))
     pool.finish(out, shards)
+
+
+def _clear_output(out: Path) -> None:
+    """Remove earlier kept samples from ``out`` (it is known to be a curate output: it has the work folder)."""
+    import shutil
+
+    for entry in out.iterdir():
+        if entry.name in (WORK_DIR, "decisions.parquet"):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    for stale in (out / WORK_DIR).glob("*/written-*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -141,6 +141,8 @@ class TablePool(Pool):
             self.caption_col = _pick(names, self.options.caption_col, _CAPTION_COLUMNS, "caption", self.location)
             self.key_col = (_pick(names, self.options.key_col, _KEY_COLUMNS, "key", self.location)
                             if self.options.key_col or any(k in names for k in _KEY_COLUMNS) else None)
+            if self.key_col and not self.options.key_col and not _unique(self._table.column(self.key_col)):
+                self.key_col = None  # a guessed "id" shared by several captions: key rows by position
         return self._table
 
     def shards(self) -> list[Shard]:
@@ -204,6 +206,12 @@ class TablePool(Pool):
             pcsv.write_csv(table, tmp, pcsv.WriteOptions(delimiter="\t" if self.format == "tsv" else ","))
         os.replace(tmp, target)
         shutil.rmtree(out / ".parts", ignore_errors=True)
+
+
+def _unique(column: Any) -> bool:
+    import pyarrow.compute as pc
+
+    return bool(column.null_count == 0 and pc.count_distinct(column).as_py() == len(column))
 
 
 def _read_table(path: Path) -> Any:
