@@ -50,7 +50,8 @@ class Filter:
 
     def describe(self) -> str:
         changed = {k: v for k, v in self.params.items() if v != self.defaults.get(k)}
-        return self.name + (":" + ",".join(f"{k}={v}" for k, v in changed.items()) if changed else "")
+        text = ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in changed.items())
+        return self.name + (":" + text if text else "")
 
     def number(self, key: str, low: float = 0.0, high: float = float("inf")) -> None:
         value = self.params[key]

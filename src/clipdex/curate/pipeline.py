@@ -132,7 +132,7 @@ def curate(pool_location: str | os.PathLike[str], out: str | os.PathLike[str],
                          options.language_accuracy)
     workdir = out / WORK_DIR / config.fingerprint(pool)
     scored = score_pool(pool, config, workdir, options.workers,
-                        (lambda d, t, _f: progress("score", d, t)) if progress else None)
+                        (lambda d, t, _f: progress("score", d, t)) if progress else None, encoder)
     shards = [s for s in pool.shards() if s.name not in scored.failed_shards]
     ctx = _context(workdir, shards, config, encoder)
     steps, rejected_by, reasons, alive = _decide(ctx, chain, needs)

@@ -344,11 +344,12 @@ class ScoreReport:
 
 
 def score_pool(pool: Pool, config: ScoreConfig, workdir: Path, workers: int = 1,
-               progress: ProgressFn | None = None) -> ScoreReport:
+               progress: ProgressFn | None = None, encoder: Encoder | None = None) -> ScoreReport:
     """Run pass 1 over every shard not already scored in ``workdir``.
 
     With ``workers > 1`` shards are scored in that many processes, each with
-    its own encoder using its share of the cores. A shard that cannot be read
+    its own encoder using its share of the cores (``encoder`` serves the
+    single-process path). A shard that cannot be read
     is listed in ``failed_shards``; the others carry on.
     """
     workdir.mkdir(parents=True, exist_ok=True)
@@ -360,7 +361,7 @@ def score_pool(pool: Pool, config: ScoreConfig, workdir: Path, workers: int = 1,
     if progress:
         progress(done, len(shards), 0)
     if workers <= 1 or len(todo) <= 1:
-        res = _Resources(config)
+        res = _Resources(config, _encoder=encoder)
         for shard in todo:
             try:
                 report.samples_scored += score_shard(pool, shard, config, workdir, res)

@@ -11,6 +11,7 @@ boilerplate caption), and each row says what was done to it.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import random
@@ -172,7 +173,7 @@ def _noisy_samples(n: int, seed: int, size: int, shares: dict[str, float]) -> li
     labels = [k for k, share in shares.items() for _ in range(round(share * n))][:n]
     labels += ["clean"] * (n - len(labels))
     rng.shuffle(labels)
-    scenes = [sample_scene(rng, WorldConfig(), seed=i) for i in range(n)]
+    scenes = _distinct_scenes(n, rng, size)
     clean = [i for i, label in enumerate(labels) if label == "clean"] or [0]
     samples = []
     for i, (label, scene) in enumerate(zip(labels, scenes, strict=True)):
@@ -198,6 +199,22 @@ def _noisy_samples(n: int, seed: int, size: int, shares: dict[str, float]) -> li
             caption = rng.choice(_BOILERPLATE)
         samples.append(_PoolSample(f"{i:06d}", _png_bytes(image), caption, label, duplicate_of))
     return samples
+
+
+def _distinct_scenes(n: int, rng: random.Random, size: int) -> list[Scene]:
+    """Scenes whose renderings all differ, so the only duplicates in a pool are the labelled ones."""
+    scenes: list[Scene] = []
+    seen: set[bytes] = set()
+    attempt = 0
+    while len(scenes) < n:
+        scene = sample_scene(rng, WorldConfig(), seed=attempt)
+        attempt += 1
+        digest = hashlib.sha1(render_scene(scene, size).tobytes()).digest()
+        if digest in seen:
+            continue  # e.g. the same single shape in the same cell: an unlabelled exact duplicate
+        seen.add(digest)
+        scenes.append(scene)
+    return scenes
 
 
 def _png_bytes(image: Image.Image) -> bytes:
