@@ -2,14 +2,16 @@
 
 1. Write the synthetic noisy pool (known damage per sample).
 2. Curate it with the built-in model (blank, size, caption-quality, basic,
-   dedup, clip-score) and measure each filter's precision/recall against the
-   labels, each filter run alone on the raw pool.
+   dedup, clip-score), and measure each filter's precision/recall against the
+   labels, each filter run alone on a second noisy pool (another seed).
 3. Train the built-in architecture on the raw pool and on the curated pool for
-   the same number of samples seen (steps x batch), over several seeds.
+   the same number of samples seen (steps x batch), over several seeds. As in
+   DataComp, samples seen is about one pass over the raw pool, so the curated
+   arm sees its (fewer, cleaner) samples several times.
 4. Evaluate both on a clean held-out split (a seed never used for the pool):
    text->image Recall@1/5. Prints one JSON document.
 
-    python benchmarks/curate_experiment.py [--n 6000] [--steps 250] [--seeds 3] [--work build/curate-exp]
+    python benchmarks/curate_experiment.py [--n 30000] [--steps 250] [--seeds 3] [--work build/curate-exp]
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import statistics
 import time
 from pathlib import Path
 
-CHAIN = ["blank", "size:min_side=32", "caption-quality", "basic:min_side=32", "dedup:cos=0.98",
+CHAIN = ["blank", "size:min_side=32", "caption-quality", "basic:min_side=32", "dedup:cos=0.99",
          "clip-score:min=0.5"]
 
 
@@ -30,7 +32,7 @@ def filter_quality(pool: Path, work: Path) -> list[dict[str, object]]:
     from clipdex.curate.measure import measure_against_labels
 
     out = []
-    for spec in CHAIN + ["dedup:mode=exact"]:
+    for spec in CHAIN + ["dedup:mode=exact", "dedup:cos=0.98", "dedup:method=phash"]:
         run = work / "alone" / spec.replace(":", "_").replace("=", "")
         shutil.rmtree(run, ignore_errors=True)
         curate(pool / "pool.parquet", run, [spec])
@@ -57,7 +59,8 @@ def summary(runs: list[dict[str, float]], key: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=6000)
+    parser.add_argument("--n", type=int, default=30_000)
+    parser.add_argument("--quality-n", type=int, default=5000, help="pool size for the per-filter measurement")
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seeds", type=int, default=3)
@@ -71,10 +74,12 @@ def main() -> None:
     started = time.perf_counter()
     write_noisy_pool(work / "pool", args.n, seed=11, size=64)
     curated = curate(work / "pool" / "pool.parquet", work / "curated", CHAIN)
+    write_noisy_pool(work / "quality-pool", args.quality_n, seed=12, size=64)
     result: dict[str, object] = {
         "pool": args.n, "chain": CHAIN, "curated_kept": curated.kept,
         "curate_seconds": round(curated.seconds, 1),
-        "filter_quality_alone": filter_quality(work / "pool", work),
+        "filter_quality_pool": args.quality_n,
+        "filter_quality_alone": filter_quality(work / "quality-pool", work),
         "samples_seen": args.steps * args.batch,
     }
     arms: dict[str, list[dict[str, float]]] = {"raw": [], "curated": []}

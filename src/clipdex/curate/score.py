@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from itertools import islice
 from multiprocessing import get_context
 from pathlib import Path
@@ -357,35 +358,30 @@ def score_pool(pool: Pool, config: ScoreConfig, workdir: Path, workers: int = 1,
     report = ScoreReport(shards=len(shards))
     todo = [s for s in shards if not scores_path(workdir, s).exists()]
     report.reused = len(shards) - len(todo)
-    done = report.reused
     if progress:
-        progress(done, len(shards), 0)
+        progress(report.reused, len(shards), 0)
+
+    def record(shard: Shard, run: Callable[[], int]) -> None:
+        try:
+            report.samples_scored += run()
+            report.scored_now += 1
+        except SourceError as e:
+            report.failed_shards[shard.name] = str(e)
+        if progress:
+            progress(report.reused + report.scored_now + len(report.failed_shards), len(shards),
+                     len(report.failed_shards))
+
     if workers <= 1 or len(todo) <= 1:
         res = _Resources(config, _encoder=encoder)
         for shard in todo:
-            try:
-                report.samples_scored += score_shard(pool, shard, config, workdir, res)
-                report.scored_now += 1
-            except SourceError as e:
-                report.failed_shards[shard.name] = str(e)
-            done += 1
-            if progress:
-                progress(done, len(shards), len(report.failed_shards))
+            record(shard, partial(score_shard, pool, shard, config, workdir, res))
         return report
     threads = max(1, (os.cpu_count() or 2) // workers)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
         futures = {ex.submit(_score_in_worker, str(pool.location), pool.options, shard, config, str(workdir), threads):
                    shard for shard in todo}
         for future in as_completed(futures):
-            shard = futures[future]
-            try:
-                report.samples_scored += future.result()
-                report.scored_now += 1
-            except SourceError as e:
-                report.failed_shards[shard.name] = str(e)
-            done += 1
-            if progress:
-                progress(done, len(shards), len(report.failed_shards))
+            record(futures[future], future.result)
     return report
 
 
