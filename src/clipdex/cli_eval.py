@@ -75,7 +75,7 @@ def ranking(data: Annotated[Path, typer.Option(help="queries.jsonl with relevant
 def composed(data: Annotated[Path, typer.Option(help="CIRR captions JSON (cap.rc2.SPLIT.json)")],
              model: ModelOpt = "builtin:shapes-tiny",
              images: Annotated[Path | None, typer.Option(help="Image root")] = None,
-             method: Annotated[str, typer.Option(help="image, text or sum")] = "sum",
+             method: Annotated[str, typer.Option(help="image, text, sum, pdv or caption-fusion")] = "sum",
              out: OutOpt = None, seed: SeedOpt = 0, as_json: JsonOpt = False) -> None:
     """Composed image retrieval: CIRR Recall@K and Recall_subset@K."""
     from clipdex.encoders import load_encoder

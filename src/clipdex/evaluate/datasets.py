@@ -153,6 +153,8 @@ class ComposedSet:
     targets: list[list[str]]
     subsets: list[list[str]]
     gallery: dict[str, str]
+    reference_captions: list[str | None] = field(default_factory=list)  # for pdv, when the format has them
+    gallery_captions: dict[str, list[str]] = field(default_factory=dict)  # for caption-fusion
 
 
 def load_composed(captions: str | Path, images_root: str | Path | None = None) -> ComposedSet:
@@ -195,7 +197,19 @@ def _cirr(captions: Path, rows: list[Any], images_root: str | Path | None) -> Co
         out.targets.append([t["target_hard"]])
         out.texts.append(t["caption"])
         out.subsets.append(list(t.get("img_set", {}).get("members", [])))
+        out.reference_captions.append(t.get("reference_caption"))
+    out.gallery_captions = _gallery_captions(captions.parent / "gallery_captions.json")
     return out
+
+
+def _gallery_captions(path: Path) -> dict[str, list[str]]:
+    """Optional ``{image name: [captions]}`` beside the annotations (stored captions of the gallery)."""
+    if not path.exists():
+        return {}
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise SourceError(f"{path}: expected an object of image name -> list of captions")
+    return {str(k): [str(c) for c in v] for k, v in data.items() if isinstance(v, list)}
 
 
 def _fashioniq(captions: Path, rows: list[Any], images_root: str | Path | None) -> ComposedSet:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clipdex.errors import SourceError
 from clipdex.evaluate import metrics as M
 from clipdex.evaluate.bootstrap import bootstrap_ci
 from clipdex.evaluate.datasets import (
@@ -28,6 +29,7 @@ from clipdex.evaluate.datasets import (
 )
 from clipdex.media.decode import DecodeOptions
 from clipdex.media.pipeline import decode_stream
+from clipdex.search.composed import ComposedParams, composed_queries, fusion_scores
 
 if TYPE_CHECKING:
     from clipdex.encoders.base import Encoder
@@ -203,26 +205,9 @@ def run_ranking(data: str | Path, collection: Collection, k: int = 50, seed: int
     return result
 
 
-COMPOSED_METHODS = ("image", "text", "sum")
-
-
-def composed_queries(method: str, ref: np.ndarray, text: np.ndarray, weight: float = 0.5) -> np.ndarray:
-    """Baselines until the search layer's composed methods exist: image-only, text-only, normalised sum."""
-    if method == "image":
-        q = ref
-    elif method == "text":
-        q = text
-    elif method == "sum":
-        q = weight * ref + (1 - weight) * text
-    else:
-        from clipdex.errors import ClipdexError
-
-        raise ClipdexError(f"unknown composed method {method!r}. Available: {', '.join(COMPOSED_METHODS)}")
-    return q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-
-
 def run_composed(data: str | Path, encoder: Encoder, method: str = "sum", images_root: str | Path | None = None,
-                 ks: tuple[int, ...] = (1, 5, 10, 50), seed: int = 0) -> EvalResult:
+                 ks: tuple[int, ...] = (1, 5, 10, 50), seed: int = 0,
+                 params: ComposedParams = ComposedParams()) -> EvalResult:
     """Composed retrieval in the format's own metrics (the reference image is never retrieved).
 
     CIRR: Recall@K and Recall_subset@1/2/3; FashionIQ: Recall@10/50; CIRCO: mAP@5/10/25/50.
@@ -232,8 +217,12 @@ def run_composed(data: str | Path, encoder: Encoder, method: str = "sum", images
     index = {n: i for i, n in enumerate(names)}
     gallery, ok = embed_images(encoder, [ds.gallery[n] for n in names])
     ref_rows = np.asarray([index[r] for r in ds.references])
-    queries = composed_queries(method, gallery[ref_rows], encoder.encode_texts(ds.texts))
-    scores = queries @ gallery.T
+    queries = composed_queries(method, encoder, gallery[ref_rows], ds.texts, _reference_captions(ds, method), params)
+    if method == "caption-fusion":
+        means, has = _caption_means(encoder, names, ds.gallery_captions)
+        scores = fusion_scores(queries, gallery, means, has, params.fusion_beta)
+    else:
+        scores = queries @ gallery.T
     scores[:, ~ok] = -np.inf
     scores[np.arange(len(queries)), ref_rows] = -np.inf  # never retrieve the reference itself
     if ds.fmt == "circo":
@@ -249,6 +238,31 @@ def run_composed(data: str | Path, encoder: Encoder, method: str = "sum", images
     meta = _meta("composed", encoder, data, seed, format=ds.fmt, method=method, queries=len(ds.texts),
                  gallery=len(names), skipped={"undecodable_image": int((~ok).sum())})
     return _summarise("composed", per, seed, meta)
+
+
+def _reference_captions(ds: Any, method: str) -> list[str] | None:
+    if method != "pdv":
+        return None
+    if any(c is None for c in ds.reference_captions) or not ds.reference_captions:
+        raise SourceError("pdv needs a caption of each reference image ('reference_caption' in the annotations)")
+    return list(ds.reference_captions)
+
+
+def _caption_means(encoder: Encoder, names: list[str], captions: dict[str, list[str]]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Per gallery image, the mean of its unit caption vectors, and whether it has any."""
+    if not captions:
+        raise SourceError("caption-fusion needs the gallery's captions (captions/gallery_captions.json)")
+    flat = [(i, c) for i, n in enumerate(names) for c in captions.get(n, [])]
+    vectors = encoder.encode_texts([c for _, c in flat])
+    means = np.zeros((len(names), vectors.shape[1]), np.float32)
+    counts = np.zeros(len(names), np.int64)
+    rows = np.asarray([i for i, _ in flat], np.int64)
+    np.add.at(means, rows, vectors)
+    np.add.at(counts, rows, 1)
+    has = counts > 0
+    means[has] /= counts[has, None]
+    return means, has
 
 
 def _cirr_subset(scores: np.ndarray, ds: Any, index: dict[str, int], targets: np.ndarray) -> dict[str, np.ndarray]:

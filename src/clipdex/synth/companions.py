@@ -81,7 +81,7 @@ def write_composed(out: str | Path, n: int, seed: int, size: int = 64, split: st
         (out / sub).mkdir()
     rng = random.Random(seed)
     world = WorldConfig(min_objects=1, max_objects=3, p_repeat=0.0)
-    triplets, files = [], {}
+    triplets, files, gallery_captions = [], {}, {}
     for pair_id in range(n):
         reference = sample_scene(rng, world, seed=rng.randrange(1 << 30))
         target, text = modify_scene(reference, rng)
@@ -93,6 +93,7 @@ def write_composed(out: str | Path, n: int, seed: int, size: int = 64, split: st
             name = f"p{pair_id:05d}-{tag}"
             _save(scene, out / "images" / f"{name}.png", size)
             files[name] = f"./images/{name}.png"
+            gallery_captions[name] = captions_for(scene, 2, random.Random(f"{pair_id}-{tag}"))
             members.append(name)
         triplets.append({
             "pairid": pair_id, "reference": members[0], "target_hard": members[1],
@@ -101,6 +102,8 @@ def write_composed(out: str | Path, n: int, seed: int, size: int = 64, split: st
             "reference_caption": captions_for(reference, 1, random.Random(pair_id))[0],
         })
     (out / "captions" / f"cap.rc2.{split}.json").write_text(json.dumps(triplets, indent=1))
+    # the gallery's stored captions (what a collection would hold), for caption-fusion
+    (out / "captions" / "gallery_captions.json").write_text(json.dumps(gallery_captions))
     (out / "image_splits" / f"split.rc2.{split}.json").write_text(json.dumps(files, indent=1))
     return SynthReport(str(out), "cirr", len(files), n)
 
