@@ -131,20 +131,27 @@ def search(
     k: Annotated[int, typer.Option("-k", help="Number of results")] = 10,
     where: Annotated[list[str] | None, typer.Option(help="Metadata filter key=value (repeatable)")] = None,
     min_score: Annotated[float | None, typer.Option(help="Drop results below this cosine")] = None,
+    terms: Annotated[str | None, typer.Option(
+        help="Weighted terms: '\"golden retriever\" + 2:query.jpg - \"leash\"' (text, image path, item:ID)")] = None,
+    diversity: Annotated[float | None, typer.Option(help="MMR: weight of relevance in [0, 1] (1 = plain)")] = None,
+    collapse: Annotated[float | None, typer.Option(help="Hide results within this cosine of a better one")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Search a collection by text or by image."""
+    """Search a collection by text, by image, or by weighted terms."""
     from clipdex.search import Query, Target
+    from clipdex.search.terms import parse_terms
     from clipdex.store import Collection
 
     query = Query(text=text, image=str(image) if image else None, k=k, where=_parse_where(where or []),
-                  min_score=min_score, target=Target.CAPTIONS if captions else Target.IMAGES)
+                  min_score=min_score, target=Target.CAPTIONS if captions else Target.IMAGES,
+                  terms=tuple(parse_terms(terms)) if terms is not None else None, diversity=diversity,
+                  collapse=collapse)
     query.validate()
     with Collection.open(collection) as coll:
         hits = coll.search(query)
     rows = [f"{i + 1:>3}  {h.score:.4f}  {h.path}" + (f"  | {h.caption}" if h.caption else "")
             for i, h in enumerate(hits)]
-    _emit({"query": text or str(image), "hits": [h.to_dict() for h in hits]}, as_json,
+    _emit({"query": text or terms or str(image), "hits": [h.to_dict() for h in hits]}, as_json,
           "\n".join(rows) if rows else "no results")
 
 

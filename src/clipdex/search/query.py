@@ -39,6 +39,9 @@ class Query:
         where: metadata filter, every ``key == value`` must hold.
         min_score: drop results scoring below this cosine similarity.
         target: rank images or captions.
+        terms: weighted / negative terms combined into one vector (see :mod:`clipdex.search.terms`).
+        diversity: MMR trade-off in [0, 1] over the candidates (1 = plain ranking).
+        collapse: drop results within this cosine of a better one (near-duplicates).
     """
 
     text: str | None = None
@@ -50,14 +53,21 @@ class Query:
     where: dict[str, str] = field(default_factory=dict)
     min_score: float | None = None
     target: Target = Target.IMAGES
+    terms: tuple[Any, ...] | None = None
+    diversity: float | None = None
+    collapse: float | None = None
 
     def validate(self) -> None:
         """Raise :class:`BadQueryError` with the reason when the query cannot run."""
-        given = [name for name in ("text", "image", "vector", "item_id") if getattr(self, name) is not None]
+        given = [name for name in ("text", "image", "vector", "item_id", "terms") if getattr(self, name) is not None]
         if not given:
             raise BadQueryError("empty query: give a text or an image")
         if len(given) > 1:
-            raise BadQueryError(f"give one of text, image, vector or item_id, not {' and '.join(given)}")
+            raise BadQueryError(f"give one of text, image, vector, item_id or terms, not {' and '.join(given)}")
+        if self.diversity is not None and not 0.0 <= self.diversity <= 1.0:
+            raise BadQueryError(f"diversity is the MMR weight of relevance in [0, 1], got {self.diversity}")
+        if self.collapse is not None and not -1.0 <= self.collapse <= 1.0:
+            raise BadQueryError(f"collapse is a cosine similarity in [-1, 1], got {self.collapse}")
         if self.text is not None and not self.text.strip():
             raise BadQueryError("empty query: the text is blank")
         if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k <= 0:

@@ -29,6 +29,10 @@ def embed_query(query: Query, encoder: Encoder, collection: Collection | None = 
             vector has the wrong shape, or its item has no stored vector.
     """
     query.validate()
+    if query.terms is not None:
+        from clipdex.search.terms import combine_terms
+
+        return combine_terms(query.terms, encoder, collection)
     if query.vector is not None:
         vec = np.asarray(query.vector, dtype=np.float32).reshape(-1)
         if vec.shape != (encoder.dim,) or not np.isfinite(vec).all() or not np.any(vec):
@@ -80,6 +84,9 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     kind = "caption" if query.target == Target.CAPTIONS else "image"
     view = collection.vectors(kind)
     want = query.k + query.offset + (1 if query.item_id is not None else 0)
+    diversify = query.diversity is not None or query.collapse is not None
+    if diversify:
+        want = max(4 * want, 100)  # re-ranked below: MMR and collapsing need candidates to choose from
     # One scan at a time per collection: BLAS already uses every core for one scan, and many
     # concurrent scans (a server's threads) make its threads spin against each other.
     with collection.scan_lock:
@@ -90,12 +97,29 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     if query.min_score is not None:
         keep = scores >= query.min_score
         scores, picked = scores[keep], picked[keep]
+    if diversify:
+        scores, picked = _diversify(view, scores, picked, query)
     window = slice(query.offset, query.offset + query.k)
     t2 = time.perf_counter()
     hits = _hits(collection, view, scores[window], picked[window], kind)
     t3 = time.perf_counter()
     stages = {"encode": 1000 * (t1 - t0), "search": 1000 * (t2 - t1), "fetch": 1000 * (t3 - t2)}
     return SearchPage(hits, 1000 * (t3 - t0), stages, considered)
+
+
+def _diversify(view: VectorView, scores: np.ndarray, picked: np.ndarray,
+               query: Query) -> tuple[np.ndarray, np.ndarray]:
+    """Collapse near-duplicates, then order the rest by MMR (scores stay the query similarities)."""
+    from clipdex.search.diversity import collapse_near_duplicates, mmr
+
+    vectors = view.matrix[picked]
+    if query.collapse is not None:
+        keep = collapse_near_duplicates(vectors, query.collapse)
+        scores, picked, vectors = scores[keep], picked[keep], vectors[keep]
+    if query.diversity is not None:
+        order = mmr(scores, vectors, query.k + query.offset, query.diversity)
+        scores, picked = scores[order], picked[order]
+    return scores, picked
 
 
 def _candidates(collection: Collection, view: VectorView, vector: np.ndarray, want: int, kind: str,

@@ -131,7 +131,8 @@ async def _run_search(request: Request, state: StateDep, req: SearchIn, image: b
     query = SearchQuery(text=req.text, image=image, item_id=req.image_id,
                         vector=None if req.embedding is None else _vector(req.embedding), k=req.k,
                         offset=req.offset, where={k: str(v) for k, v in req.where.items()},
-                        min_score=req.min_score, target=Target(req.target))
+                        min_score=req.min_score, target=Target(req.target), terms=_terms(req),
+                        diversity=req.diversity, collapse=req.collapse)
     try:
         page = await asyncio.wait_for(run_in_threadpool(state.search, name, query), state.config.request_timeout_s)
     except TimeoutError:
@@ -143,6 +144,15 @@ async def _run_search(request: Request, state: StateDep, req: SearchIn, image: b
         hits.append({k: v for k, v in full.items() if fields is None or k in fields or k == "id"})
     return {"hits": hits, "took_ms": round(page.took_ms, 3), "total_considered": page.total_considered,
             "stages_ms": {k: round(v, 3) for k, v in page.stages_ms.items()}}
+
+
+def _terms(req: SearchIn) -> tuple[Any, ...] | None:
+    from clipdex.search.terms import Term
+
+    if req.terms is None:
+        return None
+    return tuple(Term(text=t.text, item_id=t.image_id, vector=None if t.embedding is None else tuple(t.embedding),
+                      weight=t.weight) for t in req.terms)
 
 
 def _vector(values: list[float]) -> Any:

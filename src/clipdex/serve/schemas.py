@@ -22,8 +22,19 @@ class CollectionOut(BaseModel):
     index: str
 
 
+class TermIn(BaseModel):
+    """One weighted query term: exactly one of text, image_id or embedding."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, max_length=2000)
+    image_id: int | None = None
+    embedding: list[float] | None = None
+    weight: float = Field(1.0, ge=-100.0, le=100.0, description="Negative pushes results away")
+
+
 class SearchIn(BaseModel):
-    """Exactly one of text, image_id or embedding."""
+    """Exactly one of text, image_id, embedding or terms."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -36,6 +47,9 @@ class SearchIn(BaseModel):
     min_score: float | None = Field(None, ge=-1.0, le=1.0)
     where: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Metadata equality filter")
     target: Literal["images", "captions"] = "images"
+    terms: list[TermIn] | None = Field(None, max_length=32, description="Weighted / negative terms")
+    diversity: float | None = Field(None, ge=0.0, le=1.0, description="MMR weight of relevance (1 = plain)")
+    collapse: float | None = Field(None, ge=-1.0, le=1.0, description="Hide near-duplicates above this cosine")
     return_fields: list[Literal["id", "score", "path", "caption", "metadata", "thumbnail_url"]] | None = Field(
         None, alias="return", description="Fields to return per hit (default: all)")
 
