@@ -82,6 +82,7 @@ def index(
     precision: Annotated[str, typer.Option(help="fp32, or int8 for the fast quantised image tower")] = "fp32",
     index_factory: Annotated[str | None, typer.Option(help="FAISS factory string, or 'exact'")] = None,
     no_captions: Annotated[bool, typer.Option("--no-captions", help="Do not embed captions")] = False,
+    ocr: Annotated[bool, typer.Option("--ocr", help="Read words in images (RapidOCR) for lexical search")] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait for another writer")] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -100,7 +101,7 @@ def index(
         encoder = load_encoder(model or DEFAULT_SPEC, precision=precision)
         coll = Collection.create(collection, encoder.spec, encoder.dim)
     options = IndexOptions(batch_size=batch_size, workers=workers, prune=prune, wait=wait,
-                           index_factory=index_factory, embed_captions=not no_captions,
+                           index_factory=index_factory, embed_captions=not no_captions, ocr=ocr,
                            source=SourceOptions(image_col, caption_col, image_root))
     with coll:
         report = coll.add(source, encoder, options, progress=_progress_printer("index"))
@@ -135,6 +136,9 @@ def search(
         help="Weighted terms: '\"golden retriever\" + 2:query.jpg - \"leash\"' (text, image path, item:ID)")] = None,
     diversity: Annotated[float | None, typer.Option(help="MMR: weight of relevance in [0, 1] (1 = plain)")] = None,
     collapse: Annotated[float | None, typer.Option(help="Hide results within this cosine of a better one")] = None,
+    mode: Annotated[str, typer.Option(help="dense, lexical (BM25 over captions, file names, OCR) or hybrid")] = "dense",
+    fusion: Annotated[str, typer.Option(help="hybrid: rrf (reciprocal rank, k=60) or convex")] = "rrf",
+    alpha: Annotated[float, typer.Option(help="convex fusion: dense share in [0, 1]")] = 0.5,
     as_json: JsonOpt = False,
 ) -> None:
     """Search a collection by text, by image, or by weighted terms."""
@@ -145,7 +149,7 @@ def search(
     query = Query(text=text, image=str(image) if image else None, k=k, where=_parse_where(where or []),
                   min_score=min_score, target=Target.CAPTIONS if captions else Target.IMAGES,
                   terms=tuple(parse_terms(terms)) if terms is not None else None, diversity=diversity,
-                  collapse=collapse)
+                  collapse=collapse, mode=mode, fusion=fusion, alpha=alpha)
     query.validate()
     with Collection.open(collection) as coll:
         hits = coll.search(query)

@@ -42,6 +42,9 @@ class Query:
         terms: weighted / negative terms combined into one vector (see :mod:`clipdex.search.terms`).
         diversity: MMR trade-off in [0, 1] over the candidates (1 = plain ranking).
         collapse: drop results within this cosine of a better one (near-duplicates).
+        mode: ``dense`` (vectors), ``lexical`` (BM25 over captions, file names, OCR) or ``hybrid``.
+        fusion: how hybrid joins the two lists: ``rrf`` (k = 60) or ``convex``.
+        alpha: dense share of a convex fusion.
     """
 
     text: str | None = None
@@ -56,6 +59,9 @@ class Query:
     terms: tuple[Any, ...] | None = None
     diversity: float | None = None
     collapse: float | None = None
+    mode: str = "dense"
+    fusion: str = "rrf"
+    alpha: float = 0.5
 
     def validate(self) -> None:
         """Raise :class:`BadQueryError` with the reason when the query cannot run."""
@@ -66,6 +72,14 @@ class Query:
             raise BadQueryError(f"give one of text, image, vector, item_id or terms, not {' and '.join(given)}")
         if self.diversity is not None and not 0.0 <= self.diversity <= 1.0:
             raise BadQueryError(f"diversity is the MMR weight of relevance in [0, 1], got {self.diversity}")
+        if self.mode not in ("dense", "lexical", "hybrid"):
+            raise BadQueryError(f"unknown mode {self.mode!r}. Available: dense, lexical, hybrid")
+        if self.mode != "dense" and (self.text is None or self.target != Target.IMAGES):
+            raise BadQueryError(f"{self.mode} search takes a text query over images")
+        if self.fusion not in ("rrf", "convex"):
+            raise BadQueryError(f"unknown fusion {self.fusion!r}. Available: rrf, convex")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise BadQueryError(f"alpha is the dense share in [0, 1], got {self.alpha}")
         if self.collapse is not None and not -1.0 <= self.collapse <= 1.0:
             raise BadQueryError(f"collapse is a cosine similarity in [-1, 1], got {self.collapse}")
         if self.text is not None and not self.text.strip():

@@ -78,6 +78,8 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
         CollectionError: the encoder does not match the collection.
     """
     collection.check_encoder(encoder.spec)
+    if query.mode != "dense":
+        return _words_page(collection, query, encoder)
     t0 = time.perf_counter()
     vector = embed_query(query, encoder, collection)
     t1 = time.perf_counter()
@@ -105,6 +107,42 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     t3 = time.perf_counter()
     stages = {"encode": 1000 * (t1 - t0), "search": 1000 * (t2 - t1), "fetch": 1000 * (t3 - t2)}
     return SearchPage(hits, 1000 * (t3 - t0), stages, considered)
+
+
+def _words_page(collection: Collection, query: Query, encoder: Encoder) -> SearchPage:
+    """Lexical or hybrid search: BM25 candidates, fused with dense ones for ``hybrid``."""
+    from clipdex.search.lexical import convex_fusion, lexical_index, rrf_fusion
+
+    query.validate()
+    t0 = time.perf_counter()
+    want = max(4 * (query.k + query.offset), 100)
+    lexical = lexical_index(collection).search(query.text or "", want)
+    t1 = time.perf_counter()
+    view = collection.vectors("image")
+    if query.mode == "hybrid":
+        vector = embed_query(query, encoder, collection)
+        with collection.scan_lock:
+            d_scores, d_rows, _ = _candidates(collection, view, vector, want, "image", query)
+        dense = (d_scores, view.item_ids[d_rows])
+        if query.fusion == "rrf":
+            scores, ids = rrf_fusion([dense[1], lexical[1]])
+        else:
+            scores, ids = convex_fusion(dense, lexical, query.alpha)
+    else:
+        scores, ids = lexical
+    if query.where:
+        keep = np.isin(ids, collection.filter_item_ids(query.where))
+        scores, ids = scores[keep], ids[keep]
+    rows_all = np.flatnonzero(np.isin(view.item_ids, ids))
+    row_of = dict(zip(view.item_ids[rows_all].tolist(), rows_all.tolist(), strict=True))
+    found = [(s, row_of[i]) for s, i in zip(scores.tolist(), ids.tolist(), strict=True) if i in row_of]
+    window = found[query.offset:query.offset + query.k]
+    t2 = time.perf_counter()
+    hits = _hits(collection, view, np.asarray([s for s, _ in window], np.float32),
+                 np.asarray([r for _, r in window], np.int64), "image")
+    t3 = time.perf_counter()
+    stages = {"lexical": 1000 * (t1 - t0), "search": 1000 * (t2 - t1), "fetch": 1000 * (t3 - t2)}
+    return SearchPage(hits, 1000 * (t3 - t0), stages, len(found))
 
 
 def _diversify(view: VectorView, scores: np.ndarray, picked: np.ndarray,

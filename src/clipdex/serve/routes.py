@@ -132,7 +132,8 @@ async def _run_search(request: Request, state: StateDep, req: SearchIn, image: b
                         vector=None if req.embedding is None else _vector(req.embedding), k=req.k,
                         offset=req.offset, where={k: str(v) for k, v in req.where.items()},
                         min_score=req.min_score, target=Target(req.target), terms=_terms(req),
-                        diversity=req.diversity, collapse=req.collapse)
+                        diversity=req.diversity, collapse=req.collapse, mode=req.mode, fusion=req.fusion,
+                        alpha=req.alpha)
     try:
         page = await asyncio.wait_for(run_in_threadpool(state.search, name, query), state.config.request_timeout_s)
     except TimeoutError:

@@ -50,6 +50,9 @@ class SearchIn(BaseModel):
     terms: list[TermIn] | None = Field(None, max_length=32, description="Weighted / negative terms")
     diversity: float | None = Field(None, ge=0.0, le=1.0, description="MMR weight of relevance (1 = plain)")
     collapse: float | None = Field(None, ge=-1.0, le=1.0, description="Hide near-duplicates above this cosine")
+    mode: Literal["dense", "lexical", "hybrid"] = Field("dense", description="Vectors, BM25 words, or both")
+    fusion: Literal["rrf", "convex"] = "rrf"
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Convex fusion: dense share")
     return_fields: list[Literal["id", "score", "path", "caption", "metadata", "thumbnail_url"]] | None = Field(
         None, alias="return", description="Fields to return per hit (default: all)")
 

@@ -50,6 +50,7 @@ class IndexOptions:
         index_factory: faiss factory string, "exact", or None (by size).
         ann_threshold: image vectors from which an ANN index is built.
         embed_captions: also embed captions (needed for image -> text search).
+        ocr: read words in each image (RapidOCR) into the item's ``ocr`` metadata, for lexical search.
     """
 
     batch_size: int = 64
@@ -61,6 +62,7 @@ class IndexOptions:
     index_factory: str | None = None
     ann_threshold: int = ANN_THRESHOLD
     embed_captions: bool = True
+    ocr: bool = False
 
 
 @dataclass
@@ -172,13 +174,16 @@ def _plan(conn: sqlite3.Connection, items: Iterable[Item], source_key: str, rel_
 def _embed_all(collection: Collection, conn: sqlite3.Connection, todo: list[_Todo], encoder: Encoder,
                options: IndexOptions, report: IndexReport, progress: ProgressFn | None) -> None:
     decode = options.decode
-    if decode.draft_size is None:
+    if decode.draft_size is None and not options.ocr:  # OCR wants every pixel of the file
         decode = DecodeOptions(decode.max_pixels, encoder.image_size, decode.max_bytes)
+    transform: Callable[[Any], Any] = encoder.preprocess
+    if options.ocr:
+        transform = _with_ocr(encoder.preprocess)
     total, done = len(todo), 0
     if progress:
         progress(0, total, 0)
     batch: list[Decoded[_Todo]] = []
-    stream = decode_stream(todo, lambda t: t.item.path, decode, encoder.preprocess, options.workers,
+    stream = decode_stream(todo, lambda t: t.item.path, decode, transform, options.workers,
                            prefetch=max(2 * options.batch_size, 32))
     for decoded in stream:
         batch.append(decoded)
@@ -195,9 +200,37 @@ def _embed_all(collection: Collection, conn: sqlite3.Connection, todo: list[_Tod
         progress(done, total, report.failed)
 
 
+def _with_ocr(preprocess: Callable[[Any], np.ndarray]) -> Callable[[Any], Any]:
+    """A decode-thread transform that also reads the image's words (an OCR failure leaves them empty)."""
+    from clipdex.media.ocr import load_ocr, ocr_text
+
+    load_ocr()  # fail before any work when the OCR extra is missing
+
+    def transform(im: Any) -> _WithText:
+        try:
+            text = ocr_text(im)
+        except Exception:  # noqa: BLE001  (an OCR engine error must not cost the image its vector)
+            text = ""
+        return _WithText(preprocess(im), text)
+
+    return transform
+
+
+@dataclass
+class _WithText:
+    """Preprocessed pixels and the words OCR read in the image."""
+
+    pixels: np.ndarray
+    text: str
+
+
 def _commit_batch(collection: Collection, conn: sqlite3.Connection, batch: list[Decoded[_Todo]],
                   encoder: Encoder | _Precomputed, options: IndexOptions, report: IndexReport) -> None:
     good = [d for d in batch if d.error is None]
+    for d in good:
+        if isinstance(d.value, _WithText):
+            d.item.item.metadata["ocr"] = d.value.text
+            d.value = d.value.pixels
     image_vecs = encoder.encode_pixels(np.stack([d.value for d in good])) if good else None
     caption_owner: list[int] = []
     texts: list[str] = []
