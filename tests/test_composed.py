@@ -51,3 +51,46 @@ def test_methods_and_errors() -> None:
     scores = fusion_scores(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32),
                            np.array([[0, 1], [0, 0]], np.float32), np.array([True, False]), beta=0.5)
     np.testing.assert_allclose(scores, [[0.5, 0.0], [0.5, 1.0]])
+
+
+@pytest.fixture(scope="module")
+def cirr_collection(cirr: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic CIRR gallery indexed with its stored captions."""
+    import json
+
+    from clipdex import Collection
+    from clipdex.media.sources import Item
+
+    root = cirr.parent.parent
+    captions = json.loads((cirr.parent / "gallery_captions.json").read_text())
+    items = [Item(str(root / "images" / f"{name}.png"), caps) for name, caps in captions.items()]
+    out = tmp_path_factory.mktemp("cirr-coll") / "coll"
+    with Collection.create(out, "builtin:shapes-tiny", 64) as coll:
+        coll.add(items)
+    return out
+
+
+def test_composed_search_on_a_collection(cirr: Path, cirr_collection: Path) -> None:
+    import json
+
+    from clipdex import Collection
+    from clipdex.search import Query
+
+    triplets = json.loads(cirr.read_text())[:60]
+    with Collection.open(cirr_collection) as coll:
+        id_of = {Path(coll.item(i).path).stem: i for i in range(1, len(coll.vectors("image")) + 1)}
+
+        def recall_at_5(compose: str | None = None) -> float:
+            found = []
+            for t in triplets:
+                text = t["caption"] if compose else None
+                hits = coll.search(Query(item_id=id_of[t["reference"]], text=text, compose=compose, k=5))
+                assert all(h.id != id_of[t["reference"]] for h in hits)  # never the reference itself
+                found.append(id_of[t["target_hard"]] in [h.id for h in hits])
+            return float(np.mean(found))
+
+        image_only = recall_at_5()
+        scores = {m: recall_at_5(compose=m) for m in ("sum", "pdv", "caption-fusion")}
+    assert scores["pdv"] > image_only, (scores, image_only)
+    with pytest.raises(BadQueryError, match="reference \\(image or item_id\\) and a modification text"):
+        Query(text="make it red", compose="pdv").validate()

@@ -45,6 +45,8 @@ class Query:
         mode: ``dense`` (vectors), ``lexical`` (BM25 over captions, file names, OCR) or ``hybrid``.
         fusion: how hybrid joins the two lists: ``rrf`` (k = 60) or ``convex``.
         alpha: dense share of a convex fusion.
+        compose: a composed query: ``text`` modifies the reference ``image`` or ``item_id``
+            with this method (``sum``, ``pdv``, ``caption-fusion``; see :mod:`clipdex.search.composed`).
     """
 
     text: str | None = None
@@ -62,10 +64,14 @@ class Query:
     mode: str = "dense"
     fusion: str = "rrf"
     alpha: float = 0.5
+    compose: str | None = None
 
     def validate(self) -> None:
         """Raise :class:`BadQueryError` with the reason when the query cannot run."""
         given = [name for name in ("text", "image", "vector", "item_id", "terms") if getattr(self, name) is not None]
+        if self.compose is not None:
+            self._validate_composed(given)
+            given = ["composed"]
         if not given:
             raise BadQueryError("empty query: give a text or an image")
         if len(given) > 1:
@@ -92,6 +98,20 @@ class Query:
             raise BadQueryError(f"min_score is a cosine similarity in [-1, 1], got {self.min_score}")
         if self.target not in tuple(Target):
             raise BadQueryError(f"unknown target {self.target!r}. Available: images, captions")
+
+
+    def _validate_composed(self, given: list[str]) -> None:
+        from clipdex.search.composed import COMPOSED_METHODS
+
+        if self.compose not in COMPOSED_METHODS[2:]:
+            raise BadQueryError(f"unknown compose method {self.compose!r}. Available: "
+                                f"{', '.join(COMPOSED_METHODS[2:])}")
+        if sorted(given) not in (["image", "text"], ["item_id", "text"]):
+            raise BadQueryError("a composed query takes a reference (image or item_id) and a modification text")
+        if self.text is not None and not self.text.strip():
+            raise BadQueryError("empty query: the modification text is blank")
+        if self.target != Target.IMAGES or self.mode != "dense":
+            raise BadQueryError("a composed query ranks images by vectors (target images, mode dense)")
 
 
 @dataclass

@@ -29,6 +29,8 @@ def embed_query(query: Query, encoder: Encoder, collection: Collection | None = 
             vector has the wrong shape, or its item has no stored vector.
     """
     query.validate()
+    if query.compose is not None:
+        return _composed_vector(query, encoder, collection)
     if query.terms is not None:
         from clipdex.search.terms import combine_terms
 
@@ -55,6 +57,35 @@ def embed_query(query: Query, encoder: Encoder, collection: Collection | None = 
         except DecodeError as e:
             raise BadQueryError(f"query image: {e}") from e
     return encoder.encode_images([image])[0]
+
+
+def _composed_vector(query: Query, encoder: Encoder, collection: Collection | None) -> np.ndarray:
+    """The reference's vector moved by the modification text (``query.compose`` names the method)."""
+    from dataclasses import replace
+
+    from clipdex.search.composed import composed_queries
+
+    reference = embed_query(replace(query, text=None, compose=None), encoder, collection)
+    caption = None
+    if query.compose == "pdv":
+        caption = _reference_caption(query, reference, collection)
+    return composed_queries(query.compose or "sum", encoder, reference[None, :], [query.text or ""],
+                            [caption] if caption else None)[0]
+
+
+def _reference_caption(query: Query, reference: np.ndarray, collection: Collection | None) -> str:
+    """The reference item's stored caption, else the collection's caption nearest to the reference image."""
+    if collection is None:
+        raise BadQueryError("pdv needs the reference's caption: search a collection with stored captions")
+    if query.item_id is not None:
+        record = collection.item(int(query.item_id))
+        if record.captions:
+            return record.captions[0]
+    captions = collection.vectors("caption")
+    if len(captions) == 0:
+        raise BadQueryError("pdv needs the reference's caption, and this collection stores none")
+    best = int(np.argmax(captions.matrix @ reference))
+    return collection.caption_texts([int(captions.caption_ids[best])])[int(captions.caption_ids[best])]
 
 
 def search(collection: Collection, query: Query, encoder: Encoder) -> list[Hit]:
@@ -87,7 +118,7 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     view = collection.vectors(kind)
     want = query.k + query.offset + (1 if query.item_id is not None else 0)
     diversify = query.diversity is not None or query.collapse is not None
-    if diversify:
+    if diversify or query.compose == "caption-fusion":
         want = max(4 * want, 100)  # re-ranked below: MMR and collapsing need candidates to choose from
     # One scan at a time per collection: BLAS already uses every core for one scan, and many
     # concurrent scans (a server's threads) make its threads spin against each other.
@@ -99,6 +130,8 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     if query.min_score is not None:
         keep = scores >= query.min_score
         scores, picked = scores[keep], picked[keep]
+    if query.compose == "caption-fusion":
+        scores, picked = _fuse_captions(collection, view, vector, scores, picked)
     if diversify:
         scores, picked = _diversify(view, scores, picked, query)
     window = slice(query.offset, query.offset + query.k)
@@ -143,6 +176,25 @@ def _words_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     t3 = time.perf_counter()
     stages = {"lexical": 1000 * (t1 - t0), "search": 1000 * (t2 - t1), "fetch": 1000 * (t3 - t2)}
     return SearchPage(hits, 1000 * (t3 - t0), stages, len(found))
+
+
+def _fuse_captions(collection: Collection, view: VectorView, vector: np.ndarray, scores: np.ndarray,
+                   picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """caption-fusion: rescore candidates by their captions too (candidates without captions keep theirs)."""
+    from clipdex.search.composed import ComposedParams, fusion_scores
+
+    captions = collection.vectors("caption")
+    items = view.item_ids[picked]
+    means = np.zeros((len(picked), view.matrix.shape[1]), np.float32)
+    has = np.zeros(len(picked), bool)
+    for j, item in enumerate(items.tolist()):
+        rows = np.flatnonzero(captions.item_ids == item)
+        if len(rows):
+            means[j] = captions.matrix[rows].mean(axis=0)
+            has[j] = True
+    fused = fusion_scores(vector[None, :], view.matrix[picked], means, has, ComposedParams().fusion_beta)[0]
+    order = np.argsort(-fused, kind="stable")
+    return fused[order], picked[order]
 
 
 def _diversify(view: VectorView, scores: np.ndarray, picked: np.ndarray,
