@@ -109,3 +109,18 @@ def test_api_terms_and_diversity(pool_collection: Path) -> None:
     bad = client.post("/api/search", json={"terms": [{"text": "red", "weight": -1}]})
     assert bad.status_code == 400 and "positive term" in bad.json()["detail"]
     assert client.post("/api/search", json={"text": "red", "diversity": 2}).status_code == 422
+
+
+def test_api_composed_and_lexical(pool_collection: Path) -> None:
+    from clipdex.serve import ServeConfig, create_app
+
+    client = TestClient(create_app(ServeConfig(collections={"pool": pool_collection})))
+    first = client.post("/api/search", json={"text": "a red circle", "k": 1}).json()["hits"][0]["id"]
+    composed = client.post("/api/search", json={"image_id": first, "text": "but blue", "compose": "pdv", "k": 5})
+    assert composed.status_code == 200, composed.text
+    assert first not in [h["id"] for h in composed.json()["hits"]]
+    missing = client.post("/api/search", json={"image_id": first, "compose": "sum"})
+    assert missing.status_code == 400 and "modification text" in missing.json()["detail"]
+    lexical = client.post("/api/search", json={"text": "red circle", "mode": "lexical", "k": 5}).json()
+    assert lexical["hits"] and all("red" in (h["caption"] or "") or "circle" in (h["caption"] or "")
+                                   for h in lexical["hits"])
