@@ -124,3 +124,34 @@ def test_api_composed_and_lexical(pool_collection: Path) -> None:
     lexical = client.post("/api/search", json={"text": "red circle", "mode": "lexical", "k": 5}).json()
     assert lexical["hits"] and all("red" in (h["caption"] or "") or "circle" in (h["caption"] or "")
                                    for h in lexical["hits"])
+
+
+def test_prf_rerank_keeps_relevance_and_reports_its_cost(pool_collection: Path) -> None:
+    from clipdex.search.searcher import search_page
+
+    with Collection.open(pool_collection) as coll:
+        enc = coll.encoder()
+        plain = prf = 0
+        for color in ("red", "blue", "green", "yellow", "purple", "orange", "pink", "brown"):
+            text = f"a {color} star"
+            plain += sum(color in (h.caption or "") for h in coll.search(Query(text=text, k=10)))
+            page = search_page(coll, Query(text=text, k=10, rerank="prf", rerank_depth=50), enc)
+            prf += sum(color in (h.caption or "") for h in page.hits)
+            assert page.stages_ms["rerank"] >= 0
+    assert prf >= plain
+
+
+def test_model_rerank_orders_by_the_second_encoder(pool_collection: Path, tiny_spec: str) -> None:
+    from clipdex.encoders import load_encoder
+    from clipdex.evaluate.runner import embed_images
+
+    with Collection.open(pool_collection) as coll:
+        first = coll.search(Query(text="a red circle", k=20))
+        again = coll.search(Query(text="a red circle", k=20, rerank=f"model:{tiny_spec}", rerank_depth=20))
+        assert {h.id for h in again} == {h.id for h in first}  # same candidates, new order
+        other = load_encoder(tiny_spec)
+        vectors, _ = embed_images(other, [h.path for h in again])
+        expected = vectors @ other.encode_texts(["a red circle"])[0]
+        assert np.all(np.diff(expected) <= 1e-6)
+        with pytest.raises(BadQueryError, match="unknown rerank 'bigger'"):
+            coll.search(Query(text="x", rerank="bigger"))

@@ -139,6 +139,8 @@ def search(
     item: Annotated[int | None, typer.Option("--item", help="A stored item as the query (more like this)")] = None,
     compose: Annotated[str | None, typer.Option(
         help="Composed query: TEXT modifies the --image/--item reference with sum, pdv or caption-fusion")] = None,
+    rerank: Annotated[str | None, typer.Option(help="Second stage: prf (Rocchio) or model:SPEC")] = None,
+    rerank_depth: Annotated[int, typer.Option(help="Candidates the second stage rescores")] = 100,
     mode: Annotated[str, typer.Option(help="dense, lexical (BM25 over captions, file names, OCR) or hybrid")] = "dense",
     fusion: Annotated[str, typer.Option(help="hybrid: rrf (reciprocal rank, k=60) or convex")] = "rrf",
     alpha: Annotated[float, typer.Option(help="convex fusion: dense share in [0, 1]")] = 0.5,
@@ -152,7 +154,8 @@ def search(
     query = Query(text=text, image=str(image) if image else None, k=k, where=_parse_where(where or []),
                   min_score=min_score, target=Target.CAPTIONS if captions else Target.IMAGES,
                   terms=tuple(parse_terms(terms)) if terms is not None else None, diversity=diversity,
-                  collapse=collapse, mode=mode, fusion=fusion, alpha=alpha, item_id=item, compose=compose)
+                  collapse=collapse, mode=mode, fusion=fusion, alpha=alpha, item_id=item, compose=compose,
+                  rerank=rerank, rerank_depth=rerank_depth)
     query.validate()
     with Collection.open(collection) as coll:
         hits = coll.search(query)

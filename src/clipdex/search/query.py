@@ -47,6 +47,8 @@ class Query:
         alpha: dense share of a convex fusion.
         compose: a composed query: ``text`` modifies the reference ``image`` or ``item_id``
             with this method (``sum``, ``pdv``, ``caption-fusion``; see :mod:`clipdex.search.composed`).
+        rerank: a second stage over the top ``rerank_depth``: ``prf`` or ``model:SPEC``.
+        rerank_depth: how many candidates the second stage rescores.
     """
 
     text: str | None = None
@@ -65,6 +67,8 @@ class Query:
     fusion: str = "rrf"
     alpha: float = 0.5
     compose: str | None = None
+    rerank: str | None = None
+    rerank_depth: int = 100
 
     def validate(self) -> None:
         """Raise :class:`BadQueryError` with the reason when the query cannot run."""
@@ -78,6 +82,12 @@ class Query:
             raise BadQueryError(f"give one of text, image, vector, item_id or terms, not {' and '.join(given)}")
         if self.diversity is not None and not 0.0 <= self.diversity <= 1.0:
             raise BadQueryError(f"diversity is the MMR weight of relevance in [0, 1], got {self.diversity}")
+        if self.rerank is not None:
+            from clipdex.search.rerank import check_rerank
+
+            check_rerank(self.rerank)
+            if not isinstance(self.rerank_depth, int) or not 1 <= self.rerank_depth <= 10_000:
+                raise BadQueryError(f"rerank_depth must be in [1, 10000], got {self.rerank_depth!r}")
         if self.mode not in ("dense", "lexical", "hybrid"):
             raise BadQueryError(f"unknown mode {self.mode!r}. Available: dense, lexical, hybrid")
         if self.mode != "dense" and (self.text is None or self.target != Target.IMAGES):

@@ -120,6 +120,8 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     diversify = query.diversity is not None or query.collapse is not None
     if diversify or query.compose == "caption-fusion":
         want = max(4 * want, 100)  # re-ranked below: MMR and collapsing need candidates to choose from
+    if query.rerank is not None:
+        want = max(want, query.rerank_depth)
     # One scan at a time per collection: BLAS already uses every core for one scan, and many
     # concurrent scans (a server's threads) make its threads spin against each other.
     with collection.scan_lock:
@@ -132,13 +134,23 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
         scores, picked = scores[keep], picked[keep]
     if query.compose == "caption-fusion":
         scores, picked = _fuse_captions(collection, view, vector, scores, picked)
+    t_rerank = time.perf_counter()
+    if query.rerank is not None:
+        from clipdex.search.rerank import rerank
+
+        depth = query.rerank_depth
+        head_scores, head = rerank(collection, view, query, vector, scores[:depth], picked[:depth])
+        scores, picked = np.concatenate([head_scores, scores[depth:]]), np.concatenate([head, picked[depth:]])
+    rerank_ms = 1000 * (time.perf_counter() - t_rerank)
     if diversify:
         scores, picked = _diversify(view, scores, picked, query)
     window = slice(query.offset, query.offset + query.k)
     t2 = time.perf_counter()
     hits = _hits(collection, view, scores[window], picked[window], kind)
     t3 = time.perf_counter()
-    stages = {"encode": 1000 * (t1 - t0), "search": 1000 * (t2 - t1), "fetch": 1000 * (t3 - t2)}
+    stages = {"encode": 1000 * (t1 - t0), "search": 1000 * (t2 - t1) - rerank_ms, "fetch": 1000 * (t3 - t2)}
+    if query.rerank is not None:
+        stages["rerank"] = rerank_ms
     return SearchPage(hits, 1000 * (t3 - t0), stages, considered)
 
 

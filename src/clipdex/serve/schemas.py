@@ -53,6 +53,8 @@ class SearchIn(BaseModel):
     mode: Literal["dense", "lexical", "hybrid"] = Field("dense", description="Vectors, BM25 words, or both")
     fusion: Literal["rrf", "convex"] = "rrf"
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="Convex fusion: dense share")
+    rerank: Literal["prf"] | None = Field(None, description="Second stage: prf (Rocchio pseudo-relevance feedback)")
+    rerank_depth: int = Field(100, ge=1, le=1000)
     compose: Literal["sum", "pdv", "caption-fusion"] | None = Field(
         None, description="Composed query: `text` modifies the reference (`image_id` or an uploaded image)")
     return_fields: list[Literal["id", "score", "path", "caption", "metadata", "thumbnail_url"]] | None = Field(
