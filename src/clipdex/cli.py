@@ -83,6 +83,8 @@ def index(
     index_factory: Annotated[str | None, typer.Option(help="FAISS factory string, or 'exact'")] = None,
     no_captions: Annotated[bool, typer.Option("--no-captions", help="Do not embed captions")] = False,
     ocr: Annotated[bool, typer.Option("--ocr", help="Read words in images (RapidOCR) for lexical search")] = False,
+    regions: Annotated[str | None, typer.Option(
+        help="Also embed overlapping crops on these grids, e.g. 2,3 (4 + 9 crops per image)")] = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for another writer")] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -102,6 +104,7 @@ def index(
         coll = Collection.create(collection, encoder.spec, encoder.dim)
     options = IndexOptions(batch_size=batch_size, workers=workers, prune=prune, wait=wait,
                            index_factory=index_factory, embed_captions=not no_captions, ocr=ocr,
+                           regions=_parse_grids(regions),
                            source=SourceOptions(image_col, caption_col, image_root))
     with coll:
         report = coll.add(source, encoder, options, progress=_progress_printer("index"))
@@ -123,6 +126,18 @@ def _parse_where(pairs: list[str]) -> dict[str, str]:
     return where
 
 
+def _parse_grids(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        grids = tuple(int(g) for g in text.split(","))
+    except ValueError:
+        raise BadQueryError(f"--regions takes grid sizes like 2,3, got {text!r}") from None
+    if any(not 1 <= g <= 8 for g in grids):
+        raise BadQueryError("--regions grid sizes must be between 1 and 8")
+    return grids
+
+
 @app.command()
 def search(
     collection: Annotated[Path, typer.Argument(help="Collection folder")],
@@ -139,6 +154,7 @@ def search(
     item: Annotated[int | None, typer.Option("--item", help="A stored item as the query (more like this)")] = None,
     compose: Annotated[str | None, typer.Option(
         help="Composed query: TEXT modifies the --image/--item reference with sum, pdv or caption-fusion")] = None,
+    regions: Annotated[bool, typer.Option("--regions", help="Also match region crops (index --regions)")] = False,
     rerank: Annotated[str | None, typer.Option(help="Second stage: prf (Rocchio) or model:SPEC")] = None,
     rerank_depth: Annotated[int, typer.Option(help="Candidates the second stage rescores")] = 100,
     mode: Annotated[str, typer.Option(help="dense, lexical (BM25 over captions, file names, OCR) or hybrid")] = "dense",
@@ -155,7 +171,7 @@ def search(
                   min_score=min_score, target=Target.CAPTIONS if captions else Target.IMAGES,
                   terms=tuple(parse_terms(terms)) if terms is not None else None, diversity=diversity,
                   collapse=collapse, mode=mode, fusion=fusion, alpha=alpha, item_id=item, compose=compose,
-                  rerank=rerank, rerank_depth=rerank_depth)
+                  rerank=rerank, rerank_depth=rerank_depth, regions=regions)
     query.validate()
     with Collection.open(collection) as coll:
         hits = coll.search(query)

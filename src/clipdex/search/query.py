@@ -49,6 +49,8 @@ class Query:
             with this method (``sum``, ``pdv``, ``caption-fusion``; see :mod:`clipdex.search.composed`).
         rerank: a second stage over the top ``rerank_depth``: ``prf`` or ``model:SPEC``.
         rerank_depth: how many candidates the second stage rescores.
+        regions: also match the region crops stored at index time (``index --regions``); an
+            item scores its best of whole image and crops, and a hit says which crop matched.
     """
 
     text: str | None = None
@@ -69,6 +71,7 @@ class Query:
     compose: str | None = None
     rerank: str | None = None
     rerank_depth: int = 100
+    regions: bool = False
 
     def validate(self) -> None:
         """Raise :class:`BadQueryError` with the reason when the query cannot run."""
@@ -134,10 +137,14 @@ class Hit:
     caption: str | None
     metadata: dict[str, Any]
     captions: list[str] = field(default_factory=list)
+    region: tuple[float, float, float, float] | None = None  # the crop that matched (x0, y0, x1, y1 fractions)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "score": round(float(self.score), 6), "path": self.path,
-                "caption": self.caption, "metadata": self.metadata}
+        out = {"id": self.id, "score": round(float(self.score), 6), "path": self.path,
+               "caption": self.caption, "metadata": self.metadata}
+        if self.region is not None:
+            out["region"] = list(self.region)
+        return out
 
 
 @dataclass

@@ -126,6 +126,11 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     # concurrent scans (a server's threads) make its threads spin against each other.
     with collection.scan_lock:
         scores, picked, considered = _candidates(collection, view, vector, want, kind, query)
+        region_of: dict[int, int] = {}
+        if query.regions and kind == "image":
+            allowed = set(collection.filter_item_ids(query.where).tolist()) if query.where else None
+            scores, picked, region_of = _with_regions(collection, view, vector, scores, picked, want, allowed)
+            considered += len(collection.vectors("region"))
     if query.item_id is not None:
         keep = view.item_ids[picked] != int(query.item_id)
         scores, picked = scores[keep], picked[keep]
@@ -147,6 +152,8 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     window = slice(query.offset, query.offset + query.k)
     t2 = time.perf_counter()
     hits = _hits(collection, view, scores[window], picked[window], kind)
+    if region_of:
+        _attach_regions(collection, hits, region_of)
     t3 = time.perf_counter()
     stages = {"encode": 1000 * (t1 - t0), "search": 1000 * (t2 - t1) - rerank_ms, "fetch": 1000 * (t3 - t2)}
     if query.rerank is not None:
@@ -188,6 +195,51 @@ def _words_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     t3 = time.perf_counter()
     stages = {"lexical": 1000 * (t1 - t0), "search": 1000 * (t2 - t1), "fetch": 1000 * (t3 - t2)}
     return SearchPage(hits, 1000 * (t3 - t0), stages, len(found))
+
+
+def _with_regions(collection: Collection, view: VectorView, vector: np.ndarray, scores: np.ndarray,
+                  picked: np.ndarray, want: int,
+                  allowed: set[int] | None) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
+    """Merge whole-image candidates with the best region crop per item (exact over the crops).
+
+    Returns the merged (scores, rows) best first and, per item whose crop beat
+    its whole image, the vec_id of that crop.
+    """
+    regions = collection.vectors("region")
+    if len(regions) == 0:
+        return scores, picked, {}
+    r_scores = regions.matrix @ vector
+    order = np.argsort(-r_scores, kind="stable")
+    best: dict[int, tuple[float, int]] = {}
+    for pos in order.tolist():  # best crop per item, stopping once enough items are covered
+        item = int(regions.item_ids[pos])
+        if item not in best and (allowed is None or item in allowed):
+            best[item] = (float(r_scores[pos]), int(regions.vec_ids[pos]))
+            if len(best) >= want:
+                break
+    merged: dict[int, tuple[float, int | None]] = {int(view.item_ids[r]): (float(s), None)
+                                                    for s, r in zip(scores.tolist(), picked.tolist(), strict=True)}
+    for item, (score, vec_id) in best.items():
+        if item not in merged or score > merged[item][0]:
+            merged[item] = (score, vec_id)
+    rows_all = np.flatnonzero(np.isin(view.item_ids, list(merged)))
+    row_of = dict(zip(view.item_ids[rows_all].tolist(), rows_all.tolist(), strict=True))
+    ranked = sorted((item for item in merged if item in row_of), key=lambda i: -merged[i][0])[:want]
+    region_of = {i: v for i in ranked if (v := merged[i][1]) is not None}
+    return (np.asarray([merged[i][0] for i in ranked], np.float32),
+            np.asarray([row_of[i] for i in ranked], np.int64), region_of)
+
+
+def _attach_regions(collection: Collection, hits: list[Hit], region_of: dict[int, int]) -> None:
+    wanted = [region_of[h.id] for h in hits if h.id in region_of]
+    if not wanted:
+        return
+    marks = ",".join("?" * len(wanted))
+    boxes = {row[0]: tuple(row[1:]) for row in collection.conn.execute(
+        f"SELECT vec_id, x0, y0, x1, y1 FROM regions WHERE vec_id IN ({marks})", wanted)}
+    for h in hits:
+        if h.id in region_of:
+            h.region = boxes.get(region_of[h.id])  # type: ignore[assignment]
 
 
 def _fuse_captions(collection: Collection, view: VectorView, vector: np.ndarray, scores: np.ndarray,

@@ -133,7 +133,8 @@ async def _run_search(request: Request, state: StateDep, req: SearchIn, image: b
                         offset=req.offset, where={k: str(v) for k, v in req.where.items()},
                         min_score=req.min_score, target=Target(req.target), terms=_terms(req),
                         diversity=req.diversity, collapse=req.collapse, mode=req.mode, fusion=req.fusion,
-                        alpha=req.alpha, compose=req.compose, rerank=req.rerank, rerank_depth=req.rerank_depth)
+                        alpha=req.alpha, compose=req.compose, rerank=req.rerank, rerank_depth=req.rerank_depth,
+                        regions=req.regions)
     try:
         page = await asyncio.wait_for(run_in_threadpool(state.search, name, query), state.config.request_timeout_s)
     except TimeoutError:

@@ -53,6 +53,7 @@ class SearchIn(BaseModel):
     mode: Literal["dense", "lexical", "hybrid"] = Field("dense", description="Vectors, BM25 words, or both")
     fusion: Literal["rrf", "convex"] = "rrf"
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="Convex fusion: dense share")
+    regions: bool = Field(False, description="Also match region crops stored at index time")
     rerank: Literal["prf"] | None = Field(None, description="Second stage: prf (Rocchio pseudo-relevance feedback)")
     rerank_depth: int = Field(100, ge=1, le=1000)
     compose: Literal["sum", "pdv", "caption-fusion"] | None = Field(
@@ -63,6 +64,7 @@ class SearchIn(BaseModel):
 
 class HitOut(BaseModel):
     id: int
+    region: list[float] | None = None
     score: float | None = None
     path: str | None = None
     caption: str | None = None

@@ -73,6 +73,7 @@ class CollectionInfo:
     disk_bytes: int
     index: str
     error_list: list[dict[str, str]]
+    region_vectors: int = 0
 
 
 class Collection:
@@ -373,7 +374,11 @@ class Collection:
         """Counts, disk size, index kind and the recorded per-item errors."""
         c = self.conn
         count = lambda sql: int(c.execute(sql).fetchone()[0])  # noqa: E731
-        live = count("SELECT COUNT(*) FROM vectors")
+        try:
+            regions = count("SELECT COUNT(*) FROM regions")
+        except sqlite3.OperationalError:
+            regions = 0  # opened read-only from before regions existed
+        live = count("SELECT COUNT(*) FROM vectors") + regions
         stored = count("SELECT COALESCE(SUM(count), 0) FROM shards")
         errors = [{"path": r[0], "error": r[1]} for r in c.execute(
             "SELECT path, error FROM items WHERE status = 'error' ORDER BY path LIMIT ?", (max_errors,))]
@@ -385,7 +390,7 @@ class Collection:
             errors=count("SELECT COUNT(*) FROM items WHERE status = 'error'"),
             captions=count("SELECT COUNT(*) FROM captions"),
             image_vectors=count("SELECT COUNT(*) FROM vectors WHERE kind = 'image'"),
-            caption_vectors=count("SELECT COUNT(*) FROM vectors WHERE kind = 'caption'"),
+            caption_vectors=count("SELECT COUNT(*) FROM vectors WHERE kind = 'caption'"), region_vectors=regions,
             dead_vectors=stored - live, disk_bytes=_disk_size(self.path),
             index=f"{ann.factory} over {len(ann.vec_ids)}" if ann else "exact", error_list=errors,
         )

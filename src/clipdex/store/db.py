@@ -9,7 +9,7 @@ from typing import Any
 
 __all__ = ["SCHEMA_VERSION", "connect", "bump_version", "get_meta", "set_meta"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: region vectors (crops of an image); a v1 file gains the table on first write
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,6 +45,12 @@ CREATE TABLE IF NOT EXISTS vectors (
     kind TEXT NOT NULL CHECK (kind IN ('image', 'caption'))
 );
 CREATE INDEX IF NOT EXISTS vectors_item ON vectors(item_id);
+CREATE TABLE IF NOT EXISTS regions (
+    vec_id INTEGER PRIMARY KEY,        -- in the same shards as the image and caption vectors
+    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    x0 REAL NOT NULL, y0 REAL NOT NULL, x1 REAL NOT NULL, y1 REAL NOT NULL  -- the crop, as fractions
+);
+CREATE INDEX IF NOT EXISTS regions_item ON regions(item_id);
 """
 
 

@@ -51,6 +51,8 @@ class IndexOptions:
         ann_threshold: image vectors from which an ANN index is built.
         embed_captions: also embed captions (needed for image -> text search).
         ocr: read words in each image (RapidOCR) into the item's ``ocr`` metadata, for lexical search.
+        regions: also embed overlapping crops on these grids (e.g. ``(2, 3)``: 4 + 9 crops), so a
+            query about a small object can match the crop where it is (``Query(regions=True)``).
     """
 
     batch_size: int = 64
@@ -63,6 +65,7 @@ class IndexOptions:
     ann_threshold: int = ANN_THRESHOLD
     embed_captions: bool = True
     ocr: bool = False
+    regions: tuple[int, ...] = ()
 
 
 @dataclass
@@ -177,8 +180,8 @@ def _embed_all(collection: Collection, conn: sqlite3.Connection, todo: list[_Tod
     if decode.draft_size is None and not options.ocr:  # OCR wants every pixel of the file
         decode = DecodeOptions(decode.max_pixels, encoder.image_size, decode.max_bytes)
     transform: Callable[[Any], Any] = encoder.preprocess
-    if options.ocr:
-        transform = _with_ocr(encoder.preprocess)
+    if options.ocr or options.regions:
+        transform = _with_extras(encoder.preprocess, options.ocr, options.regions)
     total, done = len(todo), 0
     if progress:
         progress(0, total, 0)
@@ -200,38 +203,69 @@ def _embed_all(collection: Collection, conn: sqlite3.Connection, todo: list[_Tod
         progress(done, total, report.failed)
 
 
-def _with_ocr(preprocess: Callable[[Any], np.ndarray]) -> Callable[[Any], Any]:
-    """A decode-thread transform that also reads the image's words (an OCR failure leaves them empty)."""
-    from clipdex.media.ocr import load_ocr, ocr_text
+def crop_boxes(grids: tuple[int, ...], overlap: float = 0.5) -> list[tuple[float, float, float, float]]:
+    """Crops of a g x g grid per ``g``, each ``(1 + overlap) / g`` of a side, as (x0, y0, x1, y1) fractions."""
+    boxes = []
+    for g in grids:
+        side = min(1.0, (1 + overlap) / g)
+        step = (1 - side) / (g - 1) if g > 1 else 0.0
+        for row in range(g):
+            for col in range(g):
+                x0, y0 = col * step, row * step
+                boxes.append((round(x0, 4), round(y0, 4), round(x0 + side, 4), round(y0 + side, 4)))
+    return boxes
 
-    load_ocr()  # fail before any work when the OCR extra is missing
 
-    def transform(im: Any) -> _WithText:
-        try:
-            text = ocr_text(im)
-        except Exception:  # noqa: BLE001  (an OCR engine error must not cost the image its vector)
-            text = ""
-        return _WithText(preprocess(im), text)
+def _with_extras(preprocess: Callable[[Any], np.ndarray], ocr: bool,
+                 grids: tuple[int, ...]) -> Callable[[Any], Any]:
+    """A decode-thread transform that also reads the image's words and cuts its region crops."""
+    boxes = crop_boxes(grids)
+    if ocr:
+        from clipdex.media.ocr import load_ocr, ocr_text
+
+        load_ocr()  # fail before any work when the OCR extra is missing
+
+    def transform(im: Any) -> _Extras:
+        text = None
+        if ocr:
+            try:
+                text = ocr_text(im)
+            except Exception:  # noqa: BLE001  (an OCR engine error must not cost the image its vector)
+                text = ""
+        w, h = im.size
+        crops = [preprocess(im.crop((round(x0 * w), round(y0 * h), round(x1 * w), round(y1 * h))))
+                 for x0, y0, x1, y1 in boxes]
+        return _Extras(preprocess(im), text, crops, boxes)
 
     return transform
 
 
 @dataclass
-class _WithText:
-    """Preprocessed pixels and the words OCR read in the image."""
+class _Extras:
+    """Preprocessed pixels, plus the words OCR read and the preprocessed region crops."""
 
     pixels: np.ndarray
-    text: str
+    text: str | None
+    crops: list[np.ndarray]
+    boxes: list[tuple[float, float, float, float]]
 
 
 def _commit_batch(collection: Collection, conn: sqlite3.Connection, batch: list[Decoded[_Todo]],
                   encoder: Encoder | _Precomputed, options: IndexOptions, report: IndexReport) -> None:
     good = [d for d in batch if d.error is None]
-    for d in good:
-        if isinstance(d.value, _WithText):
-            d.item.item.metadata["ocr"] = d.value.text
+    region_owner: list[int] = []
+    region_boxes: list[tuple[float, float, float, float]] = []
+    crops: list[np.ndarray] = []
+    for i, d in enumerate(good):
+        if isinstance(d.value, _Extras):
+            if d.value.text is not None:
+                d.item.item.metadata["ocr"] = d.value.text
+            crops += d.value.crops
+            region_boxes += d.value.boxes
+            region_owner += [i] * len(d.value.crops)
             d.value = d.value.pixels
     image_vecs = encoder.encode_pixels(np.stack([d.value for d in good])) if good else None
+    region_vecs = encoder.encode_pixels(np.stack(crops)) if crops else None
     caption_owner: list[int] = []
     texts: list[str] = []
     if options.embed_captions:
@@ -240,7 +274,7 @@ def _commit_batch(collection: Collection, conn: sqlite3.Connection, batch: list[
                 caption_owner.append(i)
                 texts.append(text)
     text_vecs = encoder.encode_texts(texts) if texts else None
-    parts = [v for v in (image_vecs, text_vecs) if v is not None]
+    parts = [v for v in (image_vecs, text_vecs, region_vecs) if v is not None]
     first_vec = int(get_meta(conn, "next_vec", "0"))
     shard = write_shard(collection.path / "vectors", first_vec, np.concatenate(parts),
                         collection.vector_dtype) if parts else None
@@ -255,6 +289,9 @@ def _commit_batch(collection: Collection, conn: sqlite3.Connection, batch: list[
         for owner, text in zip(caption_owner, texts, strict=True):
             cur = conn.execute("INSERT INTO captions (item_id, text) VALUES (?, ?)", (good_ids[owner], text))
             conn.execute("INSERT INTO vectors VALUES (?, ?, ?, 'caption')", (next_vec, good_ids[owner], cur.lastrowid))
+            next_vec += 1
+        for owner, box in zip(region_owner, region_boxes, strict=True):
+            conn.execute("INSERT INTO regions VALUES (?, ?, ?, ?, ?, ?)", (next_vec, good_ids[owner], *box))
             next_vec += 1
         if not options.embed_captions:
             for i, d in enumerate(good):
@@ -285,6 +322,7 @@ def _upsert_item(conn: sqlite3.Connection, decoded: Decoded[_Todo], report: Inde
     if todo.old_id is not None:
         conn.execute("DELETE FROM vectors WHERE item_id = ?", (todo.old_id,))
         conn.execute("DELETE FROM captions WHERE item_id = ?", (todo.old_id,))
+        conn.execute("DELETE FROM regions WHERE item_id = ?", (todo.old_id,))
         conn.execute(
             "UPDATE items SET path=:path, rel=:rel, source=:source, fingerprint=:fingerprint, "
             "status=:status, error=:error, metadata=:metadata, added_at=:added_at WHERE id=:id",

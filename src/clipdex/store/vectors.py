@@ -72,11 +72,17 @@ def remove_orphan_shards(conn: sqlite3.Connection, folder: Path) -> int:
 
 
 def load_view(conn: sqlite3.Connection, folder: Path, kind: str, dim: int) -> VectorView:
-    """Gather the live vectors of ``kind`` ('image' or 'caption') from all shards."""
-    rows = conn.execute(
-        "SELECT vec_id, item_id, COALESCE(caption_id, -1) FROM vectors WHERE kind = ? ORDER BY vec_id",
-        (kind,),
-    ).fetchall()
+    """Gather the live vectors of ``kind`` ('image', 'caption' or 'region') from all shards."""
+    if kind == "region":
+        try:
+            rows = conn.execute("SELECT vec_id, item_id, -1 FROM regions ORDER BY vec_id").fetchall()
+        except sqlite3.OperationalError:
+            rows = []  # a collection from before regions existed, opened read-only
+    else:
+        rows = conn.execute(
+            "SELECT vec_id, item_id, COALESCE(caption_id, -1) FROM vectors WHERE kind = ? ORDER BY vec_id",
+            (kind,),
+        ).fetchall()
     if not rows:
         empty = np.zeros(0, np.int64)
         return VectorView(np.zeros((0, dim), np.float32), empty, empty.copy(), empty.copy())
