@@ -79,3 +79,33 @@ def test_removing_an_item_removes_its_regions(crowded: tuple[Path, list[Scene]],
         removed = coll.remove("*/000.png")
         assert removed == 1
         assert len(coll.vectors("region")) == 39 * 13
+
+
+def test_heatmap_is_hot_where_the_object_is(crowded: tuple[Path, list[Scene]]) -> None:
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from clipdex.encoders import load_encoder
+    from clipdex.search.heatmap import NEUTRAL, window_scores
+    from clipdex.serve import ServeConfig, create_app
+
+    path, scenes = crowded
+    enc = load_encoder()
+    # one object alone: the windows over it must outscore those of every other corner
+    corners = {(0, 0): (slice(0, 40), slice(0, 40)), (0, 2): (slice(0, 40), slice(88, 128)),
+               (2, 0): (slice(88, 128), slice(0, 40)), (2, 2): (slice(88, 128), slice(88, 128))}
+    baseline = enc.encode_texts([NEUTRAL])[0]
+    for cell in corners:
+        scene = Scene((Obj("star", "red", "large", cell),))
+        scores = window_scores(render_scene(scene, 128), enc.encode_texts(["a red star"])[0], enc,
+                               baseline=baseline)
+        means = {c: float(scores[rows, cols].mean()) for c, (rows, cols) in corners.items()}
+        assert max(means, key=means.__getitem__) == cell, means
+    client = TestClient(create_app(ServeConfig(collections={"c": path})))
+    response = client.get("/api/items/1/heatmap", params={"q": "a red star"})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(response.content)).size == (128, 128)
+    assert client.get("/api/items/1/heatmap", params={"q": ""}).status_code == 422
+    assert client.get("/api/items/99999/heatmap", params={"q": "x"}).status_code == 404

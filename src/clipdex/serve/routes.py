@@ -199,6 +199,21 @@ def get_image(item_id: int, state: StateDep, collection: str | None = None) -> R
     return Response(data, media_type=media, headers=_CACHE)
 
 
+@api.get("/items/{item_id}/heatmap", response_class=Response,
+         responses={200: {"content": {"image/png": {}}}})
+async def get_heatmap(item_id: int, state: StateDep, q: Annotated[str, Query(min_length=1, max_length=2000)],
+                      collection: str | None = None, grid: Annotated[int, Query(ge=2, le=8)] = 5) -> Response:
+    """Where in the item's image the text matches: a PNG with the hot windows blended in red."""
+    from clipdex.search.heatmap import item_heatmap
+
+    coll = state.collection(collection)
+    try:
+        data = await run_in_threadpool(item_heatmap, coll, item_id, q, state.encoder(coll), grid)
+    except DecodeError as e:
+        raise HTTPError(404, "no_image", f"the item's image cannot be decoded: {e}") from None
+    return Response(data, media_type="image/png")
+
+
 @api.get("/items/{item_id}/thumbnail", response_class=Response,
          responses={200: {"content": {"image/jpeg": {}}}})
 def get_thumbnail(item_id: int, state: StateDep, collection: str | None = None,
