@@ -85,6 +85,8 @@ def index(
     ocr: Annotated[bool, typer.Option("--ocr", help="Read words in images (RapidOCR) for lexical search")] = False,
     regions: Annotated[str | None, typer.Option(
         help="Also embed overlapping crops on these grids, e.g. 2,3 (4 + 9 crops per image)")] = None,
+    video_every: Annotated[float | None, typer.Option(
+        help="Index videos of a folder as frames sampled every this many seconds")] = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for another writer")] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -104,7 +106,7 @@ def index(
         coll = Collection.create(collection, encoder.spec, encoder.dim)
     options = IndexOptions(batch_size=batch_size, workers=workers, prune=prune, wait=wait,
                            index_factory=index_factory, embed_captions=not no_captions, ocr=ocr,
-                           regions=_parse_grids(regions),
+                           regions=_parse_grids(regions), video_every=video_every,
                            source=SourceOptions(image_col, caption_col, image_root))
     with coll:
         report = coll.add(source, encoder, options, progress=_progress_printer("index"))

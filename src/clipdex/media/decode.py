@@ -52,6 +52,12 @@ def decode_image(source: ImageInput, options: DecodeOptions = DecodeOptions()) -
     Raises:
         DecodeError: the input is not a readable, safe image; the message is the reason.
     """
+    if isinstance(source, str) and "#t=" in source:
+        from clipdex.media.video import read_frame, split_frame_path
+
+        frame = split_frame_path(source)
+        if frame is not None:
+            return read_frame(*frame)
     try:
         fp = _open_bytes(source, options.max_bytes)
         with Image.open(fp) as im:

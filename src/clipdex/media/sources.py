@@ -90,8 +90,11 @@ def iter_source(location: str | os.PathLike[str], options: SourceOptions = Sourc
     )
 
 
-def iter_folder(root: str | os.PathLike[str]) -> Iterator[Item]:
-    """Walk a folder recursively for image files, in sorted order.
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"})
+
+
+def iter_folder(root: str | os.PathLike[str], videos: bool = False) -> Iterator[Item]:
+    """Walk a folder recursively for image files (and video files when ``videos``), in sorted order.
 
     Symlinked folders are followed once (loops are detected by inode); a
     ``name.txt`` beside ``name.jpg`` gives its captions, one per line.
@@ -111,7 +114,8 @@ def iter_folder(root: str | os.PathLike[str]) -> Iterator[Item]:
         dirnames.sort()
         names = set(filenames)
         for name in sorted(filenames):
-            if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+            ext = os.path.splitext(name)[1].lower()
+            if ext not in IMAGE_EXTENSIONS and not (videos and ext in VIDEO_EXTENSIONS):
                 continue
             full = os.path.join(dirpath, name)
             if os.path.islink(full) and not os.path.exists(full):

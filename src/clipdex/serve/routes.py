@@ -190,6 +190,8 @@ def get_image(item_id: int, state: StateDep, collection: str | None = None) -> R
     import os
 
     path = os.fsdecode(state.collection(collection).item_path_bytes(item_id))
+    if "#t=" in path:  # a video frame: served as a JPEG of that frame
+        return _frame_jpeg(path)
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -197,6 +199,20 @@ def get_image(item_id: int, state: StateDep, collection: str | None = None) -> R
         raise HTTPError(404, "file_gone", "the item's file is no longer readable") from None
     media = _TYPES.get(os.path.splitext(path)[1].lower(), "application/octet-stream")
     return Response(data, media_type=media, headers=_CACHE)
+
+
+def _frame_jpeg(path: str) -> Response:
+    import io
+
+    from clipdex.media.decode import decode_image
+
+    try:
+        frame = decode_image(path)
+    except DecodeError as e:
+        raise HTTPError(404, "file_gone", f"the video frame cannot be read: {e}") from None
+    buf = io.BytesIO()
+    frame.save(buf, format="JPEG", quality=90)
+    return Response(buf.getvalue(), media_type="image/jpeg", headers=_CACHE)
 
 
 @api.get("/items/{item_id}/heatmap", response_class=Response,

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipdex.errors import CollectionError
+from clipdex.errors import CollectionError, SourceError
 from clipdex.media.decode import DecodeOptions
 from clipdex.media.pipeline import Decoded, decode_stream
-from clipdex.media.sources import Item, SourceOptions, display_path, iter_source
+from clipdex.media.sources import Item, SourceOptions, display_path, iter_folder, iter_source
 from clipdex.store.ann import ANN_THRESHOLD
 from clipdex.store.db import bump_version, dumps, get_meta, set_meta
 from clipdex.store.vectors import write_shard
@@ -53,6 +53,8 @@ class IndexOptions:
         ocr: read words in each image (RapidOCR) into the item's ``ocr`` metadata, for lexical search.
         regions: also embed overlapping crops on these grids (e.g. ``(2, 3)``: 4 + 9 crops), so a
             query about a small object can match the crop where it is (``Query(regions=True)``).
+        video_every: index video files of a folder as frames sampled every this many seconds
+            (items ``video.mp4#t=12.000`` with ``video`` and ``t`` metadata); None: skip videos.
     """
 
     batch_size: int = 64
@@ -66,6 +68,7 @@ class IndexOptions:
     embed_captions: bool = True
     ocr: bool = False
     regions: tuple[int, ...] = ()
+    video_every: float | None = None
 
 
 @dataclass
@@ -112,6 +115,13 @@ def index_source(collection: Collection, source: str | os.PathLike[str] | Iterab
     if isinstance(source, str | os.PathLike):
         root = Path(source).expanduser()
         items: Iterable[Item] = iter_source(root, options.source)
+        if options.video_every is not None:
+            from clipdex.media.video import expand_videos
+
+            if options.video_every <= 0:
+                raise SourceError("--video-every must be a positive number of seconds")
+            base = iter_folder(root, videos=True) if root.is_dir() else items
+            items = expand_videos(base, options.video_every)
         source_key = str(root.resolve())
         rel_root = str(root) if root.is_dir() else str(root.parent)
     else:
@@ -142,8 +152,11 @@ def index_items(collection: Collection, items: Iterable[Item], encoder: Encoder,
 
 
 def _fingerprint(item: Item) -> str:
+    from clipdex.media.video import split_frame_path
+
+    frame = split_frame_path(item.path) if "#t=" in item.path else None
     try:
-        st = os.stat(item.path)
+        st = os.stat(frame[0] if frame else item.path)  # a frame changes when its video does
         stamp = f"{st.st_size}:{st.st_mtime_ns}"
     except OSError:
         stamp = "missing"
