@@ -155,3 +155,15 @@ def test_model_rerank_orders_by_the_second_encoder(pool_collection: Path, tiny_s
         assert np.all(np.diff(expected) <= 1e-6)
         with pytest.raises(BadQueryError, match="unknown rerank 'bigger'"):
             coll.search(Query(text="x", rerank="bigger"))
+
+
+def test_api_rerank_models_are_an_allowlist(pool_collection: Path, tiny_spec: str) -> None:
+    from clipdex.serve import ServeConfig, create_app
+
+    closed = TestClient(create_app(ServeConfig(collections={"pool": pool_collection})))
+    refused = closed.post("/api/search", json={"text": "a red circle", "rerank": f"model:{tiny_spec}"})
+    assert refused.status_code == 400 and "Available: prf" in refused.json()["detail"]
+    assert closed.post("/api/search", json={"text": "a red circle", "rerank": "prf"}).status_code == 200
+    opened = TestClient(create_app(ServeConfig(collections={"pool": pool_collection}, rerank_models=(tiny_spec,))))
+    ok = opened.post("/api/search", json={"text": "a red circle", "rerank": f"model:{tiny_spec}", "rerank_depth": 20})
+    assert ok.status_code == 200, ok.text

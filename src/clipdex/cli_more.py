@@ -133,6 +133,8 @@ def serve(
     cors: Annotated[list[str] | None, typer.Option(help="Allowed CORS origin (repeatable); off by default")] = None,
     max_upload_mb: Annotated[float, typer.Option(help="Largest query image upload")] = 10.0,
     timeout: Annotated[float, typer.Option(help="Seconds before a search answers 504")] = 30.0,
+    rerank_model: Annotated[list[str] | None, typer.Option(
+        help="Encoder spec requests may use as rerank model:SPEC (repeatable)")] = None,
 ) -> None:
     """Serve collections over HTTP with a search page (OpenAPI at /docs)."""
     try:
@@ -144,6 +146,7 @@ def serve(
 
         raise MissingExtraError(f"serve needs {e.name}; install it with `pip install 'clipdex[serve]'`") from e
     config = ServeConfig(collections=resolve_collections(collections), api_key=api_key, cors_origins=tuple(cors or ()),
-                         max_upload_bytes=int(max_upload_mb * 1024 * 1024), request_timeout_s=timeout)
+                         max_upload_bytes=int(max_upload_mb * 1024 * 1024), request_timeout_s=timeout,
+                         rerank_models=tuple(rerank_model or ()))
     typer.echo(f"serving {', '.join(config.collections)} on http://{host}:{port}  (API docs: /docs)", err=True)
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")

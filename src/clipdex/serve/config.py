@@ -23,6 +23,8 @@ class ServeConfig:
         max_upload_bytes: largest accepted query image / request body.
         request_timeout_s: a search that takes longer answers 504.
         thumbnail_sizes: sizes a client may ask for (others are clamped).
+        rerank_models: encoder specs a request may name as ``rerank: "model:SPEC"``
+            (a request can never make the server load any other model).
     """
 
     collections: dict[str, Path] = field(default_factory=dict)
@@ -31,6 +33,7 @@ class ServeConfig:
     max_upload_bytes: int = 10 * 1024 * 1024
     request_timeout_s: float = 30.0
     thumbnail_sizes: tuple[int, ...] = (128, 256, 512)
+    rerank_models: tuple[str, ...] = ()
 
 
 def resolve_collections(args: list[str]) -> dict[str, Path]:

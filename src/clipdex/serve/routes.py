@@ -127,6 +127,9 @@ def _json_body(raw: bytes, cap: int) -> dict[str, Any]:
 
 async def _run_search(request: Request, state: StateDep, req: SearchIn, image: bytes | None) -> dict[str, Any]:
     state.collection(req.collection)  # an unknown name answers 404 before any work
+    if req.rerank and req.rerank != "prf" and req.rerank.removeprefix("model:") not in state.config.rerank_models:
+        allowed = ", ".join(["prf", *(f"model:{m}" for m in state.config.rerank_models)])
+        raise HTTPError(400, "bad_query", f"rerank {req.rerank!r} is not allowed here. Available: {allowed}")
     name = req.collection or state.names()[0]
     query = SearchQuery(text=req.text, image=image, item_id=req.image_id,
                         vector=None if req.embedding is None else _vector(req.embedding), k=req.k,

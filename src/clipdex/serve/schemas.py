@@ -54,7 +54,8 @@ class SearchIn(BaseModel):
     fusion: Literal["rrf", "convex"] = "rrf"
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="Convex fusion: dense share")
     regions: bool = Field(False, description="Also match region crops stored at index time")
-    rerank: Literal["prf"] | None = Field(None, description="Second stage: prf (Rocchio pseudo-relevance feedback)")
+    rerank: str | None = Field(None, max_length=500, description="Second stage: prf (Rocchio pseudo-relevance "
+                               "feedback) or model:SPEC for a spec the server allows (--rerank-model)")
     rerank_depth: int = Field(100, ge=1, le=1000)
     compose: Literal["sum", "pdv", "caption-fusion"] | None = Field(
         None, description="Composed query: `text` modifies the reference (`image_id` or an uploaded image)")
