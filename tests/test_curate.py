@@ -383,3 +383,29 @@ def test_table_with_a_shared_id_column_is_keyed_by_row(tmp_path: Path) -> None:
     report = curate(tmp_path / "pool.parquet", tmp_path / "o", ["size:min_side=10"])
     assert report.kept == 2
     assert pq.read_table(tmp_path / "o" / "pool.parquet").column("caption").to_pylist() == rows["caption"]
+
+
+def test_ivf_near_duplicate_pairs_agree_with_exact_ones() -> None:
+    from clipdex.curate import dedup
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((300, 64)).astype(np.float32)
+    x = centres[rng.integers(0, 300, dedup.EXACT_LIMIT + 5000)] + 0.4 * rng.standard_normal(
+        (dedup.EXACT_LIMIT + 5000, 64)).astype(np.float32)
+    copies = rng.choice(len(x), 2000, replace=False)
+    x[copies[1000:]] = x[copies[:1000]] + 0.02 * rng.standard_normal((1000, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+
+    class Vectors:  # the one method of Context the edge finders use
+        def col(self, name: str) -> np.ndarray:
+            return np.ones(len(x), bool)
+
+        def image_vectors(self, rows: np.ndarray) -> np.ndarray:
+            return x[rows]
+
+    rows = np.arange(len(x))
+    exact = {(min(a, b), max(a, b)) for a, b in zip(*dedup._exact_edges(x, 0.95), strict=True)}
+    ivf = {(min(a, b), max(a, b)) for a, b in zip(*dedup.embedding_edges(Vectors(), rows, 0.95),  # type: ignore[arg-type]
+                                                   strict=True)}
+    assert len(exact) >= 1000
+    assert len(ivf & exact) >= 0.95 * len(exact) and ivf <= exact

@@ -54,22 +54,22 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         labels = new
 
 
-def _index(ctx: Context, rows: np.ndarray) -> object:
+def _index(ctx: Context, rows: np.ndarray) -> Any:
+    """IVF over float16 codes for pools past EXACT_LIMIT.
+
+    Near-duplicates sit far closer together than cluster neighbours, so coarse
+    lists and a small training sample lose almost nothing (agreement with the
+    exact pairs is checked in the tests).
+    """
     import faiss
 
     d = ctx.image_vectors(rows[:1]).shape[1]
-    index: Any
-    if len(rows) <= EXACT_LIMIT:
-        index = faiss.IndexFlatIP(d)
-    else:
-        # near-duplicates sit far closer together than cluster neighbours, so coarse lists and a
-        # small training sample lose almost nothing (recall is measured in the tests at 30k)
-        nlist = int(np.sqrt(len(rows)))
-        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, nlist, faiss.ScalarQuantizer.QT_fp16,
-                                              faiss.METRIC_INNER_PRODUCT)
-        sample = np.random.default_rng(0).choice(rows, min(len(rows), 40 * nlist), replace=False)
-        index.train(ctx.image_vectors(np.sort(sample)))
-        index.nprobe = 8
+    nlist = int(np.sqrt(len(rows)))
+    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, nlist, faiss.ScalarQuantizer.QT_fp16,
+                                          faiss.METRIC_INNER_PRODUCT)
+    sample = np.random.default_rng(0).choice(rows, min(len(rows), 40 * nlist), replace=False)
+    index.train(ctx.image_vectors(np.sort(sample)))
+    index.nprobe = 8
     for start in range(0, len(rows), 65_536):
         index.add(ctx.image_vectors(rows[start:start + 65_536]))
     return index
@@ -108,9 +108,23 @@ def embedding_edges(ctx: Context, rows: np.ndarray, cos: float) -> tuple[np.ndar
     rows = rows[ctx.col("has_image_emb")[rows]]
     if len(rows) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if len(rows) <= EXACT_LIMIT:
+        return _exact_edges(ctx.image_vectors(rows), cos)
     index = _index(ctx, rows)
     a, b = _range_edges(index, lambda lo, hi: ctx.image_vectors(rows[lo:hi]), len(rows), cos)
     return a, b
+
+
+def _exact_edges(vectors: np.ndarray, cos: float, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs with cosine >= ``cos`` by blocked matrix products (BLAS; faiss's flat range search is not)."""
+    a_parts, b_parts = [], []
+    for start in range(0, len(vectors), block):
+        sims = vectors[start:start + block] @ vectors.T
+        a, b = np.nonzero(sims >= cos)
+        a_parts.append(a + start)
+        b_parts.append(b)
+    a, b = np.concatenate(a_parts).astype(np.int64), np.concatenate(b_parts).astype(np.int64)
+    return a[a != b], b[a != b]
 
 
 def phash_edges(ctx: Context, rows: np.ndarray, max_bits: int) -> tuple[np.ndarray, np.ndarray]:

@@ -156,20 +156,25 @@ class TablePool(Pool):
     def read(self, shard: Shard, with_images: bool = True) -> Iterator[Sample]:
         root = str(self.options.image_root or self.location.parent)
         first = shard.index * self.options.shard_size
-        for offset, row in enumerate(self._rows(shard)):
-            ref = row.get(self.image_col)
+        size = self.options.shard_size
+        data = self.table().slice(shard.index * size, size).to_pydict()  # columnar: far cheaper than row dicts
+        others = [name for name in data if name not in (self.image_col, self.caption_col)]
+        refs, captions = data[self.image_col], data[self.caption_col]
+        keys = data[self.key_col] if self.key_col else [None] * len(refs)
+        for offset, (ref, caption, key) in enumerate(zip(refs, captions, keys, strict=True)):
             path = None if ref is None or str(ref).strip() == "" else str(ref)
-            if path is not None and not os.path.isabs(path):
+            if path is not None and not path.startswith("/"):
                 path = os.path.join(root, path)
-            key = str(row[self.key_col]) if self.key_col and row.get(self.key_col) is not None else str(first + offset)
-            columns = {k: v for k, v in row.items() if k not in (self.image_col, self.caption_col)}
-            yield Sample(key, row.get(self.caption_col), image_path=path, columns=columns)
+            columns = {name: data[name][offset] for name in others}
+            yield Sample(str(key) if key is not None else str(first + offset), caption, image_path=path,
+                         columns=columns)
 
     def write(self, out: Path, shard: Shard, keep: set[str], copy_images: bool) -> int:
         import pyarrow.parquet as pq
 
         rows = []
-        for sample, row in zip(self.read(shard, with_images=False), self._rows(shard), strict=True):
+        samples = self.read(shard, with_images=False)
+        for sample, row in zip(samples, self._rows(shard), strict=True):
             if sample.key not in keep:
                 continue
             row = dict(row)

@@ -292,20 +292,17 @@ def _write_shard(rows: list[_Row], shard: Shard, needs: frozenset[str], workdir:
     if "language" in needs:
         found = iter(detect_languages([r.caption for r in rows if r.caption], res.config.language_accuracy))
         columns["language"] = [next(found) if r.caption else "" for r in rows]
+    matrices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for kind, attr in (("image", "image_vec"), ("text", "text_vec")):
         if f"{kind}_emb" not in needs:
             continue
-        vectors = [getattr(r, attr) for r in rows]
-        dim = next((len(v) for v in vectors if v is not None), 0)
-        matrix = np.zeros((len(rows), dim), np.float16)
-        for i, v in enumerate(vectors):
-            if v is not None:
-                matrix[i] = v
-        columns[f"has_{kind}_emb"] = [v is not None for v in vectors]
-        _save_npy(workdir / f"{kind}-{shard.index:05d}.npy", matrix)
-    if "image_emb" in needs and "text_emb" in needs:
-        columns["clip_score"] = [float(np.dot(r.image_vec, r.text_vec)) if r.image_vec is not None
-                                 and r.text_vec is not None else math.nan for r in rows]
+        matrix, has = _stack([getattr(r, attr) for r in rows])
+        matrices[kind] = (matrix, has)
+        columns[f"has_{kind}_emb"] = has
+        _save_npy(workdir / f"{kind}-{shard.index:05d}.npy", matrix.astype(np.float16))
+    if "image" in matrices and "text" in matrices:
+        (images, has_image), (texts, has_text) = matrices["image"], matrices["text"]
+        columns["clip_score"] = np.where(has_image & has_text, np.einsum("ij,ij->i", images, texts), np.nan)
     meta_names = sorted({k for r in rows for k in r.sample.columns})
     for name in meta_names:
         values = [r.sample.columns.get(name) for r in rows]
@@ -314,6 +311,16 @@ def _write_shard(rows: list[_Row], shard: Shard, needs: frozenset[str], workdir:
     tmp = target.with_name(target.name + ".tmp")
     pq.write_table(pa.table(columns), tmp)
     os.replace(tmp, target)
+
+
+def _stack(vectors: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 matrix with zero rows where missing, mask of present rows)."""
+    has = np.array([v is not None for v in vectors], bool)
+    dim = next((len(v) for v in vectors if v is not None), 0)
+    matrix = np.zeros((len(vectors), dim), np.float32)
+    if has.any():
+        matrix[has] = np.stack([v for v in vectors if v is not None])
+    return matrix, has
 
 
 def _arrow_safe(values: list[Any]) -> list[Any]:
