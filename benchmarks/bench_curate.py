@@ -89,14 +89,17 @@ def baseline_seconds(folder: Path) -> float:
     return time.perf_counter() - started
 
 
-def run_child(folder: Path, out: Path, embeddings: str | None, chain: list[str], pool: str) -> dict[str, object]:
-    """Curate in a child process, so its peak RSS is its own."""
+def run_child(folder: Path, out: Path, embeddings: str | None, chain: list[str], pool: str,
+              workers: int = 1) -> dict[str, object]:
+    """Curate in a child process, so its peak RSS is its own (and its workers' are counted apart)."""
     code = (
         "import json, resource, sys, time\n"
         "from clipdex.curate import curate, CurateOptions\n"
-        f"r = curate({pool!r}, {str(out)!r}, {chain!r}, CurateOptions(embeddings={embeddings!r}, report=False))\n"
+        f"r = curate({pool!r}, {str(out)!r}, {chain!r}, CurateOptions(embeddings={embeddings!r}, report=False,"
+        f" workers={workers}))\n"
         "print(json.dumps({'samples': r.samples, 'kept': r.kept, 'seconds': r.seconds,\n"
         "  'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,\n"
+        "  'worker_peak_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,\n"
         "  'steps': [(s.filter, s.rejected) for s in r.steps]}))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -117,15 +120,15 @@ def main() -> None:
     folder = make_pool(work / "pool", args.n)
     generate_s = time.perf_counter() - t
     base = min(baseline_seconds(folder) for _ in range(3))
-    pre = run_child(folder, work / "out-pre", str(folder / "emb"), CHAIN, str(folder / "pool.parquet"))
-    pre_rate = pre["samples"] / pre["seconds"]  # type: ignore[operator]
-    result: dict[str, object] = {
-        "cores": cores, "chain": CHAIN, "generate_seconds": round(generate_s, 1),
-        "precomputed": {**pre, "samples_per_second": round(pre_rate), "samples_per_second_per_core":
-                        round(pre_rate / cores), "goal_per_core": 5000,
-                        "baseline_numpy_seconds": round(base, 2),
-                        "ratio_to_baseline": round(pre["seconds"] / base, 1)},  # type: ignore[operator]
-    }
+    result: dict[str, object] = {"cores": cores, "chain": CHAIN, "generate_seconds": round(generate_s, 1),
+                                 "baseline_numpy_seconds": round(base, 2), "goal_per_core": 5000}
+    for workers in (1, cores):
+        pre = run_child(folder, work / f"out-pre-{workers}", str(folder / "emb"), CHAIN,
+                        str(folder / "pool.parquet"), workers)
+        rate = pre["samples"] / pre["seconds"]  # type: ignore[operator]
+        result[f"precomputed_workers_{workers}"] = {
+            **pre, "samples_per_second": round(rate), "samples_per_second_per_core": round(rate / cores),
+            "ratio_to_baseline": round(pre["seconds"] / base, 1)}  # type: ignore[operator]
     if args.computed:
         from clipdex.synth.companions import write_noisy_pool
 

@@ -9,6 +9,7 @@ run is exact over the whole pool however it was sharded.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -176,17 +177,20 @@ _NON_VISUAL_PROMPTS = ("click here to download", "free shipping on all orders", 
                        "terms and conditions apply", "IMG_0001.JPG")
 
 
-_ANY_BOILERPLATE = re.compile("|".join(f"(?:{p.pattern})" for p in _BOILERPLATE), re.IGNORECASE)
+# one case-sensitive pass over the lower-cased caption for the common (clean) case: IGNORECASE
+# alternations are several times slower; the pattern is named only on a hit
+_ANY_BOILERPLATE = re.compile("|".join(f"(?:{p.pattern})" for p in _BOILERPLATE))
 
 
 def boilerplate_reason(caption: str, max_repeat: float) -> str | None:
     """Why a caption is boilerplate (a pattern, or one token repeated), or None. A heuristic."""
-    if _ANY_BOILERPLATE.search(caption):  # one pass for the common case; name the pattern only on a hit
+    lowered = caption.lower()
+    if _ANY_BOILERPLATE.search(lowered):
         pattern = next(p for p in _BOILERPLATE if p.search(caption))
         return f"boilerplate caption (matches {pattern.pattern!r})"
-    tokens = caption.lower().split()
+    tokens = lowered.split()
     if len(tokens) >= 4:
-        top = max(tokens.count(t) for t in set(tokens)) / len(tokens)
+        top = max(Counter(tokens).values()) / len(tokens)
         if top > max_repeat:
             return f"caption repeats one token ({top:.0%} of tokens)"
     return None
