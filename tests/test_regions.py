@@ -109,3 +109,14 @@ def test_heatmap_is_hot_where_the_object_is(crowded: tuple[Path, list[Scene]]) -
     assert Image.open(io.BytesIO(response.content)).size == (128, 128)
     assert client.get("/api/items/1/heatmap", params={"q": ""}).status_code == 422
     assert client.get("/api/items/99999/heatmap", params={"q": "x"}).status_code == 404
+
+
+def test_cli_heatmap(crowded: tuple[Path, list[Scene]], tmp_path: Path) -> None:
+    from PIL import Image
+
+    from clipdex.cli import app_main
+
+    out = tmp_path / "h.png"
+    assert app_main(["heatmap", str(crowded[0]), "1", "a red star", "--out", str(out)]) == 0
+    assert Image.open(out).size == (128, 128)
+    assert app_main(["heatmap", str(crowded[0]), "1", " ", "--out", str(out)]) == 2

@@ -184,6 +184,25 @@ def search(
 
 
 @app.command()
+def heatmap(
+    collection: Annotated[Path, typer.Argument(help="Collection folder")],
+    item: Annotated[int, typer.Argument(help="Item id (from search results)")],
+    text: Annotated[str, typer.Argument(help="What to look for in the image")],
+    out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("heatmap.png"),
+    grid: Annotated[int, typer.Option(min=2, max=8, help="Windows per side")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the item's image with a heat map of where TEXT matches (red = most alike)."""
+    from clipdex.search.heatmap import item_heatmap
+    from clipdex.store import Collection
+
+    with Collection.open(collection) as coll:
+        data = item_heatmap(coll, item, text, coll.encoder(), grid)
+    out.write_bytes(data)
+    _emit({"item": item, "out": str(out), "bytes": len(data)}, as_json, f"wrote {out}")
+
+
+@app.command()
 def info(collection: Annotated[Path, typer.Argument(help="Collection folder")], as_json: JsonOpt = False) -> None:
     """Model, counts, errors and disk size of a collection."""
     from clipdex.store import Collection
