@@ -100,7 +100,7 @@ def run_child(folder: Path, out: Path, embeddings: str | None, chain: list[str],
         "print(json.dumps({'samples': r.samples, 'kept': r.kept, 'seconds': r.seconds,\n"
         "  'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,\n"
         "  'worker_peak_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,\n"
-        "  'steps': [(s.filter, s.rejected) for s in r.steps]}))\n")
+        "  'stage_seconds': r.stage_seconds, 'steps': [(s.filter, s.rejected) for s in r.steps]}))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])

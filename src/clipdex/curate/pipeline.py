@@ -55,6 +55,7 @@ class Step:
     reached: int
     rejected: int
     kept: int
+    seconds: float = 0.0
 
 
 @dataclass
@@ -73,6 +74,7 @@ class CurateReport:
     seconds: float
     decisions: str
     report_html: str | None
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # score, load, decide, write, report
 
     @property
     def samples_per_second(self) -> float:
@@ -131,22 +133,36 @@ def curate(pool_location: str | os.PathLike[str], out: str | os.PathLike[str],
     config = ScoreConfig(needs, options.model if encoder is None else encoder.spec, options.embeddings,
                          options.language_accuracy)
     workdir = out / WORK_DIR / config.fingerprint(pool)
+    stages: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stages[name] = round(now - clock, 2)
+        clock = now
+
     scored = score_pool(pool, config, workdir, options.workers,
                         (lambda d, t, _f: progress("score", d, t)) if progress else None, encoder)
+    lap("score")
     shards = [s for s in pool.shards() if s.name not in scored.failed_shards]
     ctx = _context(workdir, shards, config, encoder)
+    lap("load")
     steps, rejected_by, reasons, alive = _decide(ctx, chain, needs)
+    lap("decide")
     decisions = _write_decisions(out, ctx, rejected_by, reasons, alive)
     _write_output(out, pool, shards, ctx, alive, options.copy_images, workdir, progress)
+    lap("write")
     report = CurateReport(
         pool=str(pool.location), format=pool.format, out=str(out), model=config.model, samples=ctx.n,
         kept=int(alive.sum()), steps=steps, shards=scored.shards, shards_scored_now=scored.scored_now,
         shards_reused=scored.reused, failed_shards=scored.failed_shards, seconds=time.perf_counter() - started,
-        decisions=str(decisions), report_html=None)
+        decisions=str(decisions), report_html=None, stage_seconds=stages)
     if options.report:
         from clipdex.curate.report import write_report
 
         report.report_html = str(write_report(out, pool, ctx, report, rejected_by, reasons, alive))
+        lap("report")
         report.seconds = time.perf_counter() - started
     _write_json(out / WORK_DIR / "last_run.json", report.to_dict())
     return report
@@ -208,8 +224,10 @@ def _decide(ctx: Context, chain: list[Filter], needs: frozenset[str]
     _record(steps, INPUT_STEP, np.flatnonzero(bad), [caption_error[i] or f"image: {image_error[i]}"
                                                      for i in np.flatnonzero(bad)], alive, rejected_by, reasons)
     for f in chain:
+        started = time.perf_counter()
         rows, why = f.apply(ctx, alive.copy())
         _record(steps, f.describe(), rows, why, alive, rejected_by, reasons)
+        steps[-1].seconds = round(time.perf_counter() - started, 3)
     return steps, rejected_by, reasons, alive
 
 
