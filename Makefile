@@ -20,9 +20,11 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.runtime
 
-# Debian's Chromium for the browser tests (never a browser download by a test tool).
+# Debian's Chromium for the browser tests (never a browser download by a test tool), and the
+# libGL / GLib that OpenCV (pulled in by the OCR engine) loads.
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@ldconfig -p | grep -q 'libGL.so.1 ' || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgl1 libglib2.0-0; }
 
 demo: $(VENV)/.runtime
 	@test -d $(DEMO)/data || $(BIN)/clipdex synth --out $(DEMO)/data --n 600 --seed 7 --format folder
