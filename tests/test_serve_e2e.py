@@ -150,3 +150,43 @@ def test_browser_search_drop_open_and_more_like_this(server: tuple[str, Path], s
             phone.screenshot(path=str(ARTIFACTS / "phone.png"))
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is installed by `make test` (apt-get install chromium)")
+def test_browser_words_varied_heatmap_and_modify(server: tuple[str, Path]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, _ = server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    args = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            page = open_and_search(browser, base, 1100, "red circle", 4)
+            # words only: every hit's caption shares a word with the query
+            page.select_option("#mode", "lexical")
+            page.wait_for_function("[...document.querySelectorAll('#results li .caption')].length > 0 && "
+                                   "[...document.querySelectorAll('#results li .caption')].every("
+                                   "c => /red|circle/.test(c.textContent))")
+            page.select_option("#mode", "dense")
+            page.check("#varied")
+            page.wait_for_function("document.querySelectorAll('#results li').length >= 4")
+            # where does it match: the detail image becomes the heat map
+            page.click("#results li")
+            page.wait_for_selector("dialog#detail[open]")
+            page.click("#show-where")
+            page.wait_for_function("document.getElementById('detail-image').src.includes('/heatmap') && "
+                                   "document.getElementById('detail-image').complete && "
+                                   "document.getElementById('detail-image').naturalWidth > 0")
+            page.screenshot(path=str(ARTIFACTS / "heatmap.png"))
+            reference = page.evaluate("document.querySelector('#results li').dataset.id")
+            # the same, but changed: a composed search from the open item
+            page.fill("#modify", "but blue")
+            page.press("#modify", "Enter")
+            page.wait_for_selector("dialog#detail:not([open])", state="attached")
+            page.wait_for_function(f"document.querySelector('#results li') && [...document.querySelectorAll("
+                                   f"'#results li')].every(li => li.dataset.id !== '{reference}')")
+            assert "results" in page.inner_text("#status")
+        finally:
+            browser.close()

@@ -46,7 +46,7 @@ async function run(query, append = false) {
       form.append("offset", String(state.offset));
       result = await api("/api/search", { method: "POST", body: form });
     } else {
-      const body = Object.assign({ collection, k: state.k, offset: state.offset }, query.json);
+      const body = Object.assign({ collection, k: state.k, offset: state.offset }, options(query), query.json);
       result = await api("/api/search", { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify(body) });
     }
@@ -58,6 +58,22 @@ async function run(query, append = false) {
   state.offset += result.hits.length;
   $("more").hidden = result.hits.length < state.k;
   status(`${state.offset} results · ${result.took_ms.toFixed(1)} ms · ${result.total_considered} considered`);
+}
+
+// The search options of the header: only what the query kind allows.
+function options(query) {
+  const out = {};
+  const text = query.json && query.json.text !== undefined && !query.json.compose;
+  if (text && $("mode").value !== "dense") out.mode = $("mode").value;
+  if ($("varied").checked && out.mode === undefined) { out.diversity = 0.8; out.collapse = 0.98; }
+  if ($("regions").checked && out.mode === undefined && !(query.json && query.json.compose)) out.regions = true;
+  return out;
+}
+
+function label(hit) {
+  const m = hit.metadata || {};
+  if (m.video !== undefined) return `${m.video.split("/").pop()} @ ${Number(m.t).toFixed(1)} s`;
+  return hit.caption || hit.path.split("/").pop();
 }
 
 function render(hits, append) {
@@ -76,8 +92,19 @@ function render(hits, append) {
     score.textContent = hit.score.toFixed(3);
     const caption = document.createElement("div");
     caption.className = "caption";
-    caption.textContent = hit.caption || hit.path.split("/").pop();
-    li.append(img, score, caption);
+    caption.textContent = label(hit);
+    const frame = document.createElement("div");
+    frame.className = "thumb";
+    frame.append(img);
+    if (hit.region) {  // the crop that matched, drawn over the thumbnail
+      const box = document.createElement("div");
+      box.className = "region";
+      const [x0, y0, x1, y1] = hit.region;
+      Object.assign(box.style, { left: `${x0 * 100}%`, top: `${y0 * 100}%`, width: `${(x1 - x0) * 100}%`,
+        height: `${(y1 - y0) * 100}%` });
+      frame.append(box);
+    }
+    li.append(frame, score, caption);
     li.addEventListener("click", () => openItem(hit.id));
     li.addEventListener("keydown", (e) => { if (e.key === "Enter") openItem(hit.id); });
     list.appendChild(li);
@@ -97,6 +124,9 @@ async function openItem(id) {
   captions.innerHTML = "";
   for (const c of item.captions) { const li = document.createElement("li"); li.textContent = c; captions.appendChild(li); }
   $("detail-meta").textContent = JSON.stringify(item.metadata, null, 2);
+  const text = state.query && state.query.json && state.query.json.text;
+  $("show-where").hidden = !text || Boolean(state.query.json.compose);
+  $("modify").value = "";
   if (!$("detail").open) $("detail").showModal();
 }
 
@@ -147,6 +177,22 @@ $("more-like-this").addEventListener("click", () => {
   $("query-image").hidden = true;
   run({ json: { image_id: state.current.id } });
 });
+$("show-where").addEventListener("click", () => {
+  const collection = encodeURIComponent($("collection").value);
+  const q = encodeURIComponent(state.query.json.text);
+  $("detail-image").src = withKey(`/api/items/${state.current.id}/heatmap?collection=${collection}&q=${q}`);
+});
+$("modify-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = $("modify").value.trim();
+  if (!text) return;
+  $("detail").close();
+  $("query-image").hidden = true;
+  run({ json: { image_id: state.current.id, text, compose: "pdv" } });
+});
+for (const id of ["mode", "varied", "regions"]) {
+  $(id).addEventListener("change", () => { if (state.query) run(state.query); });
+}
 document.addEventListener("paste", (e) => {
   const file = [...(e.clipboardData || {}).files || []].find((f) => f.type.startsWith("image/"));
   if (file) searchFile(file);
