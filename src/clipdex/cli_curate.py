@@ -62,3 +62,30 @@ def curate_cmd(
     if result.report_html:
         lines.append(f"report: {result.report_html}")
     _emit(result.to_dict(), as_json, "\n".join(lines))
+
+
+@app.command("embed")
+def embed_cmd(
+    pool: Annotated[str, typer.Argument(help="A table, webdataset .tar shards, or a folder with .txt captions")],
+    out: Annotated[Path, typer.Option(help="Folder for img_emb/, text_emb/, metadata/ (clip-retrieval's layout)")],
+    model: Annotated[str | None, typer.Option(help="Encoder spec (default: the built-in model)")] = None,
+    shard_size: Annotated[int, typer.Option(min=1, help="Rows or files per part (tables, folders)")] = 10_000,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    image_col: Annotated[str | None, typer.Option(help="Table column with the image path")] = None,
+    caption_col: Annotated[str | None, typer.Option(help="Table column with the caption")] = None,
+    key_col: Annotated[str | None, typer.Option(help="Table column with a unique sample key")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Embed a pool into clip-retrieval's layout (resumable: run the same command again)."""
+    from dataclasses import asdict
+
+    from clipdex.curate import PoolOptions
+    from clipdex.encoders import load_encoder
+    from clipdex.encoders.registry import DEFAULT_SPEC
+    from clipdex.scale.embed import embed_pool
+
+    options = PoolOptions(image_col=image_col, caption_col=caption_col, key_col=key_col, shard_size=shard_size)
+    report = embed_pool(pool, out, load_encoder(model or DEFAULT_SPEC), options, batch_size,
+                        progress=_progress_printer("embed parts"))
+    _emit(asdict(report), as_json, f"embedded {report.samples:,} samples ({report.failed:,} failed) in "
+          f"{report.parts_done_now} parts, {report.parts_reused} already done -> {report.out}")

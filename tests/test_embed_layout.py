@@ -1,0 +1,60 @@
+"""`clipdex embed`: clip-retrieval's interchange layout, resumable, and read back by curate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from clipdex.cli import app_main
+from clipdex.curate import CurateOptions, curate
+
+pytestmark = pytest.mark.integration
+
+
+def test_embed_writes_the_layout_resumes_and_feeds_curate(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from clipdex.synth.companions import write_noisy_pool
+
+    write_noisy_pool(tmp_path / "pool", 90, seed=3, size=32, fmt="webdataset", shard_size=40)
+    args = ["embed", str(tmp_path / "pool"), "--out", str(tmp_path / "emb"), "--json"]
+    assert app_main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["parts"] == 3 and first["parts_done_now"] == 3 and first["samples"] == 90
+    for i, rows in enumerate((40, 40, 10)):
+        img = np.load(tmp_path / "emb" / "img_emb" / f"img_emb_{i}.npy")
+        txt = np.load(tmp_path / "emb" / "text_emb" / f"text_emb_{i}.npy")
+        meta = pq.read_table(tmp_path / "emb" / "metadata" / f"metadata_{i}.parquet")
+        assert img.dtype == np.float16 and txt.dtype == np.float16 and img.shape == txt.shape == (rows, 64)
+        assert meta.num_rows == rows and {"key", "image_path", "caption"} <= set(meta.column_names)
+        np.testing.assert_allclose(np.linalg.norm(img.astype(np.float32), axis=1), 1.0, atol=2e-3)
+    assert app_main(args) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["parts_reused"] == 3 and again["parts_done_now"] == 0
+    # curate reads the vectors back instead of computing them: the same clip scores
+    reused = curate(tmp_path / "pool", tmp_path / "a", ["clip-score:min=0.5"],
+                    CurateOptions(embeddings=str(tmp_path / "emb")))
+    fresh = curate(tmp_path / "pool", tmp_path / "b", ["clip-score:min=0.5"])
+    a = pq.read_table(tmp_path / "a" / "decisions.parquet").column("clip_score").to_numpy()
+    b = pq.read_table(tmp_path / "b" / "decisions.parquet").column("clip_score").to_numpy()
+    np.testing.assert_allclose(a, b, atol=3e-3)
+    assert reused.kept == fresh.kept
+
+
+def test_failed_images_are_recorded_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pyarrow as pa
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 0, 0)).save(tmp_path / "ok.png")
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    pq.write_table(pa.table({"path": ["ok.png", "bad.png", "gone.png"], "caption": ["a red square", "x", "y"]}),
+                   tmp_path / "pool.parquet")
+    assert app_main(["embed", str(tmp_path / "pool.parquet"), "--out", str(tmp_path / "emb"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["samples"] == 1 and report["failed"] == 2
+    failures = pq.read_table(tmp_path / "emb" / "failures" / "failures_0.parquet").to_pylist()
+    assert failures == [{"key": "1", "error": "not an image (unrecognised format)"},
+                        {"key": "2", "error": "file not found"}]
