@@ -89,3 +89,47 @@ def embed_cmd(
                         progress=_progress_printer("embed parts"))
     _emit(asdict(report), as_json, f"embedded {report.samples:,} samples ({report.failed:,} failed) in "
           f"{report.parts_done_now} parts, {report.parts_reused} already done -> {report.out}")
+
+
+@app.command("build-index")
+def build_index_cmd(
+    emb: Annotated[Path, typer.Argument(help="An embedding folder (img_emb/ + metadata/), e.g. from clipdex embed")],
+    out: Annotated[Path, typer.Option(help="Index folder to write")],
+    memory_budget: Annotated[str, typer.Option(help="RAM the index may use at query time, e.g. 2G")] = "2G",
+    factory: Annotated[str | None, typer.Option(help="A FAISS factory string instead of the planned one")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build a FAISS index that fits a memory budget; searches re-rank exactly from the float16 vectors."""
+    from clipdex.scale.index import build_index, parse_size
+
+    manifest = build_index(emb, out, parse_size(memory_budget), factory)
+    _emit(manifest, as_json, f"{manifest['factory']} over {manifest['vectors']:,} vectors: "
+          f"{manifest['index_bytes']:,} bytes, built in {manifest['build_seconds']} s -> {out}")
+
+
+@app.command("search-index")
+def search_index_cmd(
+    index: Annotated[Path, typer.Argument(help="An index folder from clipdex build-index")],
+    text: Annotated[str, typer.Argument(help="Text query")],
+    model: Annotated[str | None, typer.Option(help="The encoder the embeddings were made with")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="Number of results")] = 10,
+    rerank: Annotated[int, typer.Option(min=0, help="Candidates re-ranked exactly (0: none)")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search an index folder by text; results come with their metadata row."""
+    from clipdex.encoders import load_encoder
+    from clipdex.encoders.registry import DEFAULT_SPEC
+    from clipdex.errors import BadQueryError
+    from clipdex.scale.index import EmbeddingIndex
+
+    if not text.strip():
+        raise BadQueryError("empty query: the text is blank")
+    opened = EmbeddingIndex(index)
+    encoder = load_encoder(model or DEFAULT_SPEC)
+    if encoder.dim != opened.manifest["dim"]:
+        raise BadQueryError(f"{encoder.spec} makes {encoder.dim}-d vectors but the index holds "
+                            f"{opened.manifest['dim']}-d ones: pass the --model the embeddings were made with")
+    hits = opened.search(encoder.encode_texts([text.strip()])[0], k, rerank)
+    rows = [f"{i + 1:>3}  {h['score']:.4f}  {h.get('image_path') or h.get('key')}  {h.get('caption') or ''}"
+            for i, h in enumerate(hits)]
+    _emit({"query": text, "hits": hits}, as_json, "\n".join(rows) if rows else "no results")
