@@ -177,4 +177,4 @@ def write_clip_retrieval(folder: str | os.PathLike[str], image_vectors: np.ndarr
     np.save(folder / "img_emb" / f"img_emb_{part}.npy", np.asarray(image_vectors, np.float16))
     if text_vectors is not None:
         np.save(folder / "text_emb" / f"text_emb_{part}.npy", np.asarray(text_vectors, np.float16))
-    pq.write_table(pa.table(metadata), folder / "metadata" / f"metadata_{part}.parquet")
+    pq.write_table(pa.table(metadata), folder / "metadata" / f"metadata_{part}.parquet", row_group_size=4096)

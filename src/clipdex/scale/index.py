@@ -182,12 +182,26 @@ class EmbeddingIndex:
 
     def _metadata(self, row: int) -> dict[str, Any]:
         part = int(np.searchsorted(self.offsets, row, side="right") - 1)
-        return _part_rows(self.manifest["parts"][part]["metadata"])[row - int(self.offsets[part])]
+        path = self.manifest["parts"][part]["metadata"]
+        local = row - int(self.offsets[part])
+        starts = _row_group_starts(path)
+        group = int(np.searchsorted(starts, local, side="right") - 1)
+        table = _row_group(path, group)
+        return table.slice(local - int(starts[group]), 1).to_pylist()[0]  # type: ignore[no-any-return]
 
 
-@lru_cache(maxsize=4)
-def _part_rows(path: str) -> list[dict[str, Any]]:
-    """One metadata part, read when first needed (a few parts stay cached, never all of them)."""
+@lru_cache(maxsize=1024)
+def _row_group_starts(path: str) -> np.ndarray:
     import pyarrow.parquet as pq
 
-    return pq.read_table(path).to_pylist()  # type: ignore[no-any-return]
+    meta = pq.ParquetFile(path).metadata
+    return np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])[:-1]
+
+
+@lru_cache(maxsize=64)
+def _row_group(path: str, group: int) -> Any:
+    """One row group of a metadata part: a hit reads its own group (4,096 rows as clipdex writes them),
+    never the whole metadata into RAM; the most recent groups stay cached."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).read_row_group(group)

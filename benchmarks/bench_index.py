@@ -1,0 +1,99 @@
+"""Index for a memory budget over an embedding folder: build time, RAM at query time, recall and latency.
+
+Queries are 1,000 held-out vectors (the folder's caption vectors, not in the
+index); recall@10 is against exact search over the float16 vectors, with and
+without the exact re-ranking stage. The index is searched in a child process
+so its peak RSS is the query-time RAM. Prints one JSON document.
+
+    python benchmarks/bench_index.py EMB [--budget 256M] [--work build/bench-index]
+    (EMB: e.g. build/bench-curate/pool/emb, written by benchmarks/bench_curate.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CHILD = r"""
+import json, resource, statistics, sys, time
+import numpy as np
+from clipdex.scale.index import EmbeddingIndex
+index = EmbeddingIndex(sys.argv[1])
+queries = np.load(sys.argv[2])
+out = {}
+for rerank in (0, 100):
+    found, times = [], []
+    for q in queries:
+        t = time.perf_counter()
+        hits = index.search(q, k=10, rerank=rerank)
+        times.append(1000 * (time.perf_counter() - t))
+        found.append([h["row"] for h in hits])
+    times.sort()
+    out[f"rerank_{rerank}"] = {"found": found, "p50_ms": round(statistics.median(times), 2),
+                               "p99_ms": round(times[int(0.99 * len(times))], 2)}
+out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(json.dumps(out))
+"""
+
+
+def exact_top10(emb: Path, queries: np.ndarray) -> np.ndarray:
+    best_scores = np.full((len(queries), 10), -np.inf, np.float32)
+    best_rows = np.zeros((len(queries), 10), np.int64)
+    offset = 0
+    for npy in sorted((emb / "img_emb").glob("img_emb_*.npy"), key=lambda p: int(p.stem.split("_")[-1])):
+        part = np.load(npy).astype(np.float32)
+        part /= np.linalg.norm(part, axis=1, keepdims=True)
+        scores = queries @ part.T
+        top = np.argpartition(-scores, 10, axis=1)[:, :10]
+        merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], axis=1)
+        merged_rows = np.concatenate([best_rows, top + offset], axis=1)
+        keep = np.argsort(-merged_scores, axis=1)[:, :10]
+        best_scores = np.take_along_axis(merged_scores, keep, 1)
+        best_rows = np.take_along_axis(merged_rows, keep, 1)
+        offset += len(part)
+    return best_rows
+
+
+def main() -> None:
+    from clipdex.scale.index import build_index, parse_size
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("emb")
+    parser.add_argument("--budget", default="256M")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--work", default="build/bench-index")
+    args = parser.parse_args()
+    emb, work = Path(args.emb), Path(args.work)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    t = time.perf_counter()
+    manifest = build_index(emb, work / "index", parse_size(args.budget))
+    build_s = time.perf_counter() - t
+    text = np.load(sorted((emb / "text_emb").glob("*.npy"))[0]).astype(np.float32)[:args.queries]
+    queries = text / np.linalg.norm(text, axis=1, keepdims=True)
+    np.save(work / "queries.npy", queries)
+    exact = exact_top10(emb, queries)
+    child = subprocess.run([sys.executable, "-c", CHILD, str(work / "index"), str(work / "queries.npy")],
+                           capture_output=True, text=True, check=True)
+    measured = json.loads(child.stdout.strip().splitlines()[-1])
+    result = {"vectors": manifest["vectors"], "dim": manifest["dim"], "budget": args.budget,
+              "factory": manifest["factory"], "index_bytes": manifest["index_bytes"],
+              "bytes_per_vector": round(manifest["index_bytes"] / manifest["vectors"], 1),
+              "build_seconds": round(build_s, 1), "query_process_peak_rss_mb": measured["peak_rss_mb"]}
+    for rerank in (0, 100):
+        row = measured[f"rerank_{rerank}"]
+        recall = np.mean([len(set(f) & set(e.tolist())) / 10 for f, e in zip(row["found"], exact, strict=True)])
+        result[f"rerank_{rerank}"] = {"recall@10": round(float(recall), 4), "p50_ms": row["p50_ms"],
+                                      "p99_ms": row["p99_ms"]}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
