@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,22 @@ def test_real_server_searches_while_another_process_indexes(server: tuple[str, P
     assert sum(h["path"].startswith(str(extra)) for h in found) == 30  # new items, no restart
 
 
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, with the flags this project's machines need; closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    args = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def open_and_search(browser: Any, base: str, width: int, text: str, at_least: int) -> Any:
     """A new page of the given width, a typed query, Enter, and at least ``at_least`` results."""
     page = browser.new_page(viewport={"width": width, "height": 800})
@@ -95,98 +112,80 @@ def open_and_search(browser: Any, base: str, width: int, text: str, at_least: in
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is installed by `make test` (apt-get install chromium)")
 def test_browser_search_drop_open_and_more_like_this(server: tuple[str, Path], scenes_folder: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     base, _ = server
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    args = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
-        try:
-            page = open_and_search(browser, base, 1100, "a red circle", 10)
-            page.wait_for_function("[...document.querySelectorAll('#results li img')].slice(0, 6)"
-                                   ".every(i => i.complete && i.naturalWidth > 0)")
-            assert "results" in page.inner_text("#status")
-            page.screenshot(path=str(ARTIFACTS / "search.png"))
+    with chromium() as browser:
+        page = open_and_search(browser, base, 1100, "a red circle", 10)
+        page.wait_for_function("[...document.querySelectorAll('#results li img')].slice(0, 6)"
+                               ".every(i => i.complete && i.naturalWidth > 0)")
+        assert "results" in page.inner_text("#status")
+        page.screenshot(path=str(ARTIFACTS / "search.png"))
 
-            # drop an image file on the page
-            data = base64.b64encode((scenes_folder / "images" / "000005.png").read_bytes()).decode()
-            page.evaluate("""async (b64) => {
-                const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
-                const dt = new DataTransfer();
-                dt.items.add(new File([bytes], 'query.png', {type: 'image/png'}));
-                document.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
-            }""", data)
-            page.wait_for_function("document.querySelector('#results li .score')?.textContent === '1.000'"
-                                   " || Number(document.querySelector('#results li .score')?.textContent) > 0.99")
-            assert not page.is_hidden("#query-image")
+        # drop an image file on the page
+        data = base64.b64encode((scenes_folder / "images" / "000005.png").read_bytes()).decode()
+        page.evaluate("""async (b64) => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], 'query.png', {type: 'image/png'}));
+            document.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+        }""", data)
+        page.wait_for_function("document.querySelector('#results li .score')?.textContent === '1.000'"
+                               " || Number(document.querySelector('#results li .score')?.textContent) > 0.99")
+        assert not page.is_hidden("#query-image")
 
-            # open the first result, then "more like this"
-            first_id = page.get_attribute("#results li", "data-id")
-            page.click("#results li")
-            page.wait_for_selector("dialog#detail[open]")
-            page.wait_for_function("document.getElementById('detail-image').naturalWidth > 0")
-            assert page.inner_text("#detail-path").endswith("000005.png")
-            page.screenshot(path=str(ARTIFACTS / "detail.png"))
-            page.click("#more-like-this")
-            page.wait_for_function(f"document.querySelector('#results li') && "
-                                   f"document.querySelector('#results li').dataset.id !== '{first_id}'")
-            ids = page.eval_on_selector_all("#results li", "els => els.map(e => e.dataset.id)")
-            assert first_id not in ids and len(ids) >= 10
+        # open the first result, then "more like this"
+        first_id = page.get_attribute("#results li", "data-id")
+        page.click("#results li")
+        page.wait_for_selector("dialog#detail[open]")
+        page.wait_for_function("document.getElementById('detail-image').naturalWidth > 0")
+        assert page.inner_text("#detail-path").endswith("000005.png")
+        page.screenshot(path=str(ARTIFACTS / "detail.png"))
+        page.click("#more-like-this")
+        page.wait_for_function(f"document.querySelector('#results li') && "
+                               f"document.querySelector('#results li').dataset.id !== '{first_id}'")
+        ids = page.eval_on_selector_all("#results li", "els => els.map(e => e.dataset.id)")
+        assert first_id not in ids and len(ids) >= 10
 
-            # keyboard: arrows move the selection, Enter opens, Esc closes
-            page.keyboard.press("ArrowRight")
-            page.keyboard.press("ArrowRight")
-            assert page.eval_on_selector("#results li.selected", "e => e.dataset.id") == ids[1]
-            page.keyboard.press("Enter")
-            page.wait_for_selector("dialog#detail[open]")
-            page.keyboard.press("Escape")
-            page.wait_for_selector("dialog#detail:not([open])", state="attached")
+        # keyboard: arrows move the selection, Enter opens, Esc closes
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("ArrowRight")
+        assert page.eval_on_selector("#results li.selected", "e => e.dataset.id") == ids[1]
+        page.keyboard.press("Enter")
+        page.wait_for_selector("dialog#detail[open]")
+        page.keyboard.press("Escape")
+        page.wait_for_selector("dialog#detail:not([open])", state="attached")
 
-            # phone width: two columns, nothing wider than the screen
-            phone = open_and_search(browser, base, 390, "a blue star", 4)
-            assert phone.evaluate("document.documentElement.scrollWidth") <= 390
-            phone.screenshot(path=str(ARTIFACTS / "phone.png"))
-        finally:
-            browser.close()
+        # phone width: two columns, nothing wider than the screen
+        phone = open_and_search(browser, base, 390, "a blue star", 4)
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+        phone.screenshot(path=str(ARTIFACTS / "phone.png"))
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is installed by `make test` (apt-get install chromium)")
 def test_browser_words_varied_heatmap_and_modify(server: tuple[str, Path]) -> None:
-    from playwright.sync_api import sync_playwright
-
     base, _ = server
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    args = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
-        try:
-            page = open_and_search(browser, base, 1100, "red circle", 4)
-            # words only: every hit's caption shares a word with the query
-            page.select_option("#mode", "lexical")
-            page.wait_for_function("[...document.querySelectorAll('#results li .caption')].length > 0 && "
-                                   "[...document.querySelectorAll('#results li .caption')].every("
-                                   "c => /red|circle/.test(c.textContent))")
-            page.select_option("#mode", "dense")
-            page.check("#varied")
-            page.wait_for_function("document.querySelectorAll('#results li').length >= 4")
-            # where does it match: the detail image becomes the heat map
-            page.click("#results li")
-            page.wait_for_selector("dialog#detail[open]")
-            page.click("#show-where")
-            page.wait_for_function("document.getElementById('detail-image').src.includes('/heatmap') && "
-                                   "document.getElementById('detail-image').complete && "
-                                   "document.getElementById('detail-image').naturalWidth > 0")
-            page.screenshot(path=str(ARTIFACTS / "heatmap.png"))
-            reference = page.evaluate("document.querySelector('#results li').dataset.id")
-            # the same, but changed: a composed search from the open item
-            page.fill("#modify", "but blue")
-            page.press("#modify", "Enter")
-            page.wait_for_selector("dialog#detail:not([open])", state="attached")
-            page.wait_for_function(f"document.querySelector('#results li') && [...document.querySelectorAll("
-                                   f"'#results li')].every(li => li.dataset.id !== '{reference}')")
-            assert "results" in page.inner_text("#status")
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = open_and_search(browser, base, 1100, "red circle", 4)
+        # words only: every hit's caption shares a word with the query
+        page.select_option("#mode", "lexical")
+        page.wait_for_function("[...document.querySelectorAll('#results li .caption')].length > 0 && "
+                               "[...document.querySelectorAll('#results li .caption')].every("
+                               "c => /red|circle/.test(c.textContent))")
+        page.select_option("#mode", "dense")
+        page.check("#varied")
+        page.wait_for_function("document.querySelectorAll('#results li').length >= 4")
+        # where does it match: the detail image becomes the heat map
+        page.click("#results li")
+        page.wait_for_selector("dialog#detail[open]")
+        page.click("#show-where")
+        page.wait_for_function("document.getElementById('detail-image').src.includes('/heatmap') && "
+                               "document.getElementById('detail-image').complete && "
+                               "document.getElementById('detail-image').naturalWidth > 0")
+        page.screenshot(path=str(ARTIFACTS / "heatmap.png"))
+        reference = page.evaluate("document.querySelector('#results li').dataset.id")
+        # the same, but changed: a composed search from the open item
+        page.fill("#modify", "but blue")
+        page.press("#modify", "Enter")
+        page.wait_for_selector("dialog#detail:not([open])", state="attached")
+        page.wait_for_function(f"document.querySelector('#results li') && [...document.querySelectorAll("
+                               f"'#results li')].every(li => li.dataset.id !== '{reference}')")
+        assert "results" in page.inner_text("#status")
