@@ -409,3 +409,19 @@ def test_ivf_near_duplicate_pairs_agree_with_exact_ones() -> None:
                                                    strict=True)}
     assert len(exact) >= 1000
     assert len(ivf & exact) >= 0.95 * len(exact) and ivf <= exact
+
+
+def test_csv_pool_round_trips_as_csv(pools: dict[str, Path], tmp_path: Path) -> None:
+    import csv
+
+    rows = pq.read_table(pools["parquet"] / "pool.parquet").to_pylist()
+    with (tmp_path / "pool.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, "path": str(pools["parquet"] / r["path"])})
+    report = curate(tmp_path / "pool.csv", tmp_path / "out", ["blank", "size:min_side=16"])
+    with (tmp_path / "out" / "pool.csv").open(newline="") as f:
+        kept = list(csv.DictReader(f))
+    assert len(kept) == report.kept and list(kept[0]) == list(rows[0])
+    assert {r["label"] for r in kept}.isdisjoint({"blank", "tiny"})
