@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 CHILD = r"""
-import json, resource, statistics, sys, time
+import json, statistics, sys, time
 import numpy as np
 from clipdex.scale.index import EmbeddingIndex
 index = EmbeddingIndex(sys.argv[1])
@@ -38,10 +38,12 @@ for rerank in (0, 100):
     times.sort()
     out[f"rerank_{rerank}"] = {"found": found, "p50_ms": round(statistics.median(times), 2),
                                "p99_ms": round(times[int(0.99 * len(times))], 2)}
-out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM, not ru_maxrss: ru_maxrss survives exec and so counts the parent's memory copied at fork.
 # RSS counts the pages of the memory-mapped float16 vectors that re-ranking touched; those are
 # page cache the kernel can drop, so the anonymous part is the RAM the index really holds
-status = dict(line.split(":", 1) for line in open("/proc/self/status") if line.startswith(("RssAnon", "RssFile")))
+status = dict(line.split(":", 1) for line in open("/proc/self/status")
+              if line.startswith(("RssAnon", "RssFile", "VmHWM")))
+out["peak_rss_mb"] = round(int(status.pop("VmHWM").split()[0]) / 1024)
 out.update({k: round(int(v.split()[0]) / 1024) for k, v in status.items()})
 print(json.dumps(out))
 """
