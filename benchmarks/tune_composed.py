@@ -23,7 +23,7 @@ def split(work: Path, name: str, n: int, seed: int) -> dict[str, object]:
     """Embeddings of one split: gallery images, references, texts, captions, targets."""
     from clipdex.encoders import load_encoder
     from clipdex.evaluate.datasets import load_composed
-    from clipdex.evaluate.runner import _caption_means, embed_images
+    from clipdex.evaluate.runner import embed_images, gallery_caption_means
     from clipdex.synth.companions import write_composed
 
     write_composed(work / name, n, seed=seed, size=64)
@@ -32,13 +32,14 @@ def split(work: Path, name: str, n: int, seed: int) -> dict[str, object]:
     names = list(ds.gallery)
     index = {g: i for i, g in enumerate(names)}
     gallery, _ = embed_images(enc, [ds.gallery[g] for g in names])
-    means, has = _caption_means(enc, names, ds.gallery_captions)
+    means, has = gallery_caption_means(enc, names, ds.gallery_captions)
     return {"enc": enc, "ds": ds, "gallery": gallery, "means": means, "has": has,
             "refs": np.asarray([index[r] for r in ds.references]),
             "targets": np.asarray([index[t[0]] for t in ds.targets])}
 
 
 def recall(data: dict[str, object], method: str, params: object) -> dict[str, float]:
+    from clipdex.evaluate.metrics import rank_of_targets
     from clipdex.search.composed import composed_queries, fusion_scores
 
     ds, gallery, refs = data["ds"], data["gallery"], data["refs"]
@@ -49,8 +50,7 @@ def recall(data: dict[str, object], method: str, params: object) -> dict[str, fl
     else:
         scores = q @ gallery.T  # type: ignore[union-attr]
     scores[np.arange(len(q)), refs] = -np.inf
-    target_scores = scores[np.arange(len(q)), data["targets"]]
-    rank = (scores > target_scores[:, None]).sum(axis=1)
+    rank = rank_of_targets(scores, data["targets"])  # type: ignore[arg-type]
     return {f"R@{k}": round(float((rank < k).mean()), 3) for k in (1, 5, 10)}
 
 

@@ -161,15 +161,18 @@ def test_precomputed_clip_retrieval_embeddings_are_used_instead_of_images(big_po
 def test_precomputed_collection_vectors_match_fresh_ones(pools: dict[str, Path], tmp_path: Path) -> None:
     from clipdex.store import Collection
 
+    shutil.copytree(pools["parquet"], tmp_path / "pool")
+    table = tmp_path / "pool" / "pool.parquet"
     with Collection.create(tmp_path / "coll", "builtin:shapes-tiny", 64) as coll:
-        coll.add(pools["folder"])
-    fresh = curate(pools["folder"], tmp_path / "a", ["clip-score:min=0.5"])
-    reused = curate(pools["folder"], tmp_path / "b", ["clip-score:min=0.5"],
-                    CurateOptions(embeddings=str(tmp_path / "coll")))
+        coll.add(table)
+    fresh = curate(table, tmp_path / "a", ["clip-score:min=0.5"])
+    # with the images gone, only the collection's stored vectors can give these scores
+    shutil.rmtree(tmp_path / "pool" / "images")
+    reused = curate(table, tmp_path / "b", ["clip-score:min=0.5"], CurateOptions(embeddings=str(tmp_path / "coll")))
     a = pq.read_table(tmp_path / "a" / "decisions.parquet").column("clip_score").to_numpy()
     b = pq.read_table(tmp_path / "b" / "decisions.parquet").column("clip_score").to_numpy()
     np.testing.assert_allclose(a, b, atol=3e-3)
-    assert fresh.kept == reused.kept
+    assert fresh.kept == reused.kept and reused.steps[0].rejected == 0
 
 
 def test_bad_samples_are_rejected_with_a_reason(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 
 from clipdex.encoders.base import Encoder
 from clipdex.errors import ClipdexError
+from clipdex.store.vectors import gather_rows
 
 __all__ = ["Context"]
 
@@ -32,7 +33,7 @@ class Context:
         self.encoder = encoder
         self.extra: dict[str, np.ndarray] = {}
         self._cols: dict[str, np.ndarray] = {}
-        self._mmaps: dict[tuple[str, int], np.ndarray] = {}
+        self._mmaps: dict[str, list[np.ndarray]] = {}
 
     def col(self, name: str) -> np.ndarray:
         if name not in self._cols:
@@ -75,23 +76,10 @@ class Context:
             yield np.arange(start, min(start + size, self.n))
 
     def _vectors(self, kind: str, rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, np.int64)
-        position = np.searchsorted(self.offsets, rows, side="right") - 1
-        out: np.ndarray | None = None
-        for pos in np.unique(position):
-            shard = self.shard_ids[int(pos)]
-            key = (kind, shard)
-            if key not in self._mmaps:
-                self._mmaps[key] = np.load(self.workdir / f"{kind}-{shard:05d}.npy", mmap_mode="r")
-            matrix = self._mmaps[key]
-            if out is None:
-                out = np.zeros((len(rows), matrix.shape[1]), np.float32)
-            sel = position == pos
-            out[sel] = matrix[rows[sel] - self.offsets[pos]]
-        if out is None:
-            return np.zeros((0, 0), np.float32)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)  # float16 storage moves norms by ~1e-4
+        if kind not in self._mmaps:  # one memory map per shard file, opened once
+            self._mmaps[kind] = [np.load(self.workdir / f"{kind}-{shard:05d}.npy", mmap_mode="r")
+                                 for shard in self.shard_ids]
+        return gather_rows(self._mmaps[kind], rows)
 
     def image_vectors(self, rows: np.ndarray) -> np.ndarray:
         return self._vectors("image", rows)

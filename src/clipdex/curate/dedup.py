@@ -12,7 +12,7 @@ __all__ = ["KEEP_RULES", "components", "cosine", "duplicate_groups", "embedding_
            "nearest_in", "phash_edges", "target_clusters"]
 
 KEEP_RULES = ("clip_score", "first", "largest")
-EXACT_LIMIT = 20_000  # up to this many vectors the near-duplicate search is exact (flat); past it, IVF
+EXACT_LIMIT = 20_000  # up to this many vectors all pairs are compared; past it, within k-means buckets
 _CHUNK = 4096
 
 

@@ -14,6 +14,7 @@ A sample that is not found is simply encoded as usual.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
@@ -21,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from clipdex.encoders.base import l2_normalize
 from clipdex.errors import SourceError
 
-__all__ = ["Precomputed", "open_precomputed", "write_clip_retrieval"]
+__all__ = ["Precomputed", "npy_bytes", "open_precomputed", "parquet_bytes", "save_atomic", "write_clip_retrieval"]
 
 
 class Precomputed:
@@ -153,8 +155,7 @@ class _ClipRetrievalVectors(Precomputed):
         for part, where in by_part.items():
             rows = np.array([found[i][1] for i in where])  # type: ignore[index]
             order = np.argsort(rows)  # memory-mapped reads in file order
-            block = np.asarray(arrays[part][rows[order]], np.float32)
-            block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+            block = l2_normalize(arrays[part][rows[order]])
             for j, i in enumerate(np.asarray(where)[order]):
                 out[int(i)] = block[j]
         return out
@@ -167,14 +168,37 @@ def _part_number(path: Path) -> int:
 
 def write_clip_retrieval(folder: str | os.PathLike[str], image_vectors: np.ndarray, metadata: dict[str, list[Any]],
                          text_vectors: np.ndarray | None = None, part: int = 0) -> None:
-    """Write one part of the clip-retrieval layout (float16 arrays, aligned metadata rows)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Write one part of the clip-retrieval layout (float16 arrays, aligned metadata rows).
 
+    Every file is replaced atomically and the metadata comes last, so its presence means the part is whole.
+    """
     folder = Path(folder)
     for sub in ("img_emb", "metadata") + (("text_emb",) if text_vectors is not None else ()):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    np.save(folder / "img_emb" / f"img_emb_{part}.npy", np.asarray(image_vectors, np.float16))
+    save_atomic(folder / "img_emb" / f"img_emb_{part}.npy", npy_bytes(image_vectors))
     if text_vectors is not None:
-        np.save(folder / "text_emb" / f"text_emb_{part}.npy", np.asarray(text_vectors, np.float16))
-    pq.write_table(pa.table(metadata), folder / "metadata" / f"metadata_{part}.parquet", row_group_size=4096)
+        save_atomic(folder / "text_emb" / f"text_emb_{part}.npy", npy_bytes(text_vectors))
+    save_atomic(folder / "metadata" / f"metadata_{part}.parquet", parquet_bytes(metadata))
+
+
+def save_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def npy_bytes(matrix: np.ndarray) -> bytes:
+    """A float16 ``.npy`` file in memory."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(matrix, np.float16))
+    return buf.getvalue()
+
+
+def parquet_bytes(columns: dict[str, list[Any]]) -> bytes:
+    """A Parquet file in row groups of 4,096: a search hit reads one group, not the whole part."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table(columns), buf, row_group_size=4096)
+    return buf.getvalue()

@@ -25,7 +25,7 @@ from typing import Any
 from clipdex.errors import SourceError
 from clipdex.media.sources import IMAGE_EXTENSIONS
 
-__all__ = ["POOL_FORMATS", "Pool", "PoolOptions", "Sample", "Shard", "open_pool"]
+__all__ = ["POOL_FORMATS", "Pool", "PoolOptions", "Sample", "Shard", "open_pool", "text_if_mixed"]
 
 POOL_FORMATS = ("parquet", "csv", "tsv", "webdataset", "folder")
 _IMAGE_COLUMNS = ("path", "image", "image_path", "filepath", "file", "filename")
@@ -89,9 +89,6 @@ class Pool:
     def finish(self, out: Path, shards: list[Shard]) -> None:
         """Join per-shard outputs where the format is one file (tables)."""
 
-    def describe(self) -> str:
-        return f"{self.format} pool at {self.location}"
-
 
 def open_pool(location: str | os.PathLike[str], options: PoolOptions = PoolOptions()) -> Pool:
     """Open a pool, its format chosen by what ``location`` is.
@@ -117,10 +114,12 @@ def open_pool(location: str | os.PathLike[str], options: PoolOptions = PoolOptio
                       "or a folder of images with .txt captions")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def text_if_mixed(values: list[Any]) -> list[Any]:
+    """A column of mixed types (common in webdataset json) as text, so Arrow can store it."""
+    kinds = {type(v) for v in values if v is not None}
+    if len(kinds) <= 1 or kinds <= {int, float}:
+        return values
+    return [None if v is None else str(v) for v in values]
 
 
 class TablePool(Pool):

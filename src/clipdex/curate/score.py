@@ -12,7 +12,6 @@ width/height columns in the pool, no image is opened at all.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -28,12 +27,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from clipdex.curate.embeddings import Precomputed, open_precomputed
+from clipdex.curate.embeddings import Precomputed, npy_bytes, open_precomputed, save_atomic
 from clipdex.curate.language import detect_languages
-from clipdex.curate.pool import Pool, PoolOptions, Sample, Shard, open_pool
+from clipdex.curate.pool import Pool, PoolOptions, Sample, Shard, open_pool, text_if_mixed
 from clipdex.encoders.base import Encoder
-from clipdex.errors import SourceError
-from clipdex.media.decode import DecodeOptions
+from clipdex.errors import DecodeError, SourceError
+from clipdex.media.decode import DecodeOptions, read_image_bytes
 from clipdex.media.pipeline import decode_stream
 
 __all__ = ["NEEDS", "perceptual_hash", "ScoreConfig", "ScoreReport", "score_pool", "score_shard", "scores_path"]
@@ -53,6 +52,8 @@ def perceptual_hash(im: Image.Image) -> bytes:
     low = (_DCT @ grey @ _DCT.T)[:8, :8].ravel()
     bits = low > np.median(low[1:])
     return np.packbits(bits).tobytes()
+
+
 _CHUNK = 256
 _SIZE_COLUMNS = (("width", "height"), ("original_width", "original_height"))
 
@@ -66,6 +67,7 @@ class ScoreConfig:
     embeddings: str | None = None
     language_accuracy: str = "high"
     max_pixels: int = DecodeOptions().max_pixels
+    max_bytes: int = DecodeOptions().max_bytes
 
     def fingerprint(self, pool: Pool) -> str:
         data = {**asdict(self), "needs": sorted(self.needs), "pool": str(pool.location.resolve()),
@@ -198,7 +200,7 @@ def _inspect_images(rows: list[_Row], res: _Resources, needs: frozenset[str]) ->
                        or ("image_emb" in needs and r.image_vec is None))
         if not (must_decode or "bytes" in needs):
             continue
-        r.data = _read_bytes(r)
+        r.data = _read_bytes(r, res.config.max_bytes)
         if r.data is None:
             continue
         if "bytes" in needs:
@@ -207,7 +209,7 @@ def _inspect_images(rows: list[_Row], res: _Resources, needs: frozenset[str]) ->
             todo.append(r)
     if not todo:
         return
-    options = DecodeOptions(max_pixels=res.config.max_pixels)
+    options = DecodeOptions(max_pixels=res.config.max_pixels, max_bytes=res.config.max_bytes)
     wants_pixels = "image_emb" in needs
     encoder = res.encoder() if wants_pixels and any(r.image_vec is None for r in todo) else None
 
@@ -234,7 +236,8 @@ def _inspect_images(rows: list[_Row], res: _Resources, needs: frozenset[str]) ->
                 r.image_vec = v
 
 
-def _read_bytes(r: _Row) -> bytes | None:
+def _read_bytes(r: _Row, max_bytes: int) -> bytes | None:
+    """The sample's image bytes (for hashing and decoding), or None with ``r.error`` set."""
     if r.sample.image_bytes is not None:
         if not r.sample.image_bytes:
             r.error = "empty file (0 bytes)"
@@ -244,20 +247,12 @@ def _read_bytes(r: _Row) -> bytes | None:
         r.error = "no image in this sample"
         return None
     try:
-        data = Path(r.sample.image_path).read_bytes()
-    except FileNotFoundError:
-        r.error = "file not found"
-        return None
-    except IsADirectoryError:
-        r.error = "is a directory"
-        return None
+        return read_image_bytes(r.sample.image_path, max_bytes)
+    except DecodeError as e:
+        r.error = str(e)
     except OSError as e:
         r.error = f"cannot read the image: {e.strerror or e}"
-        return None
-    if not data:
-        r.error = "empty file (0 bytes)"
-        return None
-    return data
+    return None
 
 
 def _encode_texts(rows: list[_Row], res: _Resources) -> None:
@@ -299,14 +294,14 @@ def _write_shard(rows: list[_Row], shard: Shard, needs: frozenset[str], workdir:
         matrix, has = _stack([getattr(r, attr) for r in rows])
         matrices[kind] = (matrix, has)
         columns[f"has_{kind}_emb"] = has
-        _save_npy(workdir / f"{kind}-{shard.index:05d}.npy", matrix.astype(np.float16))
+        save_atomic(workdir / f"{kind}-{shard.index:05d}.npy", npy_bytes(matrix))
     if "image" in matrices and "text" in matrices:
         (images, has_image), (texts, has_text) = matrices["image"], matrices["text"]
         columns["clip_score"] = np.where(has_image & has_text, np.einsum("ij,ij->i", images, texts), np.nan)
     meta_names = sorted({k for r in rows for k in r.sample.columns})
     for name in meta_names:
         values = [r.sample.columns.get(name) for r in rows]
-        columns[f"col.{name}"] = _arrow_safe(values)
+        columns[f"col.{name}"] = text_if_mixed(values)
     target = scores_path(workdir, shard)
     tmp = target.with_name(target.name + ".tmp")
     pq.write_table(pa.table(columns), tmp)
@@ -321,22 +316,6 @@ def _stack(vectors: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
     if has.any():
         matrix[has] = np.stack([v for v in vectors if v is not None])
     return matrix, has
-
-
-def _arrow_safe(values: list[Any]) -> list[Any]:
-    """A column of mixed types (common in webdataset json) becomes text rather than failing."""
-    kinds = {type(v) for v in values if v is not None}
-    if len(kinds) <= 1 or kinds <= {int, float}:
-        return values
-    return [None if v is None else str(v) for v in values]
-
-
-def _save_npy(path: Path, matrix: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, matrix)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
 
 
 ProgressFn = Callable[[int, int, int], None]

@@ -28,8 +28,8 @@ from clipdex.evaluate.datasets import (
     load_retrieval,
 )
 from clipdex.media.decode import DecodeOptions
-from clipdex.media.pipeline import decode_stream
-from clipdex.search.composed import ComposedParams, composed_queries, fusion_scores
+from clipdex.media.pipeline import embed_stream
+from clipdex.search.composed import ComposedParams, caption_means, composed_queries, fusion_scores
 
 if TYPE_CHECKING:
     from clipdex.encoders.base import Encoder
@@ -111,24 +111,13 @@ def _summarise(kind: str, per_query: dict[str, np.ndarray], seed: int, meta: dic
 
 def embed_images(encoder: Encoder, paths: list[str], workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of the images that decode, and a mask of which did (same decoder as indexing)."""
-    options = DecodeOptions(draft_size=encoder.image_size)
     emb = np.zeros((len(paths), encoder.dim), np.float32)
     ok = np.zeros(len(paths), bool)
-    batch: list[tuple[int, np.ndarray]] = []
-
-    def flush() -> None:
-        if batch:
-            idx = [i for i, _ in batch]
-            emb[idx] = encoder.encode_pixels(np.stack([p for _, p in batch]))
-            ok[idx] = True
-            batch.clear()
-
-    for decoded in decode_stream(list(enumerate(paths)), lambda t: t[1], options, encoder.preprocess, workers):
-        if decoded.error is None:
-            batch.append((decoded.item[0], decoded.value))
-            if len(batch) >= 64:
-                flush()
-    flush()
+    stream = embed_stream(encoder, range(len(paths)), lambda i: paths[i], DecodeOptions(draft_size=encoder.image_size),
+                          workers=workers)
+    for i, vector, _error in stream:
+        if vector is not None:
+            emb[i], ok[i] = vector, True
     return emb, ok
 
 
@@ -219,7 +208,7 @@ def run_composed(data: str | Path, encoder: Encoder, method: str = "sum", images
     ref_rows = np.asarray([index[r] for r in ds.references])
     queries = composed_queries(method, encoder, gallery[ref_rows], ds.texts, _reference_captions(ds, method), params)
     if method == "caption-fusion":
-        means, has = _caption_means(encoder, names, ds.gallery_captions)
+        means, has = gallery_caption_means(encoder, names, ds.gallery_captions)
         scores = fusion_scores(queries, gallery, means, has, params.fusion_beta)
     else:
         scores = queries @ gallery.T
@@ -248,21 +237,14 @@ def _reference_captions(ds: Any, method: str) -> list[str] | None:
     return list(ds.reference_captions)
 
 
-def _caption_means(encoder: Encoder, names: list[str], captions: dict[str, list[str]]
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def gallery_caption_means(encoder: Encoder, names: list[str], captions: dict[str, list[str]]
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """Per gallery image, the mean of its unit caption vectors, and whether it has any."""
     if not captions:
         raise SourceError("caption-fusion needs the gallery's captions (captions/gallery_captions.json)")
     flat = [(i, c) for i, n in enumerate(names) for c in captions.get(n, [])]
     vectors = encoder.encode_texts([c for _, c in flat])
-    means = np.zeros((len(names), vectors.shape[1]), np.float32)
-    counts = np.zeros(len(names), np.int64)
-    rows = np.asarray([i for i, _ in flat], np.int64)
-    np.add.at(means, rows, vectors)
-    np.add.at(counts, rows, 1)
-    has = counts > 0
-    means[has] /= counts[has, None]
-    return means, has
+    return caption_means(vectors, np.asarray([i for i, _ in flat], np.int64), len(names))
 
 
 def _cirr_subset(scores: np.ndarray, ds: Any, index: dict[str, int], targets: np.ndarray) -> dict[str, np.ndarray]:

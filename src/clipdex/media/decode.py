@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from clipdex.errors import DecodeError
 
-__all__ = ["DecodeOptions", "decode_image", "to_rgb"]
+__all__ = ["DecodeOptions", "decode_image", "read_image_bytes", "to_rgb"]
 
 ImageInput = str | os.PathLike[str] | bytes | BinaryIO
 
@@ -78,14 +78,30 @@ def decode_image(source: ImageInput, options: DecodeOptions = DecodeOptions()) -
         raise DecodeError(f"image too large (decompression bomb): {e}") from e
     except UnidentifiedImageError as e:
         raise DecodeError("not an image (unrecognised format)") from e
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise DecodeError(f"corrupt or truncated image: {_first_line(e)}") from e
+
+
+def read_image_bytes(path: str | os.PathLike[str], max_bytes: int = DecodeOptions().max_bytes) -> bytes:
+    """The bytes of an image file, refused with the same one-line reasons as :func:`decode_image`.
+
+    Raises:
+        DecodeError: missing, unreadable, empty or too large (other OS errors propagate).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise DecodeError("empty file (0 bytes)")
+        if size > max_bytes:
+            raise DecodeError(f"file too large: {size:,} bytes exceeds {max_bytes:,}")
+        return path.read_bytes()
     except PermissionError as e:
         raise DecodeError("permission denied") from e
     except FileNotFoundError as e:
         raise DecodeError("file not found") from e
     except IsADirectoryError as e:
         raise DecodeError("is a directory") from e
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise DecodeError(f"corrupt or truncated image: {_first_line(e)}") from e
 
 
 def _open_bytes(source: ImageInput, max_bytes: int) -> BinaryIO:
@@ -94,13 +110,7 @@ def _open_bytes(source: ImageInput, max_bytes: int) -> BinaryIO:
             raise DecodeError("empty file (0 bytes)")
         return io.BytesIO(source)
     if isinstance(source, str | os.PathLike):
-        path = Path(source)
-        size = path.stat().st_size
-        if size == 0:
-            raise DecodeError("empty file (0 bytes)")
-        if size > max_bytes:
-            raise DecodeError(f"file too large: {size:,} bytes exceeds {max_bytes:,}")
-        return io.BytesIO(path.read_bytes())
+        return io.BytesIO(read_image_bytes(source, max_bytes))
     return source
 
 

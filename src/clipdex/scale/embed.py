@@ -13,7 +13,6 @@ killed run started again skips finished parts and never writes a row twice.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from clipdex.curate.pool import PoolOptions, Sample, Shard, open_pool
+from clipdex.curate.embeddings import parquet_bytes, save_atomic, write_clip_retrieval
+from clipdex.curate.pool import PoolOptions, Sample, Shard, open_pool, text_if_mixed
 from clipdex.encoders.base import Encoder
 from clipdex.media.decode import DecodeOptions
-from clipdex.media.pipeline import decode_stream
+from clipdex.media.pipeline import embed_stream
 
 __all__ = ["EmbedReport", "embed_pool"]
 
@@ -78,28 +78,18 @@ def embed_pool(pool_location: str | os.PathLike[str], out: str | os.PathLike[str
 
 def _embed_shard(samples: Any, shard: Shard, out: Path, encoder: Encoder, batch_size: int) -> tuple[int, int]:
     rows: list[Sample] = []
-    images: list[np.ndarray] = []
+    vectors: list[np.ndarray] = []
     failures: dict[str, list[str]] = {"key": [], "error": []}
-    batch: list[tuple[Sample, np.ndarray]] = []
-
-    def flush() -> None:
-        if batch:
-            images.append(encoder.encode_pixels(np.stack([p for _, p in batch])))
-            rows.extend(s for s, _ in batch)
-            batch.clear()
-
-    stream = decode_stream(samples, lambda s: s.image if s.image is not None else b"", DecodeOptions(),
-                           encoder.preprocess)
-    for decoded in stream:
-        if decoded.error is not None:
-            failures["key"].append(decoded.item.key)
-            failures["error"].append("no image in this sample" if decoded.item.image is None else decoded.error)
-            continue
-        batch.append((decoded.item, decoded.value))
-        if len(batch) >= batch_size:
-            flush()
-    flush()
-    image_matrix = np.concatenate(images) if images else np.zeros((0, encoder.dim), np.float32)
+    stream = embed_stream(encoder, samples, lambda s: s.image if s.image is not None else b"",
+                          DecodeOptions(draft_size=encoder.image_size), batch_size)
+    for sample, vector, error in stream:
+        if vector is None:
+            failures["key"].append(sample.key)
+            failures["error"].append("no image in this sample" if sample.image is None else str(error))
+        else:
+            rows.append(sample)
+            vectors.append(vector)
+    image_matrix = np.stack(vectors) if vectors else np.zeros((0, encoder.dim), np.float32)
     text_matrix = np.zeros_like(image_matrix)
     captioned = [i for i, s in enumerate(rows) if isinstance(s.caption, str) and s.caption.strip()]
     for start in range(0, len(captioned), 256):
@@ -109,32 +99,9 @@ def _embed_shard(samples: Any, shard: Shard, out: Path, encoder: Encoder, batch_
     return len(rows), len(failures["key"])
 
 
-def _save(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _npy(matrix: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, matrix.astype(np.float16))
-    return buf.getvalue()
-
-
-def _parquet(columns: dict[str, list[Any]]) -> bytes:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    buf = io.BytesIO()
-    pq.write_table(pa.table(columns), buf, row_group_size=4096)  # small groups: a search hit reads one
-    return buf.getvalue()
-
-
 def _write(out: Path, index: int, rows: list[Sample], images: np.ndarray, texts: np.ndarray,
            failures: dict[str, list[str]]) -> None:
-    _save(out / "img_emb" / f"img_emb_{index}.npy", _npy(images))
-    _save(out / "text_emb" / f"text_emb_{index}.npy", _npy(texts))
-    _save(out / "failures" / f"failures_{index}.parquet", _parquet(failures))
+    save_atomic(out / "failures" / f"failures_{index}.parquet", parquet_bytes(failures))  # before the metadata
     columns: dict[str, list[Any]] = {
         "key": [s.key for s in rows],
         "image_path": [s.image_path for s in rows],
@@ -142,7 +109,5 @@ def _write(out: Path, index: int, rows: list[Sample], images: np.ndarray, texts:
                     for s in rows],
     }
     for name in sorted({k for s in rows for k in s.columns} - set(columns)):
-        values = [s.columns.get(name) for s in rows]
-        kinds = {type(v) for v in values if v is not None}
-        columns[name] = values if len(kinds) <= 1 else [None if v is None else str(v) for v in values]
-    _save(out / "metadata" / f"metadata_{index}.parquet", _parquet(columns))  # last: the part is done
+        columns[name] = text_if_mixed([s.columns.get(name) for s in rows])
+    write_clip_retrieval(out, images, columns, texts, part=index)  # metadata last: then the part is done

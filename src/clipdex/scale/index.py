@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from clipdex.encoders.base import l2_normalize
 from clipdex.errors import ClipdexError, SourceError
+from clipdex.store.vectors import gather_rows
 
 __all__ = ["EmbeddingIndex", "IndexPlan", "build_index", "parse_size", "plan_index"]
 
@@ -95,11 +97,6 @@ def _parts(emb: Path) -> list[tuple[Path, Path]]:
     return out
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def build_index(emb: str | os.PathLike[str], out: str | os.PathLike[str], memory_budget: int,
                 factory: str | None = None) -> dict[str, Any]:
     """Build an index of ``emb``'s image vectors into ``out`` (``index.faiss`` + ``manifest.json``).
@@ -119,10 +116,10 @@ def build_index(emb: str | os.PathLike[str], out: str | os.PathLike[str], memory
     if not index.is_trained:
         take = min(n, max(40 * max(plan.nlist, 1), 10_000), 500_000)
         rows = np.sort(np.random.default_rng(0).choice(n, take, replace=False))
-        index.train(_gather(arrays, rows))
+        index.train(gather_rows(arrays, rows))
     for array in arrays:
         for start in range(0, len(array), 100_000):
-            index.add(_unit(array[start:start + 100_000]))
+            index.add(l2_normalize(array[start:start + 100_000]))
     if plan.nprobe:
         faiss.ParameterSpace().set_index_parameter(index, "nprobe", plan.nprobe)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,16 +133,6 @@ def build_index(emb: str | os.PathLike[str], out: str | os.PathLike[str], memory
                 "build_seconds": round(time.perf_counter() - started, 2)}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
-
-
-def _gather(arrays: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
-    offsets = np.cumsum([0] + [len(a) for a in arrays])
-    part = np.searchsorted(offsets, rows, side="right") - 1
-    out = np.empty((len(rows), arrays[0].shape[1]), np.float32)
-    for p in np.unique(part):
-        sel = part == p
-        out[sel] = arrays[int(p)][rows[sel] - offsets[p]]
-    return _unit(out)
 
 
 class EmbeddingIndex:
@@ -167,16 +154,16 @@ class EmbeddingIndex:
 
     def search(self, query: np.ndarray, k: int = 10, rerank: int = 100) -> list[dict[str, Any]]:
         """Top ``k`` rows for a unit query: index candidates (``max(k, rerank)``), rescored exactly."""
-        q = _unit(np.asarray(query, np.float32).reshape(1, -1))
+        q = l2_normalize(np.asarray(query, np.float32).reshape(1, -1))
         _, ids = self.index.search(q, max(k, rerank))
         found = ids[0][ids[0] >= 0]
         if rerank:
-            exact = _gather(self.arrays, found) @ q[0]
+            exact = gather_rows(self.arrays, found) @ q[0]
             order = np.argsort(-exact)[:k]
             found, scores = found[order], exact[order]
         else:
             found = found[:k]
-            scores = _gather(self.arrays, found) @ q[0]
+            scores = gather_rows(self.arrays, found) @ q[0]
         return [{"row": int(r), "score": float(s), **self._metadata(int(r))} for r, s in zip(found, scores,
                                                                                                strict=True)]
 

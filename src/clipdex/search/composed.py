@@ -23,7 +23,8 @@ import numpy as np
 from clipdex.encoders.base import Encoder, l2_normalize
 from clipdex.errors import BadQueryError
 
-__all__ = ["COMPOSED_METHODS", "ComposedParams", "compose_texts", "composed_queries", "fusion_scores"]
+__all__ = ["COMPOSED_METHODS", "ComposedParams", "caption_means", "compose_texts", "composed_queries",
+           "fusion_scores"]
 
 COMPOSED_METHODS = ("image", "text", "sum", "pdv", "caption-fusion")
 
@@ -89,3 +90,15 @@ def fusion_scores(queries: np.ndarray, images: np.ndarray, caption_means: np.nda
     image_part = queries @ images.T
     caption_part = queries @ caption_means.T
     return np.where(has_caption[None, :], beta * caption_part + (1 - beta) * image_part, image_part)
+
+
+def caption_means(vectors: np.ndarray, owners: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate ``0..n-1``, the mean of the caption vectors it owns, and whether it owns any."""
+    means = np.zeros((n, vectors.shape[1] if vectors.ndim == 2 else 0), np.float32)
+    counts = np.zeros(n, np.int64)
+    owners = np.asarray(owners, np.int64)
+    np.add.at(means, owners, vectors)
+    np.add.at(counts, owners, 1)
+    has = counts > 0
+    means[has] /= counts[has, None]
+    return means, has

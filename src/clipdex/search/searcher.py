@@ -185,8 +185,7 @@ def _words_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     if query.where:
         keep = np.isin(ids, collection.filter_item_ids(query.where))
         scores, ids = scores[keep], ids[keep]
-    rows_all = np.flatnonzero(np.isin(view.item_ids, ids))
-    row_of = dict(zip(view.item_ids[rows_all].tolist(), rows_all.tolist(), strict=True))
+    row_of = _rows_of_items(view, ids)
     found = [(s, row_of[i]) for s, i in zip(scores.tolist(), ids.tolist(), strict=True) if i in row_of]
     window = found[query.offset:query.offset + query.k]
     t2 = time.perf_counter()
@@ -195,6 +194,12 @@ def _words_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     t3 = time.perf_counter()
     stages = {"lexical": 1000 * (t1 - t0), "search": 1000 * (t2 - t1), "fetch": 1000 * (t3 - t2)}
     return SearchPage(hits, 1000 * (t3 - t0), stages, len(found))
+
+
+def _rows_of_items(view: VectorView, item_ids: np.ndarray | list[int]) -> dict[int, int]:
+    """Row of ``view`` holding each of these items (items without a vector are absent)."""
+    rows = np.flatnonzero(np.isin(view.item_ids, item_ids))
+    return dict(zip(view.item_ids[rows].tolist(), rows.tolist(), strict=True))
 
 
 def _with_regions(collection: Collection, view: VectorView, vector: np.ndarray, scores: np.ndarray,
@@ -222,8 +227,7 @@ def _with_regions(collection: Collection, view: VectorView, vector: np.ndarray, 
     for item, (score, vec_id) in best.items():
         if item not in merged or score > merged[item][0]:
             merged[item] = (score, vec_id)
-    rows_all = np.flatnonzero(np.isin(view.item_ids, list(merged)))
-    row_of = dict(zip(view.item_ids[rows_all].tolist(), rows_all.tolist(), strict=True))
+    row_of = _rows_of_items(view, list(merged))
     ranked = sorted((item for item in merged if item in row_of), key=lambda i: -merged[i][0])[:want]
     region_of = {i: v for i in ranked if (v := merged[i][1]) is not None}
     return (np.asarray([merged[i][0] for i in ranked], np.float32),
@@ -245,17 +249,13 @@ def _attach_regions(collection: Collection, hits: list[Hit], region_of: dict[int
 def _fuse_captions(collection: Collection, view: VectorView, vector: np.ndarray, scores: np.ndarray,
                    picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """caption-fusion: rescore candidates by their captions too (candidates without captions keep theirs)."""
-    from clipdex.search.composed import ComposedParams, fusion_scores
+    from clipdex.search.composed import ComposedParams, caption_means, fusion_scores
 
     captions = collection.vectors("caption")
-    items = view.item_ids[picked]
-    means = np.zeros((len(picked), view.matrix.shape[1]), np.float32)
-    has = np.zeros(len(picked), bool)
-    for j, item in enumerate(items.tolist()):
-        rows = np.flatnonzero(captions.item_ids == item)
-        if len(rows):
-            means[j] = captions.matrix[rows].mean(axis=0)
-            has[j] = True
+    position = {item: j for j, item in enumerate(view.item_ids[picked].tolist())}
+    mine = np.flatnonzero(np.isin(captions.item_ids, list(position)))  # one pass over the captions
+    owners = np.asarray([position[int(i)] for i in captions.item_ids[mine]], np.int64)
+    means, has = caption_means(captions.matrix[mine], owners, len(picked))
     fused = fusion_scores(vector[None, :], view.matrix[picked], means, has, ComposedParams().fusion_beta)[0]
     order = np.argsort(-fused, kind="stable")
     return fused[order], picked[order]

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["VectorView", "load_view", "remove_orphan_shards", "write_shard"]
+__all__ = ["VectorView", "gather_rows", "load_view", "remove_orphan_shards", "write_shard"]
 
 
 @dataclass
@@ -103,3 +104,20 @@ def load_view(conn: sqlite3.Connection, folder: Path, kind: str, dim: int) -> Ve
     # float16 storage moves norms by ~1e-4; renormalise so cosine stays in [-1, 1]
     matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
     return VectorView(matrix, vec_ids[keep], table[keep, 1], table[keep, 2])
+
+
+def gather_rows(parts: Sequence[np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """Unit float32 rows by global index over consecutive parts (e.g. memory-mapped float16 shards).
+
+    Each part is indexed once, with its rows together, so a memory map reads only the pages it needs.
+    """
+    from clipdex.encoders.base import l2_normalize
+
+    rows = np.asarray(rows, np.int64)
+    offsets = np.cumsum([0] + [len(p) for p in parts])
+    position = np.searchsorted(offsets, rows, side="right") - 1
+    out = np.zeros((len(rows), parts[0].shape[1] if parts else 0), np.float32)
+    for part in np.unique(position):
+        sel = position == part
+        out[sel] = parts[int(part)][rows[sel] - offsets[part]]
+    return l2_normalize(out)  # float16 storage moves norms by ~1e-4

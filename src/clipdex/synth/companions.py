@@ -35,9 +35,9 @@ from clipdex.synth.world import (
     captions_for,
     sample_scene,
 )
-from clipdex.synth.writers import SynthReport
+from clipdex.synth.writers import SynthReport, add_sample
 
-__all__ = ["NOISE_KINDS", "POOL_FORMATS", "modify_scene", "write_composed", "write_noisy_pool"]
+__all__ = ["NOISE_KINDS", "NOISY_POOL_FORMATS", "modify_scene", "write_composed", "write_noisy_pool"]
 
 NOISE_KINDS = ("clean", "mismatched", "near_duplicate", "exact_duplicate", "blank", "tiny", "non_english",
                "boilerplate")
@@ -126,7 +126,7 @@ _SPANISH = {
 _BOILERPLATE = ("click here to download this image", "stock photo id 4829103 royalty free",
                 "image may contain: text", "untitled", "IMG_2041.JPG", "free shipping on all orders",
                 "DSC_0042.jpg", "photo photo photo photo photo")
-POOL_FORMATS = ("parquet", "webdataset", "folder")
+NOISY_POOL_FORMATS = ("parquet", "webdataset", "folder")
 
 
 def _spanish(caption: str) -> str:
@@ -155,8 +155,8 @@ def write_noisy_pool(out: str | Path, n: int, seed: int, size: int = 64,
     ``shares`` gives the fraction of each damage kind (the rest is clean); by
     default 10% each of six kinds and 5% exact duplicates, so 35% is clean.
     """
-    if fmt not in POOL_FORMATS:
-        raise ClipdexError(f"unknown pool format {fmt!r}. Available: {', '.join(POOL_FORMATS)}")
+    if fmt not in NOISY_POOL_FORMATS:
+        raise ClipdexError(f"unknown pool format {fmt!r}. Available: {', '.join(NOISY_POOL_FORMATS)}")
     out = _fresh(out)
     samples = _noisy_samples(n, seed, size, shares or dict(_DEFAULT_SHARES))
     {"parquet": _pool_parquet, "webdataset": _pool_webdataset, "folder": _pool_folder}[fmt](out, samples, shard_size)
@@ -254,10 +254,7 @@ def _pool_webdataset(out: Path, samples: list[_PoolSample], shard_size: int) -> 
         with tarfile.open(out / f"{start // shard_size:05d}.tar", "w") as tar:
             for s in samples[start:start + shard_size]:
                 meta = {"key": s.key, "caption": s.caption, "label": s.label, "duplicate_of": s.duplicate_of}
-                for ext, data in (("png", s.image), ("txt", s.caption.encode()), ("json", json.dumps(meta).encode())):
-                    info = tarfile.TarInfo(f"{s.key}.{ext}")
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
+                add_sample(tar, s.key, s.image, s.caption, meta)
 
 
 def _near_copy(image: Image.Image, rng: random.Random) -> Image.Image:

@@ -12,7 +12,7 @@ import io
 import json
 import random
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -127,12 +127,16 @@ def _webdataset(out: Path, scenes: list[Scene], caps: list[list[str]], size: int
             for i in range(start, min(start + shard_size, len(scenes))):
                 key = f"{i:06d}"
                 meta = {"key": key, "caption": caps[i][0], "scene": scenes[i].to_dict()}
-                for ext, data in (("png", _png(scenes[i], size)), ("txt", caps[i][0].encode()),
-                                  ("json", json.dumps(meta).encode())):
-                    info = tarfile.TarInfo(f"{key}.{ext}")
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
+                add_sample(tar, key, _png(scenes[i], size), caps[i][0], meta)
                 _tick(progress, i, len(scenes))
+
+
+def add_sample(tar: tarfile.TarFile, key: str, png: bytes, caption: str, meta: Mapping[str, object]) -> None:
+    """One webdataset sample as img2dataset writes it: ``key.png``, ``key.txt``, ``key.json``."""
+    for ext, data in (("png", png), ("txt", caption.encode()), ("json", json.dumps(meta).encode())):
+        info = tarfile.TarInfo(f"{key}.{ext}")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
 
 
 def _karpathy(out: Path, scenes: list[Scene], caps: list[list[str]], size: int, progress: ProgressFn | None,
