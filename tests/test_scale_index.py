@@ -9,7 +9,7 @@ import pytest
 
 from clipdex.curate.embeddings import write_clip_retrieval
 from clipdex.errors import ClipdexError
-from clipdex.scale.index import EmbeddingIndex, build_index, parse_size, plan_index
+from clipdex.scale.index import EmbeddingIndex, build_index, merge_index, parse_size, plan_index
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def test_plans_follow_the_budget() -> None:
     assert plan_index(20_000, 64, 1 << 20).factory == "IVF512,PQ32x4fs"
     # LAION-5B's index spends about 137 bytes per vector; 10M x 512 in 2 GB gets 136
     plan = plan_index(10_000_000, 512, 2 << 30)
-    assert plan.factory == "IVF12649,PQ256x4fs" and plan.bytes_per_vector == 136
+    assert plan.factory == "IVF12649_HNSW32,PQ256x4fs" and plan.bytes_per_vector == 136
     with pytest.raises(ClipdexError, match="too small for 20,000 vectors.*needs [0-9,]+ bytes"):
         plan_index(20_000, 64, 100_000)
     assert parse_size("2G") == 2 << 30 and parse_size("512m") == 512 << 20
@@ -56,6 +56,73 @@ def test_compressed_index_with_rerank_finds_the_exact_neighbours(emb: tuple[Path
         recall.append(len(exact & {h["row"] for h in hits}) / 10)
         assert hits[0]["key"] == f"k{hits[0]['row']}"  # hydrated from the right metadata part and row
     assert np.mean(recall) >= 0.95, np.mean(recall)
+
+
+def _recall(index: EmbeddingIndex, x: np.ndarray, rerank: int = 200) -> float:
+    recall = []
+    for q in np.random.default_rng(1).choice(len(x), 100, replace=False):
+        exact = set(np.argsort(-(x @ x[q]))[:10].tolist())
+        recall.append(len(exact & {h["row"] for h in index.search(x[q], k=10, rerank=rerank)}) / 10)
+    return float(np.mean(recall))
+
+
+def test_shards_searched_together_and_merged(emb: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    folder, x = emb
+    manifest = build_index(folder, tmp_path / "index", parse_size("1M"), shards=2)
+    assert [s["file"] for s in manifest["shards"]] == ["shard_0.faiss", "shard_1.faiss"]
+    assert [s["first_row"] for s in manifest["shards"]] == [0, 12_000]
+    together = EmbeddingIndex(tmp_path / "index")
+    assert _recall(together, x) >= 0.95
+    row = 15_432  # in the second shard: its local id must come back as the global row
+    assert together.search(x[row], k=1, rerank=50)[0] == {"row": row, "score": pytest.approx(1.0, abs=1e-3),
+                                                          "key": f"k{row}", "caption": f"k{row}"}
+    merged = merge_index(tmp_path / "index")
+    assert [s["file"] for s in merged["shards"]] == ["index.faiss"]
+    assert not (tmp_path / "index" / "shard_0.faiss").exists()
+    one = EmbeddingIndex(tmp_path / "index")
+    assert one.shards[0][0].ntotal == 20_000 and _recall(one, x) >= 0.95
+    assert one.search(x[row], k=1, rerank=50)[0]["row"] == row
+    with pytest.raises(ClipdexError, match="in one piece already"):
+        merge_index(tmp_path / "index")
+
+
+def _copy_emb(folder: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(folder, target)
+    return target
+
+
+def test_bad_parts_are_named_or_skipped(emb: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    from clipdex.errors import SourceError
+    from clipdex.scale.index import read_parts
+
+    folder, _ = emb
+    truncated = _copy_emb(folder, tmp_path / "truncated")
+    data = (truncated / "img_emb" / "img_emb_1.npy").read_bytes()
+    (truncated / "img_emb" / "img_emb_1.npy").write_bytes(data[:len(data) // 2])
+    with pytest.raises(SourceError, match="img_emb_1.npy: truncated"):
+        read_parts(truncated)
+    parts, skipped = read_parts(truncated, skip_bad=True)
+    assert [p.rows for p in parts] == [12_000] and list(skipped) == ["img_emb_1.npy"]
+    manifest = build_index(truncated, tmp_path / "ix", parse_size("1M"), skip_bad=True)
+    assert manifest["vectors"] == 12_000 and "truncated" in manifest["skipped_parts"]["img_emb_1.npy"]
+
+    missing = _copy_emb(folder, tmp_path / "missing")
+    (missing / "metadata" / "metadata_0.parquet").unlink()
+    with pytest.raises(SourceError, match="img_emb_0.npy: missing its metadata part"):
+        read_parts(missing)
+
+    wrong = _copy_emb(folder, tmp_path / "wrong")
+    np.save(wrong / "img_emb" / "img_emb_1.npy", np.zeros((8_000, 32), np.float16))
+    with pytest.raises(SourceError, match="wrong schema: 32-d vectors where the first part has 64"):
+        read_parts(wrong)
+    np.save(wrong / "img_emb" / "img_emb_1.npy", np.zeros((10, 64), np.float16))
+    with pytest.raises(SourceError, match="8,000 metadata rows for 10 vectors"):
+        read_parts(wrong)
+    np.save(wrong / "img_emb" / "img_emb_1.npy", np.array(["a", "b"]))
+    with pytest.raises(SourceError, match="wrong schema"):
+        read_parts(wrong)
 
 
 def test_cli_build_and_search(emb: tuple[Path, np.ndarray], tmp_path: Path,

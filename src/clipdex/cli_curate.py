@@ -9,6 +9,30 @@ import typer
 
 from clipdex.cli import JsonOpt, _emit, _progress_printer, app
 
+EngineOpt = Annotated[str, typer.Option(help="local (this process, or --workers processes) or ray (Ray Data actors)")]
+AddressOpt = Annotated[str | None, typer.Option(
+    help="Ray: the cluster to join (auto, or ray://host:10001); default: start Ray on this machine")]
+NumWorkersOpt = Annotated[int, typer.Option(min=1, help="Ray: actors, each with its own encoder")]
+GpusOpt = Annotated[float, typer.Option(min=0, help="Ray: GPUs reserved per actor")]
+
+
+def ray_options(engine: str, address: str | None, num_workers: int, gpus_per_worker: float) -> Any:
+    """The RayOptions for ``--engine ray``, ``None`` for ``local``.
+
+    Raises:
+        ClipdexError: an unknown engine, or Ray-only options with the local engine.
+    """
+    from clipdex.errors import ClipdexError
+    from clipdex.scale.ray_engine import RayOptions
+
+    if engine not in ("local", "ray"):
+        raise ClipdexError(f"unknown engine {engine!r}: use local or ray")
+    if engine == "local":
+        if address or num_workers != 1 or gpus_per_worker:
+            raise ClipdexError("--address, --num-workers and --gpus-per-worker need --engine ray")
+        return None
+    return RayOptions(address=address, num_workers=num_workers, gpus_per_worker=gpus_per_worker)
+
 
 @app.command("curate")
 def curate_cmd(
@@ -29,6 +53,10 @@ def curate_cmd(
     key_col: Annotated[str | None, typer.Option(help="Table column with a unique sample key")] = None,
     image_root: Annotated[str | None, typer.Option(help="Folder that relative image paths start from")] = None,
     report: Annotated[bool, typer.Option(help="Write report.html")] = True,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    num_workers: NumWorkersOpt = 1,
+    gpus_per_worker: GpusOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Filter, deduplicate and decontaminate an image-text pool; resumable (run the same command again)."""
@@ -45,6 +73,7 @@ def curate_cmd(
         model=model or settings.get("model", CurateOptions().model),
         embeddings=embeddings or settings.get("embeddings"),
         workers=workers or settings.get("workers", 1),
+        ray=ray_options(engine, address, num_workers, gpus_per_worker),
         copy_images=copy_images or settings.get("copy_images", False),
         language_accuracy=settings.get("language_accuracy", "high"), report=report, pool=pool_options)
     printers: dict[str, Any] = {}
@@ -74,6 +103,10 @@ def embed_cmd(
     image_col: Annotated[str | None, typer.Option(help="Table column with the image path")] = None,
     caption_col: Annotated[str | None, typer.Option(help="Table column with the caption")] = None,
     key_col: Annotated[str | None, typer.Option(help="Table column with a unique sample key")] = None,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    num_workers: NumWorkersOpt = 1,
+    gpus_per_worker: GpusOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Embed a pool into clip-retrieval's layout (resumable: run the same command again)."""
@@ -86,9 +119,11 @@ def embed_cmd(
 
     options = PoolOptions(image_col=image_col, caption_col=caption_col, key_col=key_col, shard_size=shard_size)
     report = embed_pool(pool, out, load_encoder(model or DEFAULT_SPEC), options, batch_size,
-                        progress=_progress_printer("embed parts"))
+                        progress=_progress_printer("embed parts"),
+                        ray=ray_options(engine, address, num_workers, gpus_per_worker))
     _emit(asdict(report), as_json, f"embedded {report.samples:,} samples ({report.failed:,} failed) in "
-          f"{report.parts_done_now} parts, {report.parts_reused} already done -> {report.out}")
+          f"{report.parts_done_now} parts, {report.parts_reused} already done -> {report.out}"
+          + "".join(f"\n  unreadable shard {name}: {why}" for name, why in report.failed_shards.items()))
 
 
 @app.command("build-index")
@@ -97,14 +132,36 @@ def build_index_cmd(
     out: Annotated[Path, typer.Option(help="Index folder to write")],
     memory_budget: Annotated[str, typer.Option(help="RAM the index may use at query time, e.g. 2G")] = "2G",
     factory: Annotated[str | None, typer.Option(help="A FAISS factory string instead of the planned one")] = None,
+    shards: Annotated[int, typer.Option(min=1, help="Index files, each over a run of parts (searched together "
+                                                    "or joined by merge-index)")] = 1,
+    skip_bad_parts: Annotated[bool, typer.Option(help="Leave out missing, truncated or wrong-schema parts "
+                                                      "(counted in the output) instead of stopping")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a FAISS index that fits a memory budget; searches re-rank exactly from the float16 vectors."""
     from clipdex.scale.index import build_index, parse_size
 
-    manifest = build_index(emb, out, parse_size(memory_budget), factory)
-    _emit(manifest, as_json, f"{manifest['factory']} over {manifest['vectors']:,} vectors: "
-          f"{manifest['index_bytes']:,} bytes, built in {manifest['build_seconds']} s -> {out}")
+    bar = _progress_printer("index parts")
+    manifest = build_index(emb, out, parse_size(memory_budget), factory, shards, skip_bad_parts,
+                           progress=lambda done, total: bar(done, total, 0))
+    skipped = manifest["skipped_parts"]
+    _emit(manifest, as_json, f"{manifest['factory']} over {manifest['vectors']:,} vectors in "
+          f"{len(manifest['shards'])} file(s): {manifest['index_bytes']:,} bytes, built in "
+          f"{manifest['build_seconds']} s -> {out}" + (f"\n  {len(skipped)} part(s) skipped:" if skipped else "")
+          + "".join(f"\n  {name}: {why}" for name, why in skipped.items()))
+
+
+@app.command("merge-index")
+def merge_index_cmd(
+    index: Annotated[Path, typer.Argument(help="An index folder built with --shards")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Join the shards of an IVF index into one index.faiss."""
+    from clipdex.scale.index import merge_index
+
+    manifest = merge_index(index)
+    _emit(manifest, as_json, f"merged into {index / 'index.faiss'}: {manifest['vectors']:,} vectors, "
+          f"{manifest['index_bytes']:,} bytes")
 
 
 @app.command("search-index")

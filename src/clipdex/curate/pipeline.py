@@ -27,6 +27,7 @@ from clipdex.curate.score import ScoreConfig, score_pool, scores_path
 from clipdex.encoders.base import Encoder
 from clipdex.encoders.registry import DEFAULT_SPEC
 from clipdex.errors import ClipdexError, FilterSpecError, MissingExtraError
+from clipdex.scale.ray_engine import RayOptions
 
 __all__ = ["CurateOptions", "CurateReport", "Step", "curate", "load_config"]
 
@@ -41,6 +42,7 @@ class CurateOptions:
     model: str = DEFAULT_SPEC
     embeddings: str | None = None
     workers: int = 1
+    ray: RayOptions | None = None  # score the shards on Ray instead of local processes
     copy_images: bool = False
     language_accuracy: str = "high"
     report: bool = True
@@ -143,7 +145,7 @@ def curate(pool_location: str | os.PathLike[str], out: str | os.PathLike[str],
         clock = now
 
     scored = score_pool(pool, config, workdir, options.workers,
-                        (lambda d, t, _f: progress("score", d, t)) if progress else None, encoder)
+                        (lambda d, t, _f: progress("score", d, t)) if progress else None, encoder, options.ray)
     lap("score")
     shards = [s for s in pool.shards() if s.name not in scored.failed_shards]
     ctx = _context(workdir, shards, config, encoder)

@@ -18,7 +18,6 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from itertools import islice
 from multiprocessing import get_context
 from pathlib import Path
@@ -34,8 +33,10 @@ from clipdex.encoders.base import Encoder
 from clipdex.errors import DecodeError, SourceError
 from clipdex.media.decode import DecodeOptions, read_image_bytes
 from clipdex.media.pipeline import decode_stream
+from clipdex.scale.ray_engine import RayOptions, ShardResult, run_shards
 
-__all__ = ["NEEDS", "perceptual_hash", "ScoreConfig", "ScoreReport", "score_pool", "score_shard", "scores_path"]
+__all__ = ["NEEDS", "perceptual_hash", "ScoreConfig", "ScoreReport", "ScoreWorker", "score_pool", "score_shard",
+           "scores_path"]
 
 # bytes: content hash; size: width/height; pixels: blankness and perceptual hash;
 # image_emb / text_emb: vectors; language: caption language.
@@ -331,51 +332,77 @@ class ScoreReport:
 
 
 def score_pool(pool: Pool, config: ScoreConfig, workdir: Path, workers: int = 1,
-               progress: ProgressFn | None = None, encoder: Encoder | None = None) -> ScoreReport:
+               progress: ProgressFn | None = None, encoder: Encoder | None = None,
+               ray: RayOptions | None = None) -> ScoreReport:
     """Run pass 1 over every shard not already scored in ``workdir``.
 
-    With ``workers > 1`` shards are scored in that many processes, each with
-    its own encoder using its share of the cores (``encoder`` serves the
-    single-process path). A shard that cannot be read
-    is listed in ``failed_shards``; the others carry on.
+    With ``ray`` the shards go to Ray actors (see :mod:`clipdex.scale.ray_engine`); with ``workers > 1``
+    to that many local processes, each with its own encoder using its share of the cores; otherwise
+    they are scored here (``encoder`` serves this path). A shard that cannot be read is listed in
+    ``failed_shards``; the others carry on.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     shards = pool.shards()
     report = ScoreReport(shards=len(shards))
-    todo = [s for s in shards if not scores_path(workdir, s).exists()]
+    todo = [s.index for s in shards if not scores_path(workdir, s).exists()]
     report.reused = len(shards) - len(todo)
+    names = {s.index: s.name for s in shards}
     if progress:
         progress(report.reused, len(shards), 0)
 
-    def record(shard: Shard, run: Callable[[], int]) -> None:
-        try:
-            report.samples_scored += run()
+    def record(result: ShardResult) -> None:
+        if result.error:
+            report.failed_shards[names[result.shard]] = result.error
+        else:
+            report.samples_scored += result.samples
             report.scored_now += 1
-        except SourceError as e:
-            report.failed_shards[shard.name] = str(e)
         if progress:
             progress(report.reused + report.scored_now + len(report.failed_shards), len(shards),
                      len(report.failed_shards))
 
-    if workers <= 1 or len(todo) <= 1:
-        res = _Resources(config, _encoder=encoder)
-        for shard in todo:
-            record(shard, partial(score_shard, pool, shard, config, workdir, res))
-        return report
-    threads = max(1, (os.cpu_count() or 2) // workers)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
-        futures = {ex.submit(_score_in_worker, str(pool.location), pool.options, shard, config, str(workdir), threads):
-                   shard for shard in todo}
-        for future in as_completed(futures):
-            record(futures[future], future.result)
+    worker = ScoreWorker(str(pool.location), pool.options, config, str(workdir))
+    if ray is not None:
+        run_shards(todo, worker, ray, record)
+    elif workers <= 1 or len(todo) <= 1:
+        worker.setup(encoder=encoder)
+        for index in todo:
+            record(worker(index))
+    else:
+        threads = max(1, (os.cpu_count() or 2) // workers)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
+            for future in as_completed([ex.submit(_score_in_process, worker, threads, i) for i in todo]):
+                record(future.result())
     return report
 
 
-_WORKER_RESOURCES: dict[str, _Resources] = {}
+@dataclass
+class ScoreWorker:
+    """Scores one shard of a pool into the work folder; picklable until ``setup`` (the state a process
+    or a Ray actor keeps between shards: the pool's shard list, the encoder, precomputed vectors)."""
+
+    pool_location: str
+    options: PoolOptions
+    config: ScoreConfig
+    workdir: str
+
+    def setup(self, threads: int | None = None, encoder: Encoder | None = None) -> None:
+        self._pool = open_pool(self.pool_location, self.options)
+        self._shards = {s.index: s for s in self._pool.shards()}
+        self._resources = _Resources(self.config, threads=threads, _encoder=encoder)
+
+    def __call__(self, index: int) -> ShardResult:
+        try:
+            return ShardResult(index, score_shard(self._pool, self._shards[index], self.config,
+                                                  Path(self.workdir), self._resources))
+        except SourceError as e:
+            return ShardResult(index, error=str(e))
 
 
-def _score_in_worker(location: str, options: PoolOptions, shard: Shard, config: ScoreConfig, workdir: str,
-                     threads: int) -> int:
-    res = _WORKER_RESOURCES.setdefault(config.fingerprint(open_pool(location, options)),
-                                       _Resources(config, threads=threads))
-    return score_shard(open_pool(location, options), shard, config, Path(workdir), res)
+_PROCESS_WORKER: list[ScoreWorker] = []  # the set-up worker of this process, kept between shards
+
+
+def _score_in_process(worker: ScoreWorker, threads: int, index: int) -> ShardResult:
+    if not _PROCESS_WORKER or _PROCESS_WORKER[0] != worker:
+        worker.setup(threads)
+        _PROCESS_WORKER[:] = [worker]
+    return _PROCESS_WORKER[0](index)

@@ -132,7 +132,11 @@ class OnnxEncoder:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        # a GPU build of ONNX Runtime on a machine (or Ray worker) given a GPU uses it; otherwise the CPU
+        providers = ["CPUExecutionProvider"]
+        if "CUDAExecutionProvider" in ort.get_available_providers() and os.environ.get("CUDA_VISIBLE_DEVICES", "x"):
+            providers.insert(0, "CUDAExecutionProvider")
+        return ort.InferenceSession(str(path), options, providers=providers)
 
     def _visual_session(self) -> Any:
         if self._visual is None:

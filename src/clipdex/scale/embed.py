@@ -26,8 +26,9 @@ from clipdex.curate.pool import PoolOptions, Sample, Shard, open_pool, text_if_m
 from clipdex.encoders.base import Encoder
 from clipdex.media.decode import DecodeOptions
 from clipdex.media.pipeline import embed_stream
+from clipdex.scale.ray_engine import RayOptions, ShardResult, run_shards
 
-__all__ = ["EmbedReport", "embed_pool"]
+__all__ = ["EmbedReport", "EmbedWorker", "embed_pool"]
 
 ProgressFn = Callable[[int, int, int], None]
 
@@ -46,11 +47,13 @@ class EmbedReport:
 
 def embed_pool(pool_location: str | os.PathLike[str], out: str | os.PathLike[str], encoder: Encoder,
                options: PoolOptions = PoolOptions(), batch_size: int = 64,
-               progress: ProgressFn | None = None) -> EmbedReport:
-    """Embed every shard of a pool not embedded yet into ``out`` (see the module doc for the layout)."""
-    import time
+               progress: ProgressFn | None = None, ray: RayOptions | None = None) -> EmbedReport:
+    """Embed every shard of a pool not embedded yet into ``out`` (see the module doc for the layout).
 
-    from clipdex.errors import SourceError
+    With ``ray``, the shards are shared out to Ray actors that each load ``encoder.spec`` themselves;
+    otherwise they are embedded here, one after the other, with ``encoder``.
+    """
+    import time
 
     started = time.perf_counter()
     pool = open_pool(pool_location, options)
@@ -59,21 +62,59 @@ def embed_pool(pool_location: str | os.PathLike[str], out: str | os.PathLike[str
         (out / sub).mkdir(parents=True, exist_ok=True)
     shards = pool.shards()
     report = EmbedReport(str(out), parts=len(shards))
-    for n, shard in enumerate(shards):
-        if (out / "metadata" / f"metadata_{shard.index}.parquet").exists():
-            report.parts_reused += 1
+    todo = [s.index for s in shards if not (out / "metadata" / f"metadata_{s.index}.parquet").exists()]
+    report.parts_reused = len(shards) - len(todo)
+    names = {s.index: s.name for s in shards}
+
+    def record(result: ShardResult) -> None:
+        if result.error:
+            report.failed_shards[names[result.shard]] = result.error
         else:
-            try:
-                done, failed = _embed_shard(pool.read(shard), shard, out, encoder, batch_size)
-                report.samples += done
-                report.failed += failed
-                report.parts_done_now += 1
-            except SourceError as e:
-                report.failed_shards[shard.name] = str(e)
+            report.samples += result.samples
+            report.failed += result.failed
+            report.parts_done_now += 1
         if progress:
-            progress(n + 1, len(shards), report.failed)
+            progress(report.parts_reused + report.parts_done_now + len(report.failed_shards), len(shards),
+                     report.failed)
+
+    worker = EmbedWorker(str(pool.location), options, str(out), encoder.spec, batch_size)
+    if ray is not None:
+        run_shards(todo, worker, ray, record)
+    else:
+        worker.setup(encoder=encoder)
+        for index in todo:
+            record(worker(index))
     report.seconds = time.perf_counter() - started
     return report
+
+
+@dataclass
+class EmbedWorker:
+    """Embeds one shard of a pool into its part files; picklable until ``setup`` (a Ray actor's state)."""
+
+    pool_location: str
+    options: PoolOptions
+    out: str
+    model: str
+    batch_size: int = 64
+
+    def setup(self, threads: int | None = None, encoder: Encoder | None = None) -> None:
+        from clipdex.encoders.registry import load_encoder
+
+        self._pool = open_pool(self.pool_location, self.options)
+        self._shards = {s.index: s for s in self._pool.shards()}
+        self._encoder = encoder or load_encoder(self.model, threads=threads)
+
+    def __call__(self, index: int) -> ShardResult:
+        from clipdex.errors import SourceError
+
+        shard = self._shards[index]
+        try:
+            done, failed = _embed_shard(self._pool.read(shard), shard, Path(self.out), self._encoder,
+                                        self.batch_size)
+        except SourceError as e:
+            return ShardResult(index, error=str(e))
+        return ShardResult(index, done, failed)
 
 
 def _embed_shard(samples: Any, shard: Shard, out: Path, encoder: Encoder, batch_size: int) -> tuple[int, int]:

@@ -15,8 +15,8 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ from clipdex.encoders.base import l2_normalize
 from clipdex.errors import ClipdexError, SourceError
 from clipdex.store.vectors import gather_rows
 
-__all__ = ["EmbeddingIndex", "IndexPlan", "build_index", "parse_size", "plan_index"]
+__all__ = ["EmbeddingIndex", "IndexPlan", "Part", "build_index", "merge_index", "parse_size", "plan_index",
+           "read_parts"]
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -68,14 +69,19 @@ def plan_index(n: int, dim: int, budget: int) -> IndexPlan:
     nlist = _nlist(n)
     nprobe = max(8, nlist // 64)
     centroids = nlist * dim * 4
+    # past a few thousand lists, finding the nearest lists by brute force costs more than scanning them
+    # (for every added vector and every query): an HNSW graph over the centroids finds them instead
+    ivf = f"IVF{nlist}" if nlist < 4096 else f"IVF{nlist}_HNSW32"
+    if nlist >= 4096:
+        centroids += nlist * 32 * 2 * 4  # the graph's links
     options = [IndexPlan("Flat", 4 * dim, 0, 0, 0),
-               IndexPlan(f"IVF{nlist},SQfp16", 2 * dim + 8, centroids, nlist, nprobe),
-               IndexPlan(f"IVF{nlist},SQ8", dim + 8, centroids, nlist, nprobe)]
+               IndexPlan(f"{ivf},SQfp16", 2 * dim + 8, centroids, nlist, nprobe),
+               IndexPlan(f"{ivf},SQ8", dim + 8, centroids, nlist, nprobe)]
     # 4-bit fast-scan PQ: trains in a fraction of a second where 8-bit PQ takes a minute on this machine,
     # and the exact re-ranking from the float16 vectors on disk makes up for the coarser codes
     for m in (dim // 2, dim // 4, dim // 8, dim // 16):
         if m >= 4 and m % 2 == 0 and dim % m == 0:
-            options.append(IndexPlan(f"IVF{nlist},PQ{m}x4fs", m // 2 + 8, centroids, nlist, nprobe))
+            options.append(IndexPlan(f"{ivf},PQ{m}x4fs", m // 2 + 8, centroids, nlist, nprobe))
     for plan in options:
         if plan.total_bytes(n) <= budget:
             return plan
@@ -84,111 +90,263 @@ def plan_index(n: int, dim: int, budget: int) -> IndexPlan:
                        f"the smallest index ({smallest.factory}) needs {smallest.total_bytes(n):,} bytes")
 
 
-def _parts(emb: Path) -> list[tuple[Path, Path]]:
+@dataclass(frozen=True)
+class Part:
+    """One part of an embedding folder: image vectors and the metadata rows aligned with them."""
+
+    npy: Path
+    metadata: Path
+    rows: int
+    dim: int
+
+
+def read_parts(emb: str | os.PathLike[str], skip_bad: bool = False) -> tuple[list[Part], dict[str, str]]:
+    """The parts of a clip-retrieval folder, checked: each ``img_emb_{i}.npy`` must be a whole 2-D float
+    array with the same width as the others, and ``metadata_{i}.parquet`` must exist with as many rows.
+
+    Returns the good parts and, with ``skip_bad``, ``{file: reason}`` for the parts left out.
+
+    Raises:
+        SourceError: no parts, or (without ``skip_bad``) the first bad part, named with the reason.
+    """
+    import pyarrow.parquet as pq
+
+    emb = Path(emb)
     files = sorted((emb / "img_emb").glob("img_emb_*.npy"), key=lambda p: int(re.findall(r"\d+", p.stem)[-1]))
     if not files:
         raise SourceError(f"{emb}: no img_emb/img_emb_*.npy files (clip-retrieval's layout)")
-    out = []
+    good: list[Part] = []
+    skipped: dict[str, str] = {}
     for npy in files:
         meta = emb / "metadata" / npy.name.replace("img_emb", "metadata").replace(".npy", ".parquet")
-        if not meta.exists():
-            raise SourceError(f"{npy}: no matching {meta}")
-        out.append((npy, meta))
-    return out
+        try:
+            try:
+                array = np.load(npy, mmap_mode="r")
+            except (ValueError, OSError, EOFError) as e:
+                raise SourceError(f"{npy}: truncated or not a .npy array ({e})") from e
+            if array.ndim != 2 or array.dtype.kind != "f":
+                raise SourceError(f"{npy}: wrong schema: a {array.ndim}-d {array.dtype} array, "
+                                  "expected 2-d float rows")
+            if good and array.shape[1] != good[0].dim:
+                raise SourceError(f"{npy}: wrong schema: {array.shape[1]}-d vectors where the first part "
+                                  f"has {good[0].dim}")
+            if not meta.exists():
+                raise SourceError(f"{npy}: missing its metadata part {meta}")
+            try:
+                meta_rows = pq.ParquetFile(meta).metadata.num_rows
+            except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+                raise SourceError(f"{meta}: truncated or not Parquet ({str(e).splitlines()[0]})") from e
+            if meta_rows != len(array):
+                raise SourceError(f"{meta}: {meta_rows:,} metadata rows for {len(array):,} vectors in {npy.name}")
+            good.append(Part(npy, meta, len(array), int(array.shape[1])))
+        except SourceError as e:
+            if not skip_bad:
+                raise
+            skipped[npy.name] = str(e)
+    if not good:
+        raise SourceError(f"{emb}: no readable part ({len(skipped)} skipped)")
+    return good, skipped
 
 
 def build_index(emb: str | os.PathLike[str], out: str | os.PathLike[str], memory_budget: int,
-                factory: str | None = None) -> dict[str, Any]:
-    """Build an index of ``emb``'s image vectors into ``out`` (``index.faiss`` + ``manifest.json``).
+                factory: str | None = None, shards: int = 1, skip_bad: bool = False,
+                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Build an index of ``emb``'s image vectors into ``out``.
 
-    Returns the manifest: the chosen factory, counts, sizes and build time.
+    ``out`` gets ``index.faiss`` (or ``shard_{s}.faiss`` files with ``shards`` > 1: one trained index,
+    filled with a contiguous run of parts each, searched together or merged by :func:`merge_index`),
+    ``metadata/meta_{i}.arrow`` (the metadata as uncompressed Arrow, memory-mapped at query time) and
+    ``manifest.json``. Returns the manifest: the chosen factory, counts, sizes, skipped parts, build time.
     """
     import faiss
 
-    emb, out = Path(emb), Path(out)
-    parts = _parts(emb)
-    arrays = [np.load(npy, mmap_mode="r") for npy, _ in parts]
-    n, dim = sum(len(a) for a in arrays), int(arrays[0].shape[1])
+    out = Path(out)
+    parts, skipped = read_parts(emb, skip_bad)
+    n, dim = sum(p.rows for p in parts), parts[0].dim
     plan = plan_index(n, dim, memory_budget)
     chosen = factory or plan.factory
     started = time.perf_counter()
-    index = faiss.index_factory(dim, chosen, faiss.METRIC_INNER_PRODUCT)
+    arrays = [np.load(p.npy, mmap_mode="r") for p in parts]
+    trained = _trained(faiss, chosen, dim, arrays, n, plan.nlist)
+    out.mkdir(parents=True, exist_ok=True)
+    shard_parts = np.array_split(np.arange(len(parts)), max(1, min(shards, len(parts))))
+    shard_entries: list[dict[str, Any]] = []
+    first_row = done = 0
+    for number, members in enumerate(shard_parts):
+        index = faiss.clone_index(trained)
+        rows = 0
+        for p in members:
+            for start in range(0, len(arrays[p]), 100_000):
+                index.add(l2_normalize(arrays[p][start:start + 100_000]))
+            rows += parts[p].rows
+            done += 1
+            if progress:
+                progress(done, len(parts))
+        name = "index.faiss" if len(shard_parts) == 1 else f"shard_{number}.faiss"
+        _write_index(faiss, index, out / name)
+        shard_entries.append({"file": name, "first_row": first_row, "rows": rows})
+        first_row += rows
+    part_entries = []
+    for i, part in enumerate(parts):
+        arrow = _arrow_metadata(part.metadata, out / "metadata" / f"meta_{i}.arrow")
+        part_entries.append({"npy": str(part.npy.resolve()), "metadata": str(part.metadata.resolve()),
+                             "arrow": arrow, "rows": part.rows})
+    manifest = {"factory": chosen, "vectors": n, "dim": dim, "nprobe": plan.nprobe,
+                "emb": str(Path(emb).resolve()), "parts": part_entries, "shards": shard_entries,
+                "skipped_parts": skipped, "memory_budget": memory_budget, "planned": asdict(plan),
+                "index_bytes": sum((out / s["file"]).stat().st_size for s in shard_entries),
+                "build_seconds": round(time.perf_counter() - started, 2)}
+    _write_manifest(out, manifest)
+    return manifest
+
+
+def merge_index(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Merge an index built in shards into one ``index.faiss`` (IVF indexes, which share one trained
+    quantizer); the shard files are removed once the merged index is written.
+
+    Raises:
+        ClipdexError: the index is not sharded, or its kind cannot be merged.
+    """
+    import faiss
+
+    folder = Path(folder)
+    manifest = _read_manifest(folder)
+    shards = manifest["shards"]
+    if len(shards) < 2:
+        raise ClipdexError(f"{folder}: the index is in one piece already")
+    merged = faiss.read_index(str(folder / shards[0]["file"]))
+    if not isinstance(merged, faiss.IndexIVF):
+        raise ClipdexError(f"{folder}: only IVF indexes can be merged ({manifest['factory']}); search the "
+                           "shards together instead")
+    for shard in shards[1:]:
+        merged.merge_from(faiss.read_index(str(folder / shard["file"])), shard["first_row"])
+    _write_index(faiss, merged, folder / "index.faiss")
+    manifest["shards"] = [{"file": "index.faiss", "first_row": 0, "rows": manifest["vectors"]}]
+    manifest["index_bytes"] = (folder / "index.faiss").stat().st_size
+    _write_manifest(folder, manifest)
+    for shard in shards:
+        (folder / shard["file"]).unlink(missing_ok=True)
+    return manifest
+
+
+def _trained(faiss: Any, factory: str, dim: int, arrays: list[np.ndarray], n: int, nlist: int) -> Any:
+    """An empty index of ``factory``, trained on a sample of 30 vectors per list (the low end of faiss's
+    advice, 30 to 256: k-means over 12,649 lists at 10M then takes minutes on two cores, not an hour)."""
+    try:
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        raise ClipdexError(f"faiss cannot build {factory!r}: {str(e).splitlines()[-1]}") from e
     if not index.is_trained:
-        take = min(n, max(40 * max(plan.nlist, 1), 10_000), 500_000)
+        take = min(n, max(30 * max(nlist, 1), 10_000), 500_000)
         rows = np.sort(np.random.default_rng(0).choice(n, take, replace=False))
         index.train(gather_rows(arrays, rows))
-    for array in arrays:
-        for start in range(0, len(array), 100_000):
-            index.add(l2_normalize(array[start:start + 100_000]))
-    if plan.nprobe:
-        faiss.ParameterSpace().set_index_parameter(index, "nprobe", plan.nprobe)
-    out.mkdir(parents=True, exist_ok=True)
-    faiss.write_index(index, str(out / "index.faiss.tmp"))
-    os.replace(out / "index.faiss.tmp", out / "index.faiss")
-    manifest = {"factory": chosen, "vectors": n, "dim": dim, "nprobe": plan.nprobe, "emb": str(emb.resolve()),
-                "parts": [{"npy": str(npy), "metadata": str(meta), "rows": len(a)}
-                          for (npy, meta), a in zip(parts, arrays, strict=True)],
-                "memory_budget": memory_budget, "planned": asdict(plan),
-                "index_bytes": (out / "index.faiss").stat().st_size,
-                "build_seconds": round(time.perf_counter() - started, 2)}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return index
+
+
+def _write_index(faiss: Any, index: Any, path: Path) -> None:
+    faiss.write_index(index, str(path) + ".tmp")
+    os.replace(str(path) + ".tmp", path)
+
+
+def _arrow_metadata(parquet: Path, target: Path) -> str:
+    """The metadata part as an uncompressed Arrow file: memory-mapped at query time, a hit reads its
+    own row, where a Parquet row group would be decompressed whole."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = pq.ParquetFile(parquet)
+    with pa.OSFile(str(target) + ".tmp", "wb") as sink, pa.ipc.new_file(sink, source.schema_arrow) as writer:
+        for batch in source.iter_batches(batch_size=65_536):
+            writer.write_batch(batch)
+    os.replace(str(target) + ".tmp", target)
+    return target.name
+
+
+def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    (folder / "manifest.json.tmp").write_text(json.dumps(manifest, indent=1))
+    os.replace(folder / "manifest.json.tmp", folder / "manifest.json")
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = json.loads((folder / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SourceError(f"{folder}: not an index folder (no readable manifest.json)") from e
+    manifest.setdefault("shards", [{"file": "index.faiss", "first_row": 0, "rows": manifest["vectors"]}])
     return manifest
 
 
 class EmbeddingIndex:
-    """A built index folder: search with exact re-ranking, results hydrated from metadata by row."""
+    """A built index folder: search with exact re-ranking, results hydrated from metadata by row.
+
+    The index codes are in RAM (that is what the budget pays for); the float16 vectors and the metadata
+    are memory-mapped, so a search reads only the rows it re-ranks and returns.
+    """
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         import faiss
+        import pyarrow as pa
 
-        folder = Path(folder)
-        try:
-            self.manifest = json.loads((folder / "manifest.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise SourceError(f"{folder}: not an index folder (no readable manifest.json)") from e
-        self.index = faiss.read_index(str(folder / "index.faiss"))
-        if self.manifest["nprobe"]:
-            faiss.ParameterSpace().set_index_parameter(self.index, "nprobe", self.manifest["nprobe"])
+        self.folder = Path(folder)
+        self.manifest = _read_manifest(self.folder)
+        self.shards = []
+        for shard in self.manifest["shards"]:
+            index = faiss.read_index(str(self.folder / shard["file"]))
+            if self.manifest["nprobe"]:
+                space = faiss.ParameterSpace()
+                space.set_index_parameter(index, "nprobe", self.manifest["nprobe"])
+                if "HNSW" in self.manifest["factory"]:  # the coarse quantizer must look past nprobe centroids
+                    space.set_index_parameter(index, "quantizer_efSearch", 2 * self.manifest["nprobe"])
+            self.shards.append((index, int(shard["first_row"])))
         self.arrays = [np.load(p["npy"], mmap_mode="r") for p in self.manifest["parts"]]
         self.offsets = np.cumsum([0] + [p["rows"] for p in self.manifest["parts"]])
+        self.readers = [pa.ipc.open_file(pa.memory_map(str(self.folder / "metadata" / p["arrow"])))
+                        for p in self.manifest["parts"]]
+        # where each record batch starts: a row is read from its own batch, with no copy of the others
+        self.batch_starts = [np.cumsum([0] + [r.get_batch(i).num_rows for i in range(r.num_record_batches)])
+                             for r in self.readers]
 
-    def search(self, query: np.ndarray, k: int = 10, rerank: int = 100) -> list[dict[str, Any]]:
-        """Top ``k`` rows for a unit query: index candidates (``max(k, rerank)``), rescored exactly."""
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    def __len__(self) -> int:
+        return int(self.manifest["vectors"])
+
+    def search(self, query: np.ndarray, k: int = 10, rerank: int = 100,
+               metadata: bool = True) -> list[dict[str, Any]]:
+        """Top ``k`` rows for a query: index candidates (``max(k, rerank)`` from every shard), rescored
+        exactly from the float16 vectors when ``rerank`` > 0."""
         q = l2_normalize(np.asarray(query, np.float32).reshape(1, -1))
-        _, ids = self.index.search(q, max(k, rerank))
-        found = ids[0][ids[0] >= 0]
-        if rerank:
-            exact = gather_rows(self.arrays, found) @ q[0]
-            order = np.argsort(-exact)[:k]
-            found, scores = found[order], exact[order]
-        else:
-            found = found[:k]
-            scores = gather_rows(self.arrays, found) @ q[0]
-        return [{"row": int(r), "score": float(s), **self._metadata(int(r))} for r, s in zip(found, scores,
-                                                                                               strict=True)]
+        want = max(k, rerank)
+        found_scores, found_rows = [], []
+        for index, first_row in self.shards:
+            scores, ids = index.search(q, want)
+            keep = ids[0] >= 0
+            found_scores.append(scores[0][keep])
+            found_rows.append(ids[0][keep] + first_row)
+        scores, rows = np.concatenate(found_scores), np.concatenate(found_rows)
+        rows = rows[np.argsort(-scores)[:want]]
+        exact = gather_rows(self.arrays, rows) @ q[0]
+        order = np.argsort(-exact)[:k] if rerank else np.arange(min(k, len(rows)))
+        rows, exact = rows[order], exact[order]
+        hits = [{"row": int(r), "score": float(s)} for r, s in zip(rows, exact, strict=True)]
+        if metadata:
+            for hit, row in zip(hits, self.metadata(rows), strict=True):
+                hit.update(row)
+        return hits
 
-    def _metadata(self, row: int) -> dict[str, Any]:
-        part = int(np.searchsorted(self.offsets, row, side="right") - 1)
-        path = self.manifest["parts"][part]["metadata"]
-        local = row - int(self.offsets[part])
-        starts = _row_group_starts(path)
-        group = int(np.searchsorted(starts, local, side="right") - 1)
-        table = _row_group(path, group)
-        return table.slice(local - int(starts[group]), 1).to_pylist()[0]  # type: ignore[no-any-return]
-
-
-@lru_cache(maxsize=1024)
-def _row_group_starts(path: str) -> np.ndarray:
-    import pyarrow.parquet as pq
-
-    meta = pq.ParquetFile(path).metadata
-    return np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])[:-1]
-
-
-@lru_cache(maxsize=64)
-def _row_group(path: str, group: int) -> Any:
-    """One row group of a metadata part: a hit reads its own group (4,096 rows as clipdex writes them),
-    never the whole metadata into RAM; the most recent groups stay cached."""
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(path).read_row_group(group)
+    def metadata(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        """The metadata rows of global row ids, in order, read by row from the memory-mapped parts."""
+        rows = np.asarray(rows, np.int64)
+        part_of = np.searchsorted(self.offsets, rows, side="right") - 1
+        out: list[dict[str, Any]] = [{} for _ in rows]
+        for part in np.unique(part_of):
+            where = np.flatnonzero(part_of == part)
+            local = rows[where] - self.offsets[part]
+            reader, starts = self.readers[int(part)], self.batch_starts[int(part)]
+            batch_of = np.searchsorted(starts, local, side="right") - 1
+            for i, row, batch in zip(where, local, batch_of, strict=True):
+                out[i] = reader.get_batch(int(batch)).slice(int(row - starts[batch]), 1).to_pylist()[0]
+        return out

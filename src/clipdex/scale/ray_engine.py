@@ -1,0 +1,132 @@
+"""Shard jobs on Ray Data: the engine behind ``embed --engine ray`` and ``curate --engine ray``.
+
+The dataset holds one row per shard still to do; ``map_batches`` runs a pool
+of actors, each holding its own encoder (built once per actor), that read their
+shard straight from storage, do the work and write the shard's files
+atomically. Only the small per-shard results (counts, an error) travel back
+through Ray, so the driver streams them into a progress bar.
+
+Why whole shards and not rows: a shard's output files are the unit of resume.
+The last file of a shard is written last, so a job killed anywhere -- a worker,
+the driver, the cluster -- is resumed by running it again, and a shard retried
+after a worker died rewrites its files whole: every row lands exactly once.
+The actors are restartable and their tasks retried, so a dead worker costs its
+shard's time, not the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from clipdex.errors import ClipdexError
+
+__all__ = ["RayOptions", "ShardResult", "ShardWorker", "run_shards"]
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide to run.
+
+    ``address``: ``None`` starts a local Ray on this machine (or joins the one already started in this
+    process), ``"auto"`` joins the cluster this machine belongs to, or ``ray://host:10001``.
+    ``cpus_per_worker``: by default the local cores shared out between the workers.
+    """
+
+    address: str | None = None
+    num_workers: int = 1
+    cpus_per_worker: float | None = None
+    gpus_per_worker: float = 0.0
+
+    def worker_cpus(self) -> float:
+        if self.cpus_per_worker:
+            return self.cpus_per_worker
+        return max(1.0, (os.cpu_count() or 1) // max(1, self.num_workers))
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    shard: int
+    samples: int = 0
+    failed: int = 0
+    error: str = ""  # the shard could not be read at all
+
+
+class ShardWorker(Protocol):
+    """Built once in each actor (``setup``), then called once per shard; must be picklable before setup."""
+
+    def setup(self, threads: int) -> None: ...
+
+    def __call__(self, index: int) -> ShardResult: ...
+
+
+def _actor_class(worker: ShardWorker, threads: int) -> type:
+    """The Ray Data callable class, one instance per actor. The worker travels inside the class (pickled
+    by value), not as constructor arguments in the object store, which a restarted actor could lose."""
+
+    class ShardActor:
+        def __init__(self) -> None:
+            worker.setup(threads)
+            self.worker = worker
+
+        def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+            results = [self.worker(int(shard)) for shard in batch["shard"]]
+            return {"shard": [r.shard for r in results], "samples": [r.samples for r in results],
+                    "failed": [r.failed for r in results], "error": [r.error for r in results]}
+
+    return ShardActor
+
+
+def run_shards(shards: Sequence[int], worker: ShardWorker, options: RayOptions = RayOptions(),
+               progress: Callable[[ShardResult], None] | None = None) -> list[ShardResult]:
+    """Run ``worker`` over ``shards`` on Ray Data with ``options.num_workers`` actors; results stream back
+    in completion order (``progress`` is called with each).
+
+    Raises:
+        ClipdexError: Ray is not installed, or the cluster cannot be reached.
+    """
+    if not shards:
+        return []
+    _connect(options)
+    import ray.data
+
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # no per-dataset log lines under clipdex's bar
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # clipdex draws one bar over the shards
+    context.execution_options.preserve_order = False
+    threads = max(1, int(options.worker_cpus()))
+    dataset = ray.data.from_items([{"shard": int(s)} for s in shards], override_num_blocks=len(shards))
+    mapped = dataset.map_batches(
+        _actor_class(worker, threads), batch_size=1, concurrency=options.num_workers,
+        num_cpus=options.worker_cpus(), num_gpus=options.gpus_per_worker or None)
+    # Ray Data's actor pools restart a dead actor and retry its task (max_restarts and max_task_retries
+    # default to -1 there), so a killed worker's shard is done again by its replacement
+    results = []
+    for row in mapped.iter_rows():
+        result = ShardResult(int(row["shard"]), int(row["samples"]), int(row["failed"]), str(row["error"]))
+        results.append(result)
+        if progress:
+            progress(result)
+    return results
+
+
+def _connect(options: RayOptions) -> None:
+    try:
+        import ray
+    except ImportError as e:
+        raise ClipdexError("the Ray engine needs Ray: pip install 'clipdex[ray]'") from e
+    if not ray.is_initialized():
+        try:
+            if options.address:
+                ray.init(address=options.address, logging_level=logging.WARNING, log_to_driver=False)
+            else:
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
+                         log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ClipdexError(f"cannot start or reach Ray at {options.address or 'this machine'}: "
+                               f"{str(e).splitlines()[0]}") from e
