@@ -119,3 +119,12 @@ def _png_bomb(path: Path, width: int, height: int) -> None:
 
 def read_json(text: str) -> dict:
     return json.loads(text)
+
+
+def free_port() -> int:
+    """A free TCP port on loopback, for a test server."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -58,3 +58,18 @@ def test_failed_images_are_recorded_rows(tmp_path: Path, capsys: pytest.CaptureF
     failures = pq.read_table(tmp_path / "emb" / "failures" / "failures_0.parquet").to_pylist()
     assert failures == [{"key": "1", "error": "not an image (unrecognised format)"},
                         {"key": "2", "error": "file not found"}]
+
+
+def test_one_folder_never_mixes_two_models(tmp_path: Path, tiny_spec: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import pyarrow as pa
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (0, 0, 200)).save(tmp_path / "blue.png")
+    pq.write_table(pa.table({"path": ["blue.png"], "caption": ["a blue square"]}), tmp_path / "pool.parquet")
+    assert app_main(["embed", str(tmp_path / "pool.parquet"), "--out", str(tmp_path / "emb")]) == 0
+    assert json.loads((tmp_path / "emb" / "embed.json").read_text()) == {"model": "builtin:shapes-tiny", "dim": 64}
+    capsys.readouterr()
+    assert app_main(["embed", str(tmp_path / "pool.parquet"), "--out", str(tmp_path / "emb"),
+                     "--model", tiny_spec]) == 1
+    assert "holds vectors of builtin:shapes-tiny" in capsys.readouterr().err

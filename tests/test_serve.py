@@ -153,7 +153,7 @@ def test_resolve_collections_from_json(served: Path, tmp_path: Path) -> None:
     assert list(resolve_collections([str(tmp_path / "c.json"), str(served)])) == ["one", "two", "shapes"]
     from clipdex.errors import ClipdexError
 
-    with pytest.raises(ClipdexError, match="no collection at"):
+    with pytest.raises(ClipdexError, match="no collection or index at"):
         resolve_collections([str(tmp_path)])
 
 

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,17 +17,11 @@ from typing import Any
 
 import pytest
 
-from helpers import solid
+from helpers import free_port, solid
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(os.environ.get("CLIPDEX_ARTIFACTS", Path(__file__).parent.parent / "build" / "test-artifacts"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get_json(url: str) -> object:

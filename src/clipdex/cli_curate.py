@@ -168,7 +168,8 @@ def merge_index_cmd(
 def search_index_cmd(
     index: Annotated[Path, typer.Argument(help="An index folder from clipdex build-index")],
     text: Annotated[str, typer.Argument(help="Text query")],
-    model: Annotated[str | None, typer.Option(help="The encoder the embeddings were made with")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="The encoder the embeddings were made with (default: the one clipdex embed recorded)")] = None,
     k: Annotated[int, typer.Option("-k", min=1, help="Number of results")] = 10,
     rerank: Annotated[int, typer.Option(min=0, help="Candidates re-ranked exactly (0: none)")] = 100,
     as_json: JsonOpt = False,
@@ -182,7 +183,7 @@ def search_index_cmd(
     if not text.strip():
         raise BadQueryError("empty query: the text is blank")
     opened = EmbeddingIndex(index)
-    encoder = load_encoder(model or DEFAULT_SPEC)
+    encoder = load_encoder(model or opened.manifest.get("model") or DEFAULT_SPEC)
     if encoder.dim != opened.manifest["dim"]:
         raise BadQueryError(f"{encoder.spec} makes {encoder.dim}-d vectors but the index holds "
                             f"{opened.manifest['dim']}-d ones: pass the --model the embeddings were made with")

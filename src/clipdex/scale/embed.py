@@ -6,6 +6,7 @@ Output (rows aligned within a part; one part per pool shard)::
     OUT/text_emb/text_emb_{i}.npy    float16 (n, d); a zero row where the sample has no caption
     OUT/metadata/metadata_{i}.parquet  key, image_path, caption, the pool's other columns
     OUT/failures/failures_{i}.parquet  key, error: samples whose image could not be read
+    OUT/embed.json                   the encoder spec and dimension (build-index and serve read it)
 
 The metadata file is written last, so its presence means the part is done: a
 killed run started again skips finished parts and never writes a row twice.
@@ -60,6 +61,7 @@ def embed_pool(pool_location: str | os.PathLike[str], out: str | os.PathLike[str
     out = Path(out)
     for sub in ("img_emb", "text_emb", "metadata", "failures"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    _record_model(out, encoder)
     shards = pool.shards()
     report = EmbedReport(str(out), parts=len(shards))
     todo = [s.index for s in shards if not (out / "metadata" / f"metadata_{s.index}.parquet").exists()]
@@ -86,6 +88,22 @@ def embed_pool(pool_location: str | os.PathLike[str], out: str | os.PathLike[str
             record(worker(index))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _record_model(out: Path, encoder: Encoder) -> None:
+    """Write (or check) ``embed.json``: one folder never mixes vectors of two models."""
+    import json
+
+    from clipdex.errors import ClipdexError
+
+    card = out / "embed.json"
+    if card.exists():
+        made_with = json.loads(card.read_text()).get("model")
+        if made_with != encoder.spec:
+            raise ClipdexError(f"{out} holds vectors of {made_with}, not {encoder.spec}: "
+                               "embed into another --out, or pass the same --model")
+        return
+    save_atomic(card, json.dumps({"model": encoder.spec, "dim": encoder.dim}).encode())
 
 
 @dataclass

@@ -191,7 +191,9 @@ def build_index(emb: str | os.PathLike[str], out: str | os.PathLike[str], memory
         arrow = _arrow_metadata(part.metadata, out / "metadata" / f"meta_{i}.arrow")
         part_entries.append({"npy": str(part.npy.resolve()), "metadata": str(part.metadata.resolve()),
                              "arrow": arrow, "rows": part.rows})
-    manifest = {"factory": chosen, "vectors": n, "dim": dim, "nprobe": plan.nprobe,
+    card = Path(emb) / "embed.json"  # written by clipdex embed: the model the vectors came from
+    model = json.loads(card.read_text()).get("model") if card.exists() else None
+    manifest = {"factory": chosen, "vectors": n, "dim": dim, "nprobe": plan.nprobe, "model": model,
                 "emb": str(Path(emb).resolve()), "parts": part_entries, "shards": shard_entries,
                 "skipped_parts": skipped, "memory_budget": memory_budget, "planned": asdict(plan),
                 "index_bytes": sum((out / s["file"]).stat().st_size for s in shard_entries),

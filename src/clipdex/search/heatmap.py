@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -20,8 +20,12 @@ from PIL import Image
 from clipdex.encoders.base import Encoder
 from clipdex.errors import BadQueryError
 
-if TYPE_CHECKING:
-    from clipdex.store.collection import Collection
+
+class ImageSource(Protocol):
+    """Where an item's image file is: a collection, or an index served like one."""
+
+    def item_path_bytes(self, item_id: int) -> bytes: ...
+
 
 NEUTRAL = "a plain empty background"  # the contrast prompt
 
@@ -65,7 +69,7 @@ def heatmap_overlay(image: Image.Image, query: np.ndarray, encoder: Encoder, gri
     return buf.getvalue()
 
 
-def item_heatmap(collection: Collection, item_id: int, text: str, encoder: Encoder, grid: int = 5) -> bytes:
+def item_heatmap(collection: ImageSource, item_id: int, text: str, encoder: Encoder, grid: int = 5) -> bytes:
     """The heat map of ``text`` over a stored item's image (PNG bytes).
 
     Raises:

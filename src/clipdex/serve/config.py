@@ -25,6 +25,7 @@ class ServeConfig:
         thumbnail_sizes: sizes a client may ask for (others are clamped).
         rerank_models: encoder specs a request may name as ``rerank: "model:SPEC"``
             (a request can never make the server load any other model).
+        index_model: the encoder of served index folders whose manifest does not name one.
     """
 
     collections: dict[str, Path] = field(default_factory=dict)
@@ -34,10 +35,11 @@ class ServeConfig:
     request_timeout_s: float = 30.0
     thumbnail_sizes: tuple[int, ...] = (128, 256, 512)
     rerank_models: tuple[str, ...] = ()
+    index_model: str | None = None
 
 
 def resolve_collections(args: list[str]) -> dict[str, Path]:
-    """Collection folders, or a JSON file ``{"name": "path", ...}``, to a name -> path map.
+    """Collection or index folders, or a JSON file ``{"name": "path", ...}``, to a name -> path map.
 
     Names default to the folder name; clashes get a numeric suffix.
 
@@ -57,8 +59,9 @@ def resolve_collections(args: list[str]) -> dict[str, Path]:
             for name, target in mapping.items():
                 named[_unique(str(name), named)] = (path.parent / os.path.expanduser(str(target))).resolve()
             continue
-        if not (path / "collection.json").exists():
-            raise ClipdexError(f"no collection at {path}; create one with `clipdex index SOURCE --collection {path}`")
+        if not (path / "collection.json").exists() and not (path / "manifest.json").exists():
+            raise ClipdexError(f"no collection or index at {path}; create one with `clipdex index SOURCE "
+                               f"--collection {path}` or `clipdex build-index EMB --out {path}`")
         named[_unique(path.resolve().name.removesuffix(".clipdex") or "collection", named)] = path.resolve()
     if not named:
         raise ClipdexError("give at least one collection to serve")

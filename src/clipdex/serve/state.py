@@ -1,4 +1,4 @@
-"""What the running server holds: open collections, shared encoders, metrics."""
+"""What the running server holds: open collections (or indexes served like them), shared encoders, metrics."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ import numpy as np
 from clipdex.encoders.base import Encoder
 from clipdex.encoders.registry import load_encoder
 from clipdex.errors import CollectionError
+from clipdex.scale.served import ServedIndex, is_index_folder
 from clipdex.search.query import Query, SearchPage
 from clipdex.search.searcher import search_page
 from clipdex.serve.config import ServeConfig
 from clipdex.store.collection import Collection
 
-__all__ = ["Metrics", "ServerState"]
+__all__ = ["Metrics", "Served", "ServerState"]
+
+Served = Collection | ServedIndex
 
 
 class Metrics:
@@ -55,15 +58,16 @@ class ServerState:
         self.config = config
         self.metrics = Metrics()
         self._lock = threading.Lock()
-        self._collections: dict[str, Collection] = {}
+        self._collections: dict[str, Served] = {}
         self._encoders: dict[str, Encoder] = {}
         for name, path in config.collections.items():
-            self._collections[name] = Collection.open(path)
+            self._collections[name] = ServedIndex(path, config.index_model) if is_index_folder(path) \
+                else Collection.open(path)
 
     def names(self) -> list[str]:
         return list(self._collections)
 
-    def collection(self, name: str | None) -> Collection:
+    def collection(self, name: str | None) -> Served:
         """A served collection by name (the first one when ``name`` is None).
 
         Raises:
@@ -76,7 +80,7 @@ class ServerState:
         except KeyError:
             raise CollectionError(f"unknown collection {name!r}. Available: {', '.join(self._collections)}") from None
 
-    def encoder(self, coll: Collection) -> Encoder:
+    def encoder(self, coll: Served) -> Encoder:
         with self._lock:
             enc = self._encoders.get(coll.encoder_spec)
             if enc is None:
@@ -85,7 +89,8 @@ class ServerState:
 
     def search(self, name: str | None, query: Query) -> SearchPage:
         coll = self.collection(name)
-        page = search_page(coll, query, self.encoder(coll))
+        encoder = self.encoder(coll)
+        page = coll.search(query, encoder) if isinstance(coll, ServedIndex) else search_page(coll, query, encoder)
         for stage, ms in page.stages_ms.items():
             self.metrics.observe(stage, ms)
         self.metrics.observe("total", page.took_ms)
