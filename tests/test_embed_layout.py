@@ -11,6 +11,7 @@ import pytest
 
 from clipdex.cli import app_main
 from clipdex.curate import CurateOptions, curate
+from clipdex.search.query import Query
 
 pytestmark = pytest.mark.integration
 
@@ -73,3 +74,45 @@ def test_one_folder_never_mixes_two_models(tmp_path: Path, tiny_spec: str,
     assert app_main(["embed", str(tmp_path / "pool.parquet"), "--out", str(tmp_path / "emb"),
                      "--model", tiny_spec]) == 1
     assert "holds vectors of builtin:shapes-tiny" in capsys.readouterr().err
+
+
+def test_eval_reads_the_layout_and_matches_the_model_run(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from clipdex.synth.writers import write_scenes
+
+    write_scenes(tmp_path / "k", 60, seed=3, fmt="karpathy")
+    write_scenes(tmp_path / "p", 60, seed=3, fmt="parquet")  # the same scenes, 5 caption rows per image
+    assert app_main(["embed", str(tmp_path / "p" / "captions.parquet"), "--out", str(tmp_path / "emb")]) == 0
+    capsys.readouterr()
+    assert app_main(["eval", "retrieval", "--embeddings", str(tmp_path / "emb"), "--json"]) == 0
+    from_layout = json.loads(capsys.readouterr().out)
+    assert app_main(["eval", "retrieval", "--data", str(tmp_path / "k" / "dataset.json"), "--split", "all",
+                     "--json"]) == 0
+    from_model = json.loads(capsys.readouterr().out)
+    assert from_layout["meta"]["images"] == 60 and from_layout["meta"]["captions"] == 300
+    assert from_layout["meta"]["model"] == "builtin:shapes-tiny"
+    for name in ("t2i_R@1", "t2i_R@5", "i2t_R@5"):  # float16 storage moves a few near-ties at most
+        assert from_layout["metrics"][name]["value"] == pytest.approx(from_model["metrics"][name]["value"], abs=0.02)
+    assert app_main(["eval", "retrieval"]) == 1
+    assert "give one of --data" in capsys.readouterr().err
+
+
+def test_import_into_a_collection_then_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from clipdex.store.collection import Collection
+    from clipdex.synth.companions import write_noisy_pool
+
+    write_noisy_pool(tmp_path / "pool", 50, seed=6, size=32, shares={"mismatched": 0.2})
+    assert app_main(["embed", str(tmp_path / "pool" / "pool.parquet"), "--out", str(tmp_path / "emb"),
+                     "--shard-size", "20"]) == 0
+    capsys.readouterr()
+    for _ in range(2):  # importing again replaces items, never duplicates them
+        assert app_main(["import-embeddings", str(tmp_path / "emb"), "-c", str(tmp_path / "coll"), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["items"] == 50
+    with Collection.open(tmp_path / "coll") as coll:
+        info = coll.info()
+        assert (info.ok, info.encoder) == (50, "builtin:shapes-tiny")
+        vectors = np.concatenate([np.load(tmp_path / "emb" / "img_emb" / f"img_emb_{i}.npy") for i in range(3)])
+        meta = pq.read_table(tmp_path / "emb" / "metadata" / "metadata_1.parquet").to_pylist()[4]
+        hits = coll.search(Query(vector=vectors[24].astype(np.float32), k=1))  # row 4 of part 1
+        assert hits[0].path.endswith(Path(meta["image_path"]).name) and hits[0].score > 0.999
+        assert coll.item(hits[0].id).captions == [meta["caption"]]

@@ -126,6 +126,23 @@ def embed_cmd(
           + "".join(f"\n  unreadable shard {name}: {why}" for name, why in report.failed_shards.items()))
 
 
+@app.command("import-embeddings")
+def import_embeddings_cmd(
+    emb: Annotated[Path, typer.Argument(help="An embedding folder (img_emb/ + metadata/), e.g. from clipdex embed")],
+    collection: Annotated[Path, typer.Option("--collection", "-c", help="Collection folder (created if new)")],
+    model: Annotated[str | None, typer.Option(
+        help="The encoder the vectors were made with (default: the one clipdex embed recorded)")] = None,
+    skip_bad_parts: Annotated[bool, typer.Option(help="Leave out unreadable parts instead of stopping")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store an embedding folder's vectors, captions and metadata in a collection (no model is run)."""
+    from clipdex.scale.embed import import_embeddings
+
+    report = import_embeddings(emb, collection, model, skip_bad_parts, progress=_progress_printer("import parts"))
+    _emit(report, as_json, f"imported {report['items']:,} items from {report['parts']} part(s) into {collection}"
+          + "".join(f"\n  skipped {name}: {why}" for name, why in report["skipped_parts"].items()))
+
+
 @app.command("build-index")
 def build_index_cmd(
     emb: Annotated[Path, typer.Argument(help="An embedding folder (img_emb/ + metadata/), e.g. from clipdex embed")],

@@ -31,17 +31,28 @@ def _finish(result: Any, out: Path | None, as_json: bool) -> None:
 
 
 @evaluate_app.command("retrieval")
-def retrieval(data: Annotated[Path, typer.Option(help="Karpathy-split JSON")], model: ModelOpt = "builtin:shapes-tiny",
+def retrieval(data: Annotated[Path | None, typer.Option(help="Karpathy-split JSON")] = None,
+              model: ModelOpt = "builtin:shapes-tiny",
               images: Annotated[Path | None, typer.Option(help="Image root (default: beside the JSON)")] = None,
               split: Annotated[str, typer.Option(help="Split to evaluate ('all' for every image)")] = "test",
+              embeddings: Annotated[Path | None, typer.Option(
+                  help="Evaluate vectors already made: an embedding folder (img_emb/ text_emb/ metadata/) "
+                       "instead of --data")] = None,
               k: Annotated[list[int] | None, typer.Option(help="K values (repeatable)")] = None,
               out: OutOpt = None, seed: SeedOpt = 0, as_json: JsonOpt = False) -> None:
-    """Image-text retrieval Recall@K (Flickr30K / COCO Karpathy layout)."""
+    """Image-text retrieval Recall@K (Flickr30K / COCO Karpathy layout, or an embedding folder)."""
     from clipdex.encoders import load_encoder
-    from clipdex.evaluate import run_retrieval
+    from clipdex.errors import ClipdexError
+    from clipdex.evaluate import run_retrieval, run_retrieval_embeddings
 
     ks = tuple(sorted(set(k or [1, 5, 10])))
-    result = run_retrieval(data, load_encoder(model), images, None if split == "all" else split, ks, seed)
+    if (data is None) == (embeddings is None):
+        raise ClipdexError("give one of --data (a Karpathy JSON) or --embeddings (an embedding folder)")
+    if embeddings is not None:
+        result = run_retrieval_embeddings(embeddings, ks, seed)
+    else:
+        assert data is not None
+        result = run_retrieval(data, load_encoder(model), images, None if split == "all" else split, ks, seed)
     _finish(result, out, as_json)
 
 

@@ -18,6 +18,7 @@ from clipdex.evaluate.runner import (
     run_composed,
     run_ranking,
     run_retrieval,
+    run_retrieval_embeddings,
     run_zeroshot,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "run_composed",
     "run_ranking",
     "run_retrieval",
+    "run_retrieval_embeddings",
     "run_zeroshot",
     "save_result",
     "zero_shot_accuracy",

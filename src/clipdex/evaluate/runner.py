@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clipdex.encoders.base import l2_normalize
 from clipdex.errors import SourceError
 from clipdex.evaluate import metrics as M
 from clipdex.evaluate.bootstrap import bootstrap_ci
@@ -139,6 +140,45 @@ def run_retrieval(data: str | Path, encoder: Encoder, images_root: str | Path | 
     meta = _meta("retrieval", encoder, data, seed, images=len(keep_img), captions=len(texts), split=split,
                  skipped=skipped, ks=list(ks), unknown_fields=ds.unknown_fields)
     return _summarise("retrieval", per, seed, meta, extra)
+
+
+def run_retrieval_embeddings(emb: str | Path, ks: tuple[int, ...] = (1, 5, 10), seed: int = 0) -> EvalResult:
+    """Image-text retrieval from an embedding folder (clip-retrieval's layout), with no model run.
+
+    Rows with the same ``image_path`` (else ``key``) are one image with several captions, as a
+    pool of 5 captions per image is written; a row's caption (its ``text_emb`` row) targets its image.
+    """
+    import pyarrow.parquet as pq
+
+    from clipdex.scale.embed import read_model_card
+    from clipdex.scale.index import read_parts
+
+    parts, skipped = read_parts(emb)
+    image_of: dict[str, int] = {}
+    image_rows: list[np.ndarray] = []
+    texts: list[np.ndarray] = []
+    owner: list[int] = []
+    for part in parts:
+        meta = pq.read_table(part.metadata).to_pylist()
+        images = np.load(part.npy).astype(np.float32)
+        text_file = Path(emb) / "text_emb" / part.npy.name.replace("img_emb", "text_emb")
+        text = np.load(text_file).astype(np.float32) if text_file.exists() else np.zeros_like(images)
+        for i, row in enumerate(meta):
+            identity = str(row.get("image_path") or row.get("key") or f"{part.npy.name}:{i}")
+            if identity not in image_of:
+                image_of[identity] = len(image_rows)
+                image_rows.append(images[i])
+            if row.get("caption") and np.any(text[i]):
+                texts.append(text[i])
+                owner.append(image_of[identity])
+    if not texts:
+        raise SourceError(f"{emb}: no caption vectors (text_emb/) to evaluate retrieval with")
+    per = M.retrieval_recalls(l2_normalize(np.stack(texts)), l2_normalize(np.stack(image_rows)), np.asarray(owner),
+                              ks)
+    extra = {"datacomp_retrieval": (per["t2i_R@1"].mean() + per["i2t_R@1"].mean()) / 2}
+    meta_out = _meta("retrieval", None, emb, seed, model=read_model_card(emb), images=len(image_rows),
+                     captions=len(texts), skipped=skipped, ks=list(ks))
+    return _summarise("retrieval", per, seed, meta_out, extra)
 
 
 def run_zeroshot(data: str | Path, encoder: Encoder, templates: list[str] | None = None,

@@ -170,3 +170,52 @@ def _write(out: Path, index: int, rows: list[Sample], images: np.ndarray, texts:
     for name in sorted({k for s in rows for k in s.columns} - set(columns)):
         columns[name] = text_if_mixed([s.columns.get(name) for s in rows])
     write_clip_retrieval(out, images, columns, texts, part=index)  # metadata last: then the part is done
+
+
+def read_model_card(emb: str | os.PathLike[str]) -> str | None:
+    """The encoder spec ``clipdex embed`` recorded in ``emb/embed.json`` (None for folders of other tools)."""
+    import json
+
+    card = Path(emb) / "embed.json"
+    return json.loads(card.read_text()).get("model") if card.exists() else None
+
+
+def import_embeddings(emb: str | os.PathLike[str], collection_path: str | os.PathLike[str],
+                      model: str | None = None, skip_bad: bool = False,
+                      progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Store an embedding folder's image vectors, captions and metadata as collection items, part by part.
+
+    The collection is created for ``model`` (default: the model the folder records); an item is the
+    row's ``image_path`` (its key where the pool kept images in tars), so re-importing replaces items
+    instead of duplicating them. Returns counts and the parts skipped.
+
+    Raises:
+        ClipdexError: no model is known, or it does not match the collection or the vectors' width.
+    """
+    import pyarrow.parquet as pq
+
+    from clipdex.errors import ClipdexError
+    from clipdex.media.sources import Item
+    from clipdex.scale.index import read_parts
+    from clipdex.store.collection import Collection
+    from clipdex.store.indexing import add_embedded
+
+    spec = model or read_model_card(emb)
+    if spec is None:
+        raise ClipdexError(f"{emb} does not record its model (no embed.json): pass --model")
+    parts, skipped = read_parts(emb, skip_bad)
+    collection = Collection.create(collection_path, spec, parts[0].dim, exist_ok=True)
+    if collection.dim != parts[0].dim:
+        raise ClipdexError(f"{collection_path} holds {collection.dim}-d vectors, {emb} {parts[0].dim}-d ones")
+    stored = 0
+    with collection:
+        for n, part in enumerate(parts):
+            rows = pq.read_table(part.metadata).to_pylist()
+            items = [Item(str(r.get("image_path") or r.get("key")), [r["caption"]] if r.get("caption") else [],
+                          {k: v for k, v in r.items() if k not in ("image_path", "caption") and v is not None})
+                     for r in rows]
+            stored += add_embedded(collection, items, np.load(part.npy).astype(np.float32))
+            if progress:
+                progress(n + 1, len(parts), 0)
+    return {"collection": str(collection_path), "model": spec, "items": stored, "parts": len(parts),
+            "skipped_parts": skipped}
