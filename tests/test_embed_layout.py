@@ -25,6 +25,9 @@ def test_embed_writes_the_layout_resumes_and_feeds_curate(tmp_path: Path,
     assert app_main(args) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["parts"] == 3 and first["parts_done_now"] == 3 and first["samples"] == 90
+    files = {str(f.relative_to(tmp_path / "emb")) for f in (tmp_path / "emb").rglob("*") if f.is_file()}
+    assert files == {"embed.json", *(f"{sub}/{sub}_{i}.{ext}" for i in range(3) for sub, ext in (
+        ("img_emb", "npy"), ("text_emb", "npy"), ("metadata", "parquet"), ("failures", "parquet")))}
     for i, rows in enumerate((40, 40, 10)):
         img = np.load(tmp_path / "emb" / "img_emb" / f"img_emb_{i}.npy")
         txt = np.load(tmp_path / "emb" / "text_emb" / f"text_emb_{i}.npy")

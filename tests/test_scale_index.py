@@ -47,12 +47,17 @@ def test_compressed_index_with_rerank_finds_the_exact_neighbours(emb: tuple[Path
     manifest = build_index(folder, tmp_path / "index", parse_size("1M"))
     assert manifest["factory"].endswith("x4fs") and manifest["vectors"] == 20_000
     assert manifest["index_bytes"] <= 1 << 20
+    # build-index measured how deep to re-rank for recall 0.95, and searches use that depth by default
+    calibration = manifest["calibration"]
+    assert calibration["reached"] and calibration["recall_at_depth"][str(manifest["rerank"])] >= 0.95
+    assert calibration["recall_at_depth"]["20"] < 0.95 <= calibration["recall_at_depth"]["1000"]
     index = EmbeddingIndex(tmp_path / "index")
+    assert index.rerank == manifest["rerank"]
     queries = np.random.default_rng(1).choice(20_000, 100, replace=False)
     recall = []
     for q in queries:
         exact = set(np.argsort(-(x @ x[q]))[:10].tolist())
-        hits = index.search(x[q], k=10, rerank=200)
+        hits = index.search(x[q], k=10)
         recall.append(len(exact & {h["row"] for h in hits}) / 10)
         assert hits[0]["key"] == f"k{hits[0]['row']}"  # hydrated from the right metadata part and row
     assert np.mean(recall) >= 0.95, np.mean(recall)

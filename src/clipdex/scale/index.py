@@ -26,8 +26,8 @@ from clipdex.encoders.base import l2_normalize
 from clipdex.errors import ClipdexError, SourceError
 from clipdex.store.vectors import gather_rows
 
-__all__ = ["EmbeddingIndex", "IndexPlan", "Part", "build_index", "merge_index", "parse_size", "plan_index",
-           "read_parts"]
+__all__ = ["EmbeddingIndex", "IndexPlan", "Part", "build_index", "calibrate_index", "exact_neighbours", "merge_index",
+           "parse_size", "plan_index", "read_parts"]
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -150,13 +150,16 @@ def read_parts(emb: str | os.PathLike[str], skip_bad: bool = False) -> tuple[lis
 
 def build_index(emb: str | os.PathLike[str], out: str | os.PathLike[str], memory_budget: int,
                 factory: str | None = None, shards: int = 1, skip_bad: bool = False,
-                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                progress: Callable[[int, int], None] | None = None,
+                target_recall: float | None = 0.95) -> dict[str, Any]:
     """Build an index of ``emb``'s image vectors into ``out``.
 
     ``out`` gets ``index.faiss`` (or ``shard_{s}.faiss`` files with ``shards`` > 1: one trained index,
     filled with a contiguous run of parts each, searched together or merged by :func:`merge_index`),
     ``metadata/meta_{i}.arrow`` (the metadata as uncompressed Arrow, memory-mapped at query time) and
-    ``manifest.json``. Returns the manifest: the chosen factory, counts, sizes, skipped parts, build time.
+    ``manifest.json``. With ``target_recall``, the re-ranking depth that reaches it is measured
+    (:func:`calibrate_index`). Returns the manifest: the chosen factory, counts, sizes, skipped parts,
+    build time, calibration.
     """
     import faiss
 
@@ -199,6 +202,61 @@ def build_index(emb: str | os.PathLike[str], out: str | os.PathLike[str], memory
                 "index_bytes": sum((out / s["file"]).stat().st_size for s in shard_entries),
                 "build_seconds": round(time.perf_counter() - started, 2)}
     _write_manifest(out, manifest)
+    return calibrate_index(out, target_recall) if target_recall else manifest
+
+
+def exact_neighbours(arrays: list[np.ndarray], queries: np.ndarray, k: int = 10,
+                     chunk: int = 200_000) -> np.ndarray:
+    """Row ids of the exact top ``k`` of each unit query by brute force over float16 parts, a chunk of
+    rows at a time (never all vectors in RAM)."""
+    best_scores = np.full((len(queries), k), -np.inf, np.float32)
+    best_rows = np.zeros((len(queries), k), np.int64)
+    offset = 0
+    for array in arrays:
+        for start in range(0, len(array), chunk):
+            scores = queries @ l2_normalize(np.asarray(array[start:start + chunk], np.float32)).T
+            top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
+            merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], axis=1)
+            merged_rows = np.concatenate([best_rows, top + offset + start], axis=1)
+            keep = np.argsort(-merged_scores, axis=1)[:, :k]
+            best_scores = np.take_along_axis(merged_scores, keep, 1)
+            best_rows = np.take_along_axis(merged_rows, keep, 1)
+        offset += len(array)
+    return best_rows
+
+
+_DEPTHS = (20, 50, 100, 200, 300, 500, 1000)
+
+
+def calibrate_index(folder: str | os.PathLike[str], target_recall: float = 0.95, queries: int = 200,
+                    seed: int = 0) -> dict[str, Any]:
+    """Measure recall@10 against exact search for each re-ranking depth, and record in the manifest the
+    smallest depth that reaches ``target_recall`` (``rerank``, the default of every search).
+
+    The queries are ``queries`` vectors drawn from the index itself, each left out of its own answers.
+    How deep to re-rank depends on the data as much as on the codes (the 4-bit codes rank close
+    neighbours coarsely), so it is measured, not guessed. Returns the updated manifest.
+    """
+    index = EmbeddingIndex(folder)
+    n = len(index)
+    rows = np.random.default_rng(seed).choice(n, min(queries, n), replace=False)
+    vectors = gather_rows(index.arrays, rows)
+    exact = exact_neighbours(index.arrays, vectors, 11)
+    depth = min(_DEPTHS[-1], n)
+    recall: dict[str, float] = {}
+    found_at = []
+    for q, own, truth in zip(vectors, rows, exact, strict=True):
+        candidates = index.candidates(q, depth + 1)
+        found_at.append((candidates[candidates != own], set(truth[truth != own][:10].tolist())))
+    for d in (d for d in _DEPTHS if d <= depth):
+        # re-ranking is exact, so a true neighbour among the first d candidates ends in the top 10
+        recall[str(d)] = round(float(np.mean([len(t & set(c[:d].tolist())) / 10 for c, t in found_at])), 4)
+    reached = [int(d) for d, r in recall.items() if r >= target_recall]
+    manifest = index.manifest
+    manifest["rerank"] = reached[0] if reached else int(max(recall, key=int))
+    manifest["calibration"] = {"queries": len(rows), "target_recall": target_recall, "recall_at_depth": recall,
+                               "reached": bool(reached)}
+    _write_manifest(Path(folder), manifest)
     return manifest
 
 
@@ -301,8 +359,9 @@ class EmbeddingIndex:
                 if "HNSW" in self.manifest["factory"]:  # the coarse quantizer must look past nprobe centroids
                     space.set_index_parameter(index, "quantizer_efSearch", 2 * self.manifest["nprobe"])
             self.shards.append((index, int(shard["first_row"])))
-        self.arrays = [np.load(p["npy"], mmap_mode="r") for p in self.manifest["parts"]]
+        self.arrays = [_random_access(np.load(p["npy"], mmap_mode="r")) for p in self.manifest["parts"]]
         self.offsets = np.cumsum([0] + [p["rows"] for p in self.manifest["parts"]])
+        self.rerank = int(self.manifest.get("rerank", 100))
         self.readers = [pa.ipc.open_file(pa.memory_map(str(self.folder / "metadata" / p["arrow"])))
                         for p in self.manifest["parts"]]
         # where each record batch starts: a row is read from its own batch, with no copy of the others
@@ -316,20 +375,26 @@ class EmbeddingIndex:
     def __len__(self) -> int:
         return int(self.manifest["vectors"])
 
-    def search(self, query: np.ndarray, k: int = 10, rerank: int = 100,
-               metadata: bool = True) -> list[dict[str, Any]]:
-        """Top ``k`` rows for a query: index candidates (``max(k, rerank)`` from every shard), rescored
-        exactly from the float16 vectors when ``rerank`` > 0."""
-        q = l2_normalize(np.asarray(query, np.float32).reshape(1, -1))
-        want = max(k, rerank)
+    def candidates(self, query: np.ndarray, depth: int) -> np.ndarray:
+        """Row ids of the index's best ``depth`` candidates for a unit query, best first (every shard
+        asked for ``depth``, merged by code score)."""
+        q = np.asarray(query, np.float32).reshape(1, -1)
         found_scores, found_rows = [], []
         for index, first_row in self.shards:
-            scores, ids = index.search(q, want)
+            scores, ids = index.search(q, depth)
             keep = ids[0] >= 0
             found_scores.append(scores[0][keep])
             found_rows.append(ids[0][keep] + first_row)
         scores, rows = np.concatenate(found_scores), np.concatenate(found_rows)
-        rows = rows[np.argsort(-scores)[:want]]
+        return rows[np.argsort(-scores, kind="stable")[:depth]]
+
+    def search(self, query: np.ndarray, k: int = 10, rerank: int | None = None,
+               metadata: bool = True) -> list[dict[str, Any]]:
+        """Top ``k`` rows for a query: index candidates (``max(k, rerank)``), rescored exactly from the
+        float16 vectors when ``rerank`` > 0 (default: the depth calibrated at build time)."""
+        q = l2_normalize(np.asarray(query, np.float32).reshape(1, -1))
+        rerank = self.rerank if rerank is None else rerank
+        rows = self.candidates(q[0], max(k, rerank))
         exact = gather_rows(self.arrays, rows) @ q[0]
         order = np.argsort(-exact)[:k] if rerank else np.arange(min(k, len(rows)))
         rows, exact = rows[order], exact[order]
@@ -352,3 +417,14 @@ class EmbeddingIndex:
             for i, row, batch in zip(where, local, batch_of, strict=True):
                 out[i] = reader.get_batch(int(batch)).slice(int(row - starts[batch]), 1).to_pylist()[0]
         return out
+
+
+def _random_access(array: np.ndarray) -> np.ndarray:
+    """Tell the kernel a memory-mapped part is read at random rows: no read-ahead and no mapping of
+    neighbouring pages, so re-ranking reads (and keeps resident) only the rows it touches."""
+    import mmap
+
+    raw = getattr(array, "_mmap", None)
+    if raw is not None and hasattr(mmap, "MADV_RANDOM"):
+        raw.madvise(mmap.MADV_RANDOM)
+    return array
