@@ -153,6 +153,8 @@ def build_index_cmd(
                                                     "or joined by merge-index)")] = 1,
     skip_bad_parts: Annotated[bool, typer.Option(help="Leave out missing, truncated or wrong-schema parts "
                                                       "(counted in the output) instead of stopping")] = False,
+    target_recall: Annotated[float, typer.Option(
+        min=0.1, max=1.0, help="Recall@10 the calibrated re-ranking depth must reach")] = 0.95,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a FAISS index that fits a memory budget; searches re-rank exactly from the float16 vectors."""
@@ -160,11 +162,15 @@ def build_index_cmd(
 
     bar = _progress_printer("index parts")
     manifest = build_index(emb, out, parse_size(memory_budget), factory, shards, skip_bad_parts,
-                           progress=lambda done, total: bar(done, total, 0))
+                           progress=lambda done, total: bar(done, total, 0), target_recall=target_recall)
     skipped = manifest["skipped_parts"]
+    calibration = manifest["calibration"]
     _emit(manifest, as_json, f"{manifest['factory']} over {manifest['vectors']:,} vectors in "
           f"{len(manifest['shards'])} file(s): {manifest['index_bytes']:,} bytes, built in "
-          f"{manifest['build_seconds']} s -> {out}" + (f"\n  {len(skipped)} part(s) skipped:" if skipped else "")
+          f"{manifest['build_seconds']} s -> {out}\n  recall@10 "
+          f"{calibration['recall_at_depth'][str(manifest['rerank'])]:.3f} re-ranking {manifest['rerank']} "
+          f"candidates (measured on {calibration['queries']} sampled vectors)"
+          + (f"\n  {len(skipped)} part(s) skipped:" if skipped else "")
           + "".join(f"\n  {name}: {why}" for name, why in skipped.items()))
 
 
@@ -188,7 +194,8 @@ def search_index_cmd(
     model: Annotated[str | None, typer.Option(
         help="The encoder the embeddings were made with (default: the one clipdex embed recorded)")] = None,
     k: Annotated[int, typer.Option("-k", min=1, help="Number of results")] = 10,
-    rerank: Annotated[int, typer.Option(min=0, help="Candidates re-ranked exactly (0: none)")] = 100,
+    rerank: Annotated[int | None, typer.Option(
+        min=0, help="Candidates re-ranked exactly (0: none; default: the depth build-index calibrated)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search an index folder by text; results come with their metadata row."""

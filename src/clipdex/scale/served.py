@@ -40,13 +40,12 @@ def is_index_folder(path: str | os.PathLike[str]) -> bool:
 class ServedIndex:
     """A built index that answers like a :class:`~clipdex.store.collection.Collection` for serving."""
 
-    def __init__(self, folder: str | os.PathLike[str], model: str | None = None, rerank: int = 100) -> None:
+    def __init__(self, folder: str | os.PathLike[str], model: str | None = None) -> None:
         from clipdex.encoders.registry import DEFAULT_SPEC
 
         self.path = Path(folder)
         self.index = EmbeddingIndex(folder)
         self.encoder_spec: str = model or self.index.manifest.get("model") or DEFAULT_SPEC
-        self.rerank = rerank
 
     def check_encoder(self, encoder: Encoder) -> None:
         if encoder.dim != self.index.dim:
@@ -101,7 +100,8 @@ class ServedIndex:
             vector = embed_query(query, encoder)
         t1 = time.perf_counter()
         want = query.k + query.offset + (1 if query.item_id is not None else 0)
-        found = [h for h in self.index.search(vector, want, max(self.rerank, want)) if h["row"] != query.item_id]
+        found = [h for h in self.index.search(vector, want, max(self.index.rerank, want))
+                 if h["row"] != query.item_id]
         if query.min_score is not None:
             found = [h for h in found if h["score"] >= query.min_score]
         page = found[query.offset:query.offset + query.k]
