@@ -26,8 +26,8 @@ from clipdex.encoders.base import l2_normalize
 from clipdex.errors import ClipdexError, SourceError
 from clipdex.store.vectors import gather_rows
 
-__all__ = ["EmbeddingIndex", "IndexPlan", "Part", "build_index", "calibrate_index", "exact_neighbours", "merge_index",
-           "parse_size", "plan_index", "read_parts"]
+__all__ = ["EmbeddingIndex", "IndexPlan", "Part", "RowReader", "build_index", "calibrate_index", "exact_neighbours",
+           "merge_index", "parse_size", "plan_index", "read_parts"]
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -359,7 +359,8 @@ class EmbeddingIndex:
                 if "HNSW" in self.manifest["factory"]:  # the coarse quantizer must look past nprobe centroids
                     space.set_index_parameter(index, "quantizer_efSearch", 2 * self.manifest["nprobe"])
             self.shards.append((index, int(shard["first_row"])))
-        self.arrays = [_random_access(np.load(p["npy"], mmap_mode="r")) for p in self.manifest["parts"]]
+        self.arrays = [np.load(p["npy"], mmap_mode="r") for p in self.manifest["parts"]]  # for whole scans
+        self.row_readers = [RowReader(p["npy"]) for p in self.manifest["parts"]]  # the rows a search re-ranks
         self.offsets = np.cumsum([0] + [p["rows"] for p in self.manifest["parts"]])
         self.rerank = int(self.manifest.get("rerank", 100))
         self.readers = [pa.ipc.open_file(pa.memory_map(str(self.folder / "metadata" / p["arrow"])))
@@ -395,7 +396,7 @@ class EmbeddingIndex:
         q = l2_normalize(np.asarray(query, np.float32).reshape(1, -1))
         rerank = self.rerank if rerank is None else rerank
         rows = self.candidates(q[0], max(k, rerank))
-        exact = gather_rows(self.arrays, rows) @ q[0]
+        exact = self.vectors(rows) @ q[0]
         order = np.argsort(-exact)[:k] if rerank else np.arange(min(k, len(rows)))
         rows, exact = rows[order], exact[order]
         hits = [{"row": int(r), "score": float(s)} for r, s in zip(rows, exact, strict=True)]
@@ -403,6 +404,16 @@ class EmbeddingIndex:
             for hit, row in zip(hits, self.metadata(rows), strict=True):
                 hit.update(row)
         return hits
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """Unit float32 vectors of global row ids, read row by row from the float16 parts."""
+        rows = np.asarray(rows, np.int64)
+        part_of = np.searchsorted(self.offsets, rows, side="right") - 1
+        out = np.zeros((len(rows), self.dim), np.float32)
+        for part in np.unique(part_of):
+            where = part_of == part
+            out[where] = self.row_readers[int(part)].take(rows[where] - self.offsets[part])
+        return l2_normalize(out)  # float16 storage moves norms by ~1e-4
 
     def metadata(self, rows: np.ndarray) -> list[dict[str, Any]]:
         """The metadata rows of global row ids, in order, read by row from the memory-mapped parts."""
@@ -419,12 +430,30 @@ class EmbeddingIndex:
         return out
 
 
-def _random_access(array: np.ndarray) -> np.ndarray:
-    """Tell the kernel a memory-mapped part is read at random rows: no read-ahead and no mapping of
-    neighbouring pages, so re-ranking reads (and keeps resident) only the rows it touches."""
-    import mmap
+class RowReader:
+    """Rows of a ``.npy`` part read with ``pread``: a search reads the few KB it re-ranks, through the
+    page cache, without mapping the file -- so the process holds no pages of it (a memory map's
+    fault-around would map 64 KB per row touched and count them as the process's memory)."""
 
-    raw = getattr(array, "_mmap", None)
-    if raw is not None and hasattr(mmap, "MADV_RANDOM"):
-        raw.madvise(mmap.MADV_RANDOM)
-    return array
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            self.offset = f.tell()
+        if fortran or len(shape) != 2:
+            raise SourceError(f"{path}: expected a C-ordered 2-d array")
+        self.dtype, self.dim = np.dtype(dtype), int(shape[1])
+        self.row_bytes = self.dim * self.dtype.itemsize
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), self.dim), self.dtype)
+        for i, row in enumerate(rows):
+            out[i] = np.frombuffer(os.pread(self.fd, self.row_bytes, self.offset + int(row) * self.row_bytes),
+                                   self.dtype)
+        return out
+
+    def __del__(self) -> None:
+        if hasattr(self, "fd"):
+            os.close(self.fd)
