@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from helpers import free_port
+from helpers import serving
 
 pytestmark = pytest.mark.e2e
 
@@ -42,24 +39,8 @@ def index_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     assert app_main(["embed", str(root / "pool" / "pool.parquet"), "--out", str(root / "emb"), "--shard-size",
                      "30"]) == 0
     assert app_main(["build-index", str(root / "emb"), "--out", str(root / "index"), "--shards", "2"]) == 0
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "clipdex", "serve", str(root / "index"), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _call(base + "/healthz")
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start: {proc.stdout.read() if proc.stdout else ''}") from None
-                time.sleep(0.2)
+    with serving(str(root / "index")) as base:
         yield base, root
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_index_answers_like_a_collection(index_server: tuple[str, Path]) -> None:

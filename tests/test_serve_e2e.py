@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from helpers import free_port, solid
+from helpers import serving, solid
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(os.environ.get("CLIPDEX_ARTIFACTS", Path(__file__).parent.parent / "build" / "test-artifacts"))
@@ -34,24 +33,8 @@ def server(tmp_path: Path, tiny_spec: str, scenes_folder: Path) -> Iterator[tupl
     coll = tmp_path / "shapes"
     index = [sys.executable, "-m", "clipdex", "index", str(scenes_folder), "-c", str(coll), "--model", tiny_spec]
     subprocess.run(index, check=True, capture_output=True, timeout=300)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "clipdex", "serve", str(coll), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                get_json(base + "/healthz")
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start: {proc.stdout.read() if proc.stdout else ''}") from None
-                time.sleep(0.2)
+    with serving(str(coll)) as base:
         yield base, coll
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_real_server_searches_while_another_process_indexes(server: tuple[str, Path], tmp_path: Path,

@@ -167,3 +167,26 @@ def test_conv_stem_trains_and_exports(tmp_path: Path) -> None:
     assert (1 - (enc.encode_images(images) * ref).sum(1)).max() < 1e-4
     with pytest.raises(ClipdexError, match="another architecture"):
         train(_cfg(tmp_path / "run", steps=4), resume=True)  # a patch-stem config cannot resume a conv-stem run
+
+
+def test_scene_supervision_labels_train_resume_and_stay_out_of_the_export(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from clipdex.synth.world import Obj, Scene
+    from clipdex.train.scene import caption_conjunctions, cell_labels
+
+    scene = Scene((Obj("circle", "red", "small", (0, 0)), Obj("star", "blue", "large", (2, 1))))
+    labels = cell_labels(scene)
+    assert labels[0] == 1 + 0 * 8 + 0 and labels[7] == 1 + 5 * 8 + 3 and labels.sum() == labels[0] + labels[7]
+    pairs = caption_conjunctions("two small red circles left of a large blue star")
+    assert set(np.flatnonzero(pairs)) == {0 * 8 + 0, 5 * 8 + 3}
+    assert not caption_conjunctions("a circle and a star").any()  # no colour named: no pair
+    train(_cfg(tmp_path / "run", steps=2, scene_weight=1.0))
+    weights = load_file(str(latest_checkpoint(tmp_path / "run") / "model.safetensors"))
+    assert any(k.startswith("scene_heads.") for k in weights)  # checkpoints carry the heads, so resume is exact
+    result = train(_cfg(tmp_path / "run", steps=4, scene_weight=1.0), resume=True)
+    assert result.steps == 4 and np.isfinite(result.last_loss)
+    folder = export_trained(tmp_path / "run", tmp_path / "model")
+    assert load_encoder(f"onnx:{folder}").encode_texts(["a red circle"]).shape == (1, 64)
+    with pytest.raises(ClipdexError, match="needs the synthetic world"):
+        train(_cfg(tmp_path / "other", data=str(tmp_path), scene_weight=1.0))

@@ -60,6 +60,9 @@ def train_cmd(
     counterfactuals: Annotated[float, typer.Option(help="Synthetic data: share of the batch made of minimally "
                                                    "edited scene pairs (colours or places swapped)")] = 0.0,
     stem: Annotated[str, typer.Option(help="Built-in image tower stem: patch or conv")] = "patch",
+    scene_weight: Annotated[float, typer.Option(
+        min=0.0, help="Synthetic data: weight of the scene-graph read-outs (each cell's object from the image, "
+                      "the colour-shape pairs from the caption)")] = 0.0,
     twin_margin: Annotated[float | None, typer.Option(help="Push captions below this cosine to their "
                                                       "word-swapped twins (off by default)")] = None,
     seed: int = 0,
@@ -90,7 +93,7 @@ def train_cmd(
         binding_weight=binding_weight,
         p_relation=p_relation,
         counterfactuals=counterfactuals,
-        twin_margin=twin_margin,
+        twin_margin=twin_margin, scene_weight=scene_weight,
         stem=stem,
         seed=seed,
         val_every=val_every,

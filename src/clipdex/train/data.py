@@ -32,6 +32,7 @@ from clipdex.synth.world import (
     sample_scene,
     training_caption,
 )
+from clipdex.train.scene import caption_conjunctions, cell_labels
 
 __all__ = ["Batch", "SourceData", "SynthData", "prefetch", "swap_negative"]
 
@@ -44,6 +45,8 @@ class Batch:
     captions: list[str]
     negatives: list[list[str]] = field(default_factory=list)
     skipped: int = 0
+    cells: np.ndarray | None = None  # synthetic data: (b, 9) each grid cell's object (see train.scene)
+    pairs: np.ndarray | None = None  # synthetic data: (b, 80) the colour-shape pairs each caption names
 
 
 class SynthData:
@@ -60,6 +63,7 @@ class SynthData:
         pixels: list[np.ndarray] = []
         captions: list[str] = []
         negatives: list[list[str]] = []
+        cells: list[np.ndarray] = []
         # Counterfactual pairs first: a relation caption and its minimally edited scene, side by side.
         while len(captions) + 2 <= self.batch_size * self.counterfactuals:
             scene = sample_scene(rng, self.world, seed=rng.randrange(1 << 30))
@@ -70,6 +74,7 @@ class SynthData:
                 pixels.append(preprocess_image(render_scene(sc, self.model.image_size), self.model))
                 captions.append(describe_pair(*pair))
                 negatives.append(pair_negatives(sc, pair, rng, self.n_negatives))
+                cells.append(cell_labels(sc))
         while len(captions) < self.batch_size:
             scene = sample_scene(rng, self.world, seed=rng.randrange(1 << 30))
             image = render_scene(scene, self.model.image_size)
@@ -77,7 +82,9 @@ class SynthData:
             positive, negs = training_caption(scene, rng, max(self.n_negatives, 1), self.p_relation)
             captions.append(positive)
             negatives.append(negs[: self.n_negatives])
-        return Batch(np.stack(pixels), captions, negatives)
+            cells.append(cell_labels(scene))
+        return Batch(np.stack(pixels), captions, negatives, cells=np.stack(cells),
+                     pairs=np.stack([caption_conjunctions(c) for c in captions]))
 
 
 class SourceData:

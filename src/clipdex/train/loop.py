@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from clipdex.train.adapters import Adapter, make_adapter
 from clipdex.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from clipdex.train.data import SourceData, SynthData, prefetch
 from clipdex.train.losses import binding_loss, clip_loss, siglip_loss, twin_separation_loss
+from clipdex.train.scene import SceneHeads, scene_loss
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
@@ -46,6 +47,7 @@ class TrainConfig:
     hard_negatives: int = 3
     binding_weight: float = 1.0
     twin_margin: float | None = None
+    scene_weight: float = 0.0
     counterfactuals: float = 0.0
     stem: str = "patch"
     p_relation: float = 0.5
@@ -104,6 +106,12 @@ def train(cfg: TrainConfig, resume: bool = False, on_log: LogFn | None = None) -
     random.seed(cfg.seed)
     adapter = make_adapter(cfg.model, cfg.freeze, cfg.stem)
     data = _data(cfg, adapter)
+    if cfg.scene_weight > 0:
+        if not isinstance(data, SynthData):
+            raise ClipdexError("--scene-weight needs the synthetic world's scene graphs (--data synth)")
+        # part of the module, so checkpoints and resume carry the heads; export leaves them out
+        with torch.no_grad():
+            adapter.module.scene_heads = SceneHeads(int(adapter.encode_text(["a"]).shape[-1]))
     total = cfg.steps
     if cfg.epochs is not None and isinstance(data, SourceData):
         total = cfg.epochs * data.steps_per_epoch() // cfg.accum
@@ -192,6 +200,9 @@ def _loss(adapter: Adapter, batch: Any, cfg: TrainConfig) -> torch.Tensor:
         loss = loss + cfg.binding_weight * binding_loss(image, text, hard_t, adapter.logit_scale)
     if hard_t is not None and cfg.twin_margin is not None:
         loss = loss + twin_separation_loss(text, hard_t, cfg.twin_margin)
+    if cfg.scene_weight > 0 and batch.cells is not None and batch.pairs is not None:
+        heads = cast(SceneHeads, adapter.module.scene_heads)
+        loss = loss + cfg.scene_weight * scene_loss(heads, image, text, batch.cells, batch.pairs)
     return loss
 
 
@@ -230,7 +241,8 @@ def export_trained(run: str | Path, out: str | Path, force: bool = False) -> Pat
     checkpoint = latest_checkpoint(run)
     cfg = TrainConfig(**json.loads(cfg_path.read_text()))
     adapter = make_adapter(cfg.model, stem=cfg.stem)
-    adapter.module.load_state_dict(load_file(str(checkpoint / "model.safetensors")))
+    weights = load_file(str(checkpoint / "model.safetensors"))
+    adapter.module.load_state_dict({k: v for k, v in weights.items() if not k.startswith("scene_heads.")})
     adapter.module.eval()
     tok = adapter.tokenizer
     tok.no_padding()
