@@ -176,8 +176,8 @@ def test_scene_supervision_labels_train_resume_and_stay_out_of_the_export(tmp_pa
     from clipdex.train.scene import caption_conjunctions, cell_labels
 
     scene = Scene((Obj("circle", "red", "small", (0, 0)), Obj("star", "blue", "large", (2, 1))))
-    labels = cell_labels(scene)
-    assert labels[0] == 1 + 0 * 8 + 0 and labels[7] == 1 + 5 * 8 + 3 and labels.sum() == labels[0] + labels[7]
+    labels = cell_labels(scene)  # (colour, shape) per cell, 1-based, 0 = empty
+    assert labels[:, 0].tolist() == [1, 1] and labels[:, 7].tolist() == [6, 4] and labels.sum() == 12
     pairs = caption_conjunctions("two small red circles left of a large blue star")
     assert set(np.flatnonzero(pairs)) == {0 * 8 + 0, 5 * 8 + 3}
     assert not caption_conjunctions("a circle and a star").any()  # no colour named: no pair

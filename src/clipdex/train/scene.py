@@ -26,10 +26,10 @@ _SHAPE_OF = {**{s: i for i, s in enumerate(SHAPES)}, **{plural(s): i for i, s in
 
 
 def cell_labels(scene: Scene) -> np.ndarray:
-    """``(9,)`` per grid cell: 0 when empty, else 1 + the colour-shape pair of its object."""
-    out = np.zeros(len(CELLS), np.int64)
+    """``(2, 9)``: per grid cell, 1 + its object's colour and 1 + its shape (0 where the cell is empty)."""
+    out = np.zeros((2, len(CELLS)), np.int64)
     for obj in scene.objects:
-        out[CELLS.index(obj.cell)] = 1 + _COLORS.index(obj.color) * len(SHAPES) + SHAPES.index(obj.shape)
+        out[:, CELLS.index(obj.cell)] = 1 + _COLORS.index(obj.color), 1 + SHAPES.index(obj.shape)
     return out
 
 
@@ -46,18 +46,27 @@ def caption_conjunctions(caption: str) -> np.ndarray:
 
 
 class SceneHeads(nn.Module):
-    """Linear read-outs of the joint space: 9 cells x 81 classes from an image, 80 pairs from a caption."""
+    """Read-outs of the joint space: each cell's colour (11 ways) and shape (9 ways) from an image,
+    the 80 colour-shape pairs from a caption."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, hidden: int = 256) -> None:
         super().__init__()
-        self.cells = nn.Linear(dim, len(CELLS) * (CONJUNCTIONS + 1))
-        self.pairs = nn.Linear(dim, CONJUNCTIONS)
+        self.cells = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(),
+                                   nn.Linear(hidden, len(CELLS) * (len(_COLORS) + 1 + len(SHAPES) + 1)))
+        self.pairs = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, CONJUNCTIONS))
+
+    def cell_logits(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(b, 9, 11)`` colour and ``(b, 9, 9)`` shape logits."""
+        out = self.cells(image).reshape(len(image), len(CELLS), -1)
+        return out[..., :len(_COLORS) + 1], out[..., len(_COLORS) + 1:]
 
 
 def scene_loss(heads: SceneHeads, image: torch.Tensor, text: torch.Tensor, cells: np.ndarray,
                pairs: np.ndarray) -> torch.Tensor:
-    """Cross-entropy over every cell's object plus binary cross-entropy over the caption's pairs."""
-    logits = heads.cells(image).reshape(len(image) * len(CELLS), CONJUNCTIONS + 1)
-    cell_loss = F.cross_entropy(logits, torch.from_numpy(cells).reshape(-1))
+    """Cross-entropy over every cell's colour and shape plus binary cross-entropy over the caption's pairs."""
+    colour, shape = heads.cell_logits(image)
+    labels = torch.from_numpy(cells)  # (b, 2, 9)
+    cell_loss = (F.cross_entropy(colour.reshape(-1, colour.shape[-1]), labels[:, 0].reshape(-1))
+                 + F.cross_entropy(shape.reshape(-1, shape.shape[-1]), labels[:, 1].reshape(-1)))
     pair_loss = F.binary_cross_entropy_with_logits(heads.pairs(text), torch.from_numpy(pairs))
     return cell_loss + CONJUNCTIONS * pair_loss / 8  # a caption names ~2 of 80 pairs: keep both terms ~1
