@@ -90,11 +90,19 @@ def test_what_an_index_cannot_answer_is_a_clear_4xx(index_server: tuple[str, Pat
     assert 400 <= status < 500 and reason in answer["detail"], answer
 
 
-def test_search_index_cli_uses_the_recorded_model(index_server: tuple[str, Path],
+def test_search_index_cli_uses_the_recorded_model(index_server: tuple[str, Path], tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
     from clipdex.cli import app_main
 
     _, root = index_server
     assert app_main(["search-index", str(root / "index"), "a blue star", "-k", "4", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)["hits"]
     assert len(hits) == 4 and np.all(np.diff([h["score"] for h in hits]) <= 1e-6)
+    # the encoder comes from the manifest, not a default: a copy recording another model loads that one
+    shutil.copytree(root / "index", tmp_path / "index")
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    (tmp_path / "index" / "manifest.json").write_text(json.dumps({**manifest, "model": f"onnx:{tmp_path}/gone"}))
+    assert app_main(["search-index", str(tmp_path / "index"), "a blue star"]) != 0
+    assert f"{tmp_path}/gone" in capsys.readouterr().err

@@ -14,6 +14,9 @@ AddressOpt = Annotated[str | None, typer.Option(
     help="Ray: the cluster to join (auto, or ray://host:10001); default: start Ray on this machine")]
 NumWorkersOpt = Annotated[int, typer.Option(min=1, help="Ray: actors, each with its own encoder")]
 GpusOpt = Annotated[float, typer.Option(min=0, help="Ray: GPUs reserved per actor")]
+ImageColOpt = Annotated[str | None, typer.Option(help="Table column with the image path")]
+CaptionColOpt = Annotated[str | None, typer.Option(help="Table column with the caption")]
+KeyColOpt = Annotated[str | None, typer.Option(help="Table column with a unique sample key")]
 
 
 def ray_options(engine: str, address: str | None, num_workers: int, gpus_per_worker: float) -> Any:
@@ -48,9 +51,9 @@ def curate_cmd(
     workers: Annotated[int | None, typer.Option(min=1, help="Processes scoring shards in parallel")] = None,
     shard_size: Annotated[int | None, typer.Option(min=1, help="Rows or files per shard (tables, folders)")] = None,
     copy_images: Annotated[bool, typer.Option(help="Tables: copy kept images into OUT/images")] = False,
-    image_col: Annotated[str | None, typer.Option(help="Table column with the image path")] = None,
-    caption_col: Annotated[str | None, typer.Option(help="Table column with the caption")] = None,
-    key_col: Annotated[str | None, typer.Option(help="Table column with a unique sample key")] = None,
+    image_col: ImageColOpt = None,
+    caption_col: CaptionColOpt = None,
+    key_col: KeyColOpt = None,
     image_root: Annotated[str | None, typer.Option(help="Folder that relative image paths start from")] = None,
     report: Annotated[bool, typer.Option(help="Write report.html")] = True,
     engine: EngineOpt = "local",
@@ -100,9 +103,9 @@ def embed_cmd(
     model: Annotated[str | None, typer.Option(help="Encoder spec (default: the built-in model)")] = None,
     shard_size: Annotated[int, typer.Option(min=1, help="Rows or files per part (tables, folders)")] = 10_000,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    image_col: Annotated[str | None, typer.Option(help="Table column with the image path")] = None,
-    caption_col: Annotated[str | None, typer.Option(help="Table column with the caption")] = None,
-    key_col: Annotated[str | None, typer.Option(help="Table column with a unique sample key")] = None,
+    image_col: ImageColOpt = None,
+    caption_col: CaptionColOpt = None,
+    key_col: KeyColOpt = None,
     engine: EngineOpt = "local",
     address: AddressOpt = None,
     num_workers: NumWorkersOpt = 1,

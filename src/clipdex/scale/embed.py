@@ -96,14 +96,13 @@ def _record_model(out: Path, encoder: Encoder) -> None:
 
     from clipdex.errors import ClipdexError
 
-    card = out / "embed.json"
-    if card.exists():
-        made_with = json.loads(card.read_text()).get("model")
+    made_with = read_model_card(out)
+    if made_with is not None:
         if made_with != encoder.spec:
             raise ClipdexError(f"{out} holds vectors of {made_with}, not {encoder.spec}: "
                                "embed into another --out, or pass the same --model")
         return
-    save_atomic(card, json.dumps({"model": encoder.spec, "dim": encoder.dim}).encode())
+    save_atomic(out / "embed.json", json.dumps({"model": encoder.spec, "dim": encoder.dim}).encode())
 
 
 @dataclass

@@ -194,8 +194,9 @@ def build_index(emb: str | os.PathLike[str], out: str | os.PathLike[str], memory
         arrow = _arrow_metadata(part.metadata, out / "metadata" / f"meta_{i}.arrow")
         part_entries.append({"npy": str(part.npy.resolve()), "metadata": str(part.metadata.resolve()),
                              "arrow": arrow, "rows": part.rows})
-    card = Path(emb) / "embed.json"  # written by clipdex embed: the model the vectors came from
-    model = json.loads(card.read_text()).get("model") if card.exists() else None
+    from clipdex.scale.embed import read_model_card
+
+    model = read_model_card(emb)  # written by clipdex embed: the model the vectors came from
     manifest = {"factory": chosen, "vectors": n, "dim": dim, "nprobe": plan.nprobe, "model": model,
                 "emb": str(Path(emb).resolve()), "parts": part_entries, "shards": shard_entries,
                 "skipped_parts": skipped, "memory_budget": memory_budget, "planned": asdict(plan),
@@ -407,13 +408,7 @@ class EmbeddingIndex:
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         """Unit float32 vectors of global row ids, read row by row from the float16 parts."""
-        rows = np.asarray(rows, np.int64)
-        part_of = np.searchsorted(self.offsets, rows, side="right") - 1
-        out = np.zeros((len(rows), self.dim), np.float32)
-        for part in np.unique(part_of):
-            where = part_of == part
-            out[where] = self.row_readers[int(part)].take(rows[where] - self.offsets[part])
-        return l2_normalize(out)  # float16 storage moves norms by ~1e-4
+        return gather_rows(self.row_readers, rows)
 
     def metadata(self, rows: np.ndarray) -> list[dict[str, Any]]:
         """The metadata rows of global row ids, in order, read by row from the memory-mapped parts."""
@@ -443,12 +438,16 @@ class RowReader:
             self.offset = f.tell()
         if fortran or len(shape) != 2:
             raise SourceError(f"{path}: expected a C-ordered 2-d array")
-        self.dtype, self.dim = np.dtype(dtype), int(shape[1])
-        self.row_bytes = self.dim * self.dtype.itemsize
+        self.dtype, self.shape = np.dtype(dtype), (int(shape[0]), int(shape[1]))
+        self.row_bytes = self.shape[1] * self.dtype.itemsize
         self.fd = os.open(path, os.O_RDONLY)
 
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        out = np.empty((len(rows), self.dim), self.dtype)
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        """Rows by local index, like a memory-mapped array's (so :func:`gather_rows` takes either)."""
+        out = np.empty((len(rows), self.shape[1]), self.dtype)
         for i, row in enumerate(rows):
             out[i] = np.frombuffer(os.pread(self.fd, self.row_bytes, self.offset + int(row) * self.row_bytes),
                                    self.dtype)

@@ -24,7 +24,6 @@ from clipdex.errors import BadQueryError, CollectionError
 from clipdex.scale.index import EmbeddingIndex
 from clipdex.search.query import Hit, Query, SearchPage, Target
 from clipdex.store.collection import CollectionInfo, ItemRecord
-from clipdex.store.vectors import gather_rows
 
 __all__ = ["ServedIndex", "is_index_folder"]
 
@@ -95,7 +94,7 @@ class ServedIndex:
         t0 = time.perf_counter()
         if query.item_id is not None:
             self._row(query.item_id)
-            vector = gather_rows(self.index.arrays, np.array([query.item_id]))[0]
+            vector = self.index.vectors(np.array([query.item_id]))[0]
         else:
             vector = embed_query(query, encoder)
         t1 = time.perf_counter()

@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -106,7 +107,18 @@ def load_view(conn: sqlite3.Connection, folder: Path, kind: str, dim: int) -> Ve
     return VectorView(matrix, vec_ids[keep], table[keep, 1], table[keep, 2])
 
 
-def gather_rows(parts: Sequence[np.ndarray], rows: np.ndarray) -> np.ndarray:
+class RowSource(Protocol):
+    """A part of rows: a (memory-mapped) array, or anything indexed by an array of rows like one."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray: ...
+
+
+def gather_rows(parts: Sequence[RowSource] | Sequence[np.ndarray], rows: np.ndarray) -> np.ndarray:
     """Unit float32 rows by global index over consecutive parts (e.g. memory-mapped float16 shards).
 
     Each part is indexed once, with its rows together, so a memory map reads only the pages it needs.
