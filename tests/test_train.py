@@ -152,21 +152,27 @@ def test_counterfactual_pairs_and_twin_margin_options(tmp_path: Path) -> None:
     assert result.steps == 2 and np.isfinite(result.last_loss)
 
 
-def test_conv_stem_trains_and_exports(tmp_path: Path) -> None:
-    train(_cfg(tmp_path / "run", steps=2, stem="conv"))
+@pytest.mark.parametrize(("stem", "text_conv"), [("conv", 0), ("cnn", 2)])
+def test_other_towers_train_and_export(tmp_path: Path, stem: str, text_conv: int) -> None:
+    train(_cfg(tmp_path / "run", steps=2, stem=stem, text_conv=text_conv))
     folder = export_trained(tmp_path / "run", tmp_path / "model")
     enc = load_encoder(f"onnx:{folder}")
-    adapter = make_adapter("builtin", stem="conv")
+    adapter = make_adapter("builtin", stem=stem, text_conv=text_conv)
     from safetensors.torch import load_file
 
     adapter.module.load_state_dict(load_file(str(latest_checkpoint(tmp_path / "run") / "model.safetensors")))
     adapter.module.eval()
     images = [render_scene(s, 64) for s in sample_scenes(3, seed=2)]
+    # a padded batch in torch against one caption at a time, unpadded, in ONNX Runtime
+    texts = ["a red circle", "two small blue stars left of a large green heart", "a cross"]
     with torch.no_grad():
         ref = adapter.encode_image(torch.from_numpy(np.stack([enc.preprocess(im) for im in images]))).numpy()
+        ref_text = adapter.encode_text(texts).numpy()
     assert (1 - (enc.encode_images(images) * ref).sum(1)).max() < 1e-4
+    got_text = np.concatenate([enc.encode_texts([t]) for t in texts])
+    assert (1 - (got_text * ref_text).sum(1)).max() < 1e-4
     with pytest.raises(ClipdexError, match="another architecture"):
-        train(_cfg(tmp_path / "run", steps=4), resume=True)  # a patch-stem config cannot resume a conv-stem run
+        train(_cfg(tmp_path / "run", steps=4), resume=True)  # a patch-stem config cannot resume this run
 
 
 def test_scene_supervision_labels_train_resume_and_stay_out_of_the_export(tmp_path: Path) -> None:
@@ -181,12 +187,46 @@ def test_scene_supervision_labels_train_resume_and_stay_out_of_the_export(tmp_pa
     pairs = caption_conjunctions("two small red circles left of a large blue star")
     assert set(np.flatnonzero(pairs)) == {0 * 8 + 0, 5 * 8 + 3}
     assert not caption_conjunctions("a circle and a star").any()  # no colour named: no pair
-    train(_cfg(tmp_path / "run", steps=2, scene_weight=1.0))
+    train(_cfg(tmp_path / "run", steps=2, scene_weight=1.0, stem="cnn", p_cross=0.5))
     weights = load_file(str(latest_checkpoint(tmp_path / "run") / "model.safetensors"))
     assert any(k.startswith("scene_heads.") for k in weights)  # checkpoints carry the heads, so resume is exact
-    result = train(_cfg(tmp_path / "run", steps=4, scene_weight=1.0), resume=True)
+    result = train(_cfg(tmp_path / "run", steps=4, scene_weight=1.0, stem="cnn", p_cross=0.5), resume=True)
     assert result.steps == 4 and np.isfinite(result.last_loss)
     folder = export_trained(tmp_path / "run", tmp_path / "model")
     assert load_encoder(f"onnx:{folder}").encode_texts(["a red circle"]).shape == (1, 64)
     with pytest.raises(ClipdexError, match="needs the synthetic world"):
         train(_cfg(tmp_path / "other", data=str(tmp_path), scene_weight=1.0))
+
+
+def test_scene_roles_from_images_and_captions() -> None:
+    from clipdex.synth.world import Obj, Scene
+    from clipdex.train.scene import CONJUNCTIONS, ROLES, caption_roles, cell_labels, image_roles
+
+    def role(name: str, color: int, shape: int) -> int:
+        return ROLES.index(name) * CONJUNCTIONS + color * 8 + shape
+
+    red_circle, blue_star = Obj("circle", "red", "small", (0, 0)), Obj("star", "blue", "large", (2, 1))
+    got = image_roles(cell_labels(Scene((red_circle, blue_star)))[None])[0]
+    # the vertical gap (2 rows) beats the horizontal one (1 column): above / below
+    assert set(np.flatnonzero(got)) == {role("above", 0, 0), role("below", 5, 3)}
+    roles = caption_roles("a red circle left of a blue star")
+    assert roles is not None and set(np.flatnonzero(roles)) == {role("left of", 0, 0), role("right of", 5, 3)}
+    flipped = caption_roles("a blue star right of a red circle")  # the same fact, the same roles
+    assert flipped is not None and (flipped == roles).all()
+    assert caption_roles("a red circle and a blue star") is None
+
+
+def test_cross_captions_recombine_the_scenes_own_words() -> None:
+    from clipdex.synth.world import WorldConfig, cross_caption, place, sample_scene
+
+    rng = random.Random(3)
+    recombined = 0
+    for _ in range(300):
+        scene = sample_scene(rng, WorldConfig(min_objects=2))
+        positive, negatives = cross_caption(scene, rng, 3)
+        truths = {o.with_article(False) for o in scene.objects}
+        truths |= {f"{o.with_article(False)} {place(o)}" for o in scene.objects}
+        assert positive in truths and len(set(negatives)) == 3 and not truths & set(negatives)
+        colours, shapes = {o.color for o in scene.objects}, {o.shape for o in scene.objects}
+        recombined += all(n.split()[1] in colours and n.split()[2] in shapes for n in negatives)
+    assert recombined > 150  # mostly the scene's own words, in the wrong combination or place

@@ -59,10 +59,16 @@ def train_cmd(
     p_relation: Annotated[float, typer.Option(help="Synthetic data: share of two-object relation captions")] = 0.5,
     counterfactuals: Annotated[float, typer.Option(help="Synthetic data: share of the batch made of minimally "
                                                    "edited scene pairs (colours or places swapped)")] = 0.0,
-    stem: Annotated[str, typer.Option(help="Built-in image tower stem: patch or conv")] = "patch",
+    stem: Annotated[str, typer.Option(help="Built-in image tower: patch (ViT), conv (conv stem + ViT) or cnn "
+                                           "(a small CNN + 2 attention blocks)")] = "patch",
+    text_conv: Annotated[int, typer.Option(min=0, help="Built-in text tower: residual word convolutions "
+                                                     "before the transformer")] = 0,
+    p_cross: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Synthetic data: share of one-object captions whose negatives recombine the "
+                               "scene's own colours, shapes and places")] = 0.0,
     scene_weight: Annotated[float, typer.Option(
-        min=0.0, help="Synthetic data: weight of the scene-graph read-outs (each cell's object from the image, "
-                      "the colour-shape pairs from the caption)")] = 0.0,
+        min=0.0, help="Synthetic data: weight of the scene-graph read-outs (each cell's object from the image "
+                      "features; colour-shape pairs and left/right/above/below roles from both embeddings)")] = 0.0,
     twin_margin: Annotated[float | None, typer.Option(help="Push captions below this cosine to their "
                                                       "word-swapped twins (off by default)")] = None,
     seed: int = 0,
@@ -95,6 +101,8 @@ def train_cmd(
         counterfactuals=counterfactuals,
         twin_margin=twin_margin, scene_weight=scene_weight,
         stem=stem,
+        text_conv=text_conv,
+        p_cross=p_cross,
         seed=seed,
         val_every=val_every,
         checkpoint_every=checkpoint_every,

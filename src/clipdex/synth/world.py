@@ -23,11 +23,13 @@ __all__ = [
     "article",
     "captions_for",
     "counterfactual",
+    "cross_caption",
     "describe_pair",
     "hard_negatives",
     "has_object",
     "pair_holds",
     "pair_negatives",
+    "place",
     "relation",
     "sample_scene",
     "sample_scenes",
@@ -158,7 +160,8 @@ def _noun_phrase(obj: Obj, count: int, with_size: bool) -> str:
     return f"{COUNT_WORDS[count]} {size}{obj.color} {plural(obj.shape)}"
 
 
-def _position(obj: Obj) -> str:
+def place(obj: Obj) -> str:
+    """Where an object is, in words: "in the top left", "on the right", "in the center"."""
     r, c = obj.cell
     if (r, c) == (1, 1):
         return "in the center"
@@ -205,7 +208,7 @@ def _relation_caption(scene: Scene, groups: list[tuple[Obj, int]], rng: random.R
 
 def _position_caption(scene: Scene, groups: list[tuple[Obj, int]], rng: random.Random) -> str:
     obj = rng.choice(list(scene.objects))
-    text = f"{obj.with_article(rng.random() < 0.5)} {_position(obj)}"
+    text = f"{obj.with_article(rng.random() < 0.5)} {place(obj)}"
     if len(scene.objects) > 1:
         text += f" with {len(scene.objects) - 1} other shape" + ("s" if len(scene.objects) > 2 else "")
     return text
@@ -270,14 +273,16 @@ def has_object(scene: Scene, shape: str, color: str) -> bool:
 
 
 def training_caption(scene: Scene, rng: random.Random, n_negatives: int = 3,
-                     p_relation: float = 0.5) -> tuple[str, list[str]]:
+                     p_relation: float = 0.5, p_cross: float = 0.0) -> tuple[str, list[str]]:
     """A true caption and hard negatives that are false of the scene.
 
-    With probability ``p_relation`` (when the scene has two or more objects)
-    the caption is a relation between two objects, whose negatives swap
-    colours, flip the relation or swap shapes; otherwise a paraphrase with
-    attribute negatives.
+    With probability ``p_cross`` (scenes of two or more objects) a
+    :func:`cross_caption`; else with probability ``p_relation`` a relation
+    between two objects, whose negatives swap colours, flip the relation or
+    swap shapes; otherwise a paraphrase with attribute negatives.
     """
+    if len(scene.objects) >= 2 and p_cross and rng.random() < p_cross:
+        return cross_caption(scene, rng, n_negatives)
     pair: tuple[Obj, Obj] | None = None
     if len(scene.objects) >= 2 and rng.random() < p_relation:
         a, b = rng.sample(list(scene.objects), 2)
@@ -286,6 +291,41 @@ def training_caption(scene: Scene, rng: random.Random, n_negatives: int = 3,
     else:
         positive = rng.choice(captions_for(scene, 5, rng))
     return positive, pair_negatives(scene, pair, rng, n_negatives)
+
+
+def cross_caption(scene: Scene, rng: random.Random, n_negatives: int = 3) -> tuple[str, list[str]]:
+    """One object of the scene ("a pink square", or "a pink square on the left"), against negatives
+    made of the scene's own attributes recombined: another object's shape with this colour, its
+    colour with another shape, this object in another object's place.
+
+    Every word of such a negative is true of something in the image, so only an
+    image tower that binds colour to shape (and shape to place) can reject it;
+    the caption and its negatives differ in words, so the text tower can tell
+    them apart from the first step. This breaks the trap in which neither tower
+    learns binding because the other has not.
+    """
+    objects = list(scene.objects)
+    obj = rng.choice(objects)
+    present = {(o.color, o.shape) for o in objects}
+    crossed = sorted({(obj.color, o.shape) for o in objects} | {(o.color, obj.shape) for o in objects})
+    crossed = [c for c in crossed if c not in present]
+    if rng.random() < 0.5:
+        positive = f"{obj.with_article(False)} {place(obj)}"
+        negatives = [f"{obj.with_article(False)} {place(o)}" for o in objects
+                     if not any((x.color, x.shape, x.cell) == (obj.color, obj.shape, o.cell) for x in objects)]
+        negatives += [f"{article(f'{color} {shape}')} {place(obj)}" for color, shape in crossed]
+    else:
+        positive = obj.with_article(False)
+        negatives = [article(f"{color} {shape}") for color, shape in crossed]
+    negatives = list(dict.fromkeys(negatives))
+    rng.shuffle(negatives)
+    negatives = negatives[:n_negatives]
+    while len(negatives) < n_negatives:
+        color, shape = rng.choice(tuple(COLORS)), rng.choice(SHAPES)
+        filler = article(f"{color} {shape}")
+        if (color, shape) not in present and filler not in negatives:
+            negatives.append(filler)
+    return positive, negatives
 
 
 def pair_negatives(scene: Scene, pair: tuple[Obj, Obj] | None, rng: random.Random, n: int = 3) -> list[str]:

@@ -7,7 +7,7 @@ a tokenizer and the runtime ``ModelConfig`` used for preprocessing and export.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +48,20 @@ class Adapter:
         return F.normalize(self.text_tower(ids, mask), dim=-1)
 
 
-def make_adapter(spec: str, freeze: str = "none", stem: str = "patch") -> Adapter:
+def make_adapter(spec: str, freeze: str = "none", stem: str = "patch", text_conv: int = 0) -> Adapter:
     """``builtin`` (the tiny architecture, fresh weights) or ``hf:DIR`` (fine-tune)."""
     if spec in ("builtin", "builtin-arch", "tiny"):
-        return _builtin(stem)
+        return _builtin(stem, text_conv)
     if spec.startswith("hf:"):
         return _hf(spec[3:], freeze)
     raise EncoderSpecError(f"cannot train {spec!r}. Available: builtin, hf:DIR")
 
 
-def _builtin(stem: str = "patch") -> Adapter:
+def _builtin(stem: str = "patch", text_conv: int = 0) -> Adapter:
     tok = build_word_tokenizer(vocabulary())
-    cfg = TinyConfig(vocab_size=max(128, tok.get_vocab_size()), stem=stem)
+    cfg = TinyConfig(vocab_size=max(128, tok.get_vocab_size()), stem=stem, text_conv=text_conv)
+    if stem == "cnn":  # the CNN does the per-object work; two attention blocks relate the objects
+        cfg = replace(cfg, vision_width=128, vision_layers=2)
     tok.enable_truncation(cfg.context_length)
     tok.enable_padding(pad_id=0)
     model = DualEncoder(cfg)
@@ -68,6 +70,8 @@ def _builtin(stem: str = "patch") -> Adapter:
     arch = cfg.to_dict()
     if stem == "patch":
         del arch["stem"]  # checkpoints from before the option stay resumable
+    if not text_conv:
+        del arch["text_conv"]
     return Adapter(model, model.visual, model.textual, tok, runtime, arch, model.logit_scale,
                    model.logit_bias)
 

@@ -32,7 +32,7 @@ from clipdex.synth.world import (
     sample_scene,
     training_caption,
 )
-from clipdex.train.scene import caption_conjunctions, cell_labels
+from clipdex.train.scene import CONJUNCTIONS, ROLES, caption_conjunctions, caption_roles, cell_labels
 
 __all__ = ["Batch", "SourceData", "SynthData", "prefetch", "swap_negative"]
 
@@ -47,16 +47,19 @@ class Batch:
     skipped: int = 0
     cells: np.ndarray | None = None  # synthetic data: (b, 9) each grid cell's object (see train.scene)
     pairs: np.ndarray | None = None  # synthetic data: (b, 80) the colour-shape pairs each caption names
+    roles: np.ndarray | None = None  # synthetic data: (b, 320) the roles a relation caption gives (see train.scene)
+    has_roles: np.ndarray | None = None  # synthetic data: (b,) 1 where the caption is a relation
 
 
 class SynthData:
     """Endless fresh scenes; the batch for step ``s`` depends only on (seed, s), so resume is exact."""
 
     def __init__(self, seed: int, batch_size: int, model: ModelConfig, n_negatives: int = 3,
-                 world: WorldConfig = WorldConfig(), p_relation: float = 0.5, counterfactuals: float = 0.0) -> None:
+                 world: WorldConfig = WorldConfig(), p_relation: float = 0.5, counterfactuals: float = 0.0,
+                 p_cross: float = 0.0) -> None:
         self.seed, self.batch_size, self.model = seed, batch_size, model
         self.n_negatives, self.world, self.p_relation = n_negatives, world, p_relation
-        self.counterfactuals = counterfactuals
+        self.counterfactuals, self.p_cross = counterfactuals, p_cross
 
     def batch(self, step: int) -> Batch:
         rng = random.Random(self.seed * 1_000_003 + step)
@@ -79,12 +82,16 @@ class SynthData:
             scene = sample_scene(rng, self.world, seed=rng.randrange(1 << 30))
             image = render_scene(scene, self.model.image_size)
             pixels.append(preprocess_image(image, self.model))
-            positive, negs = training_caption(scene, rng, max(self.n_negatives, 1), self.p_relation)
+            positive, negs = training_caption(scene, rng, max(self.n_negatives, 1), self.p_relation, self.p_cross)
             captions.append(positive)
             negatives.append(negs[: self.n_negatives])
             cells.append(cell_labels(scene))
+        roles = [caption_roles(c) for c in captions]
         return Batch(np.stack(pixels), captions, negatives, cells=np.stack(cells),
-                     pairs=np.stack([caption_conjunctions(c) for c in captions]))
+                     pairs=np.stack([caption_conjunctions(c) for c in captions]),
+                     roles=np.stack([np.zeros(len(ROLES) * CONJUNCTIONS, np.float32) if r is None else r
+                                     for r in roles]),
+                     has_roles=np.asarray([r is not None for r in roles]))
 
 
 class SourceData:

@@ -24,6 +24,7 @@ from clipdex.train.adapters import Adapter, make_adapter
 from clipdex.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from clipdex.train.data import SourceData, SynthData, prefetch
 from clipdex.train.losses import binding_loss, clip_loss, siglip_loss, twin_separation_loss
+from clipdex.train.model import ImageTower
 from clipdex.train.scene import SceneHeads, scene_loss
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
@@ -50,6 +51,8 @@ class TrainConfig:
     scene_weight: float = 0.0
     counterfactuals: float = 0.0
     stem: str = "patch"
+    text_conv: int = 0
+    p_cross: float = 0.0
     p_relation: float = 0.5
     seed: int = 0
     val_every: int = 200
@@ -104,14 +107,14 @@ def train(cfg: TrainConfig, resume: bool = False, on_log: LogFn | None = None) -
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    adapter = make_adapter(cfg.model, cfg.freeze, cfg.stem)
+    adapter = make_adapter(cfg.model, cfg.freeze, cfg.stem, cfg.text_conv)
     data = _data(cfg, adapter)
     if cfg.scene_weight > 0:
-        if not isinstance(data, SynthData):
-            raise ClipdexError("--scene-weight needs the synthetic world's scene graphs (--data synth)")
+        if not isinstance(data, SynthData) or not isinstance(adapter.image_tower, ImageTower):
+            raise ClipdexError("--scene-weight needs the synthetic world's scene graphs (--data synth) "
+                               "and the built-in model")
         # part of the module, so checkpoints and resume carry the heads; export leaves them out
-        with torch.no_grad():
-            adapter.module.scene_heads = SceneHeads(int(adapter.encode_text(["a"]).shape[-1]))
+        adapter.module.scene_heads = SceneHeads(adapter.runtime.dim, adapter.image_tower.width)
     total = cfg.steps
     if cfg.epochs is not None and isinstance(data, SourceData):
         total = cfg.epochs * data.steps_per_epoch() // cfg.accum
@@ -174,7 +177,7 @@ def _truncate_log(path: Path, step: int) -> None:
 def _data(cfg: TrainConfig, adapter: Adapter) -> SynthData | SourceData:
     if cfg.data == "synth":
         return SynthData(cfg.seed, cfg.batch_size, adapter.runtime, cfg.hard_negatives, p_relation=cfg.p_relation,
-                         counterfactuals=cfg.counterfactuals)
+                         counterfactuals=cfg.counterfactuals, p_cross=cfg.p_cross)
     from clipdex.media.sources import SourceOptions
 
     options = SourceOptions(image_col=cfg.image_col, caption_col=cfg.caption_col)
@@ -186,8 +189,13 @@ def _loss(adapter: Adapter, batch: Any, cfg: TrainConfig) -> torch.Tensor:
     negatives = [n for negs in batch.negatives for n in negs]
     per = len(negatives) // len(batch.captions) if negatives else 0
     negatives = negatives if per and len(negatives) == per * len(batch.captions) else []
+    scene = cfg.scene_weight > 0 and batch.cells is not None
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-        image = adapter.encode_image(pixels)
+        if scene:
+            projected, grid = cast(ImageTower, adapter.image_tower).features(pixels)
+            image = torch.nn.functional.normalize(projected, dim=-1)
+        else:
+            image = adapter.encode_image(pixels)
         text_all = adapter.encode_text(list(batch.captions) + negatives)
     image, text_all = image.float(), text_all.float()
     text, hard = text_all[: len(batch.captions)], text_all[len(batch.captions):]
@@ -200,9 +208,10 @@ def _loss(adapter: Adapter, batch: Any, cfg: TrainConfig) -> torch.Tensor:
         loss = loss + cfg.binding_weight * binding_loss(image, text, hard_t, adapter.logit_scale)
     if hard_t is not None and cfg.twin_margin is not None:
         loss = loss + twin_separation_loss(text, hard_t, cfg.twin_margin)
-    if cfg.scene_weight > 0 and batch.cells is not None and batch.pairs is not None:
+    if scene:
         heads = cast(SceneHeads, adapter.module.scene_heads)
-        loss = loss + cfg.scene_weight * scene_loss(heads, image, text, batch.cells, batch.pairs)
+        loss = loss + cfg.scene_weight * scene_loss(heads, grid.float(), image, text, batch.cells, batch.pairs,
+                                                    batch.roles, batch.has_roles)
     return loss
 
 
@@ -240,7 +249,7 @@ def export_trained(run: str | Path, out: str | Path, force: bool = False) -> Pat
         raise ClipdexError(f"{run} is not a training run (expected train_config.json)")
     checkpoint = latest_checkpoint(run)
     cfg = TrainConfig(**json.loads(cfg_path.read_text()))
-    adapter = make_adapter(cfg.model, stem=cfg.stem)
+    adapter = make_adapter(cfg.model, stem=cfg.stem, text_conv=cfg.text_conv)
     weights = load_file(str(checkpoint / "model.safetensors"))
     adapter.module.load_state_dict({k: v for k, v in weights.items() if not k.startswith("scene_heads.")})
     adapter.module.eval()

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DualEncoder", "TinyConfig"]
+__all__ = ["DualEncoder", "ImageTower", "TinyConfig"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,8 @@ class TinyConfig:
     vocab_size: int = 128
     context_length: int = 32
     embed_dim: int = 64
-    stem: str = "patch"  # "patch": one strided conv (ViT); "conv": three overlapping 3x3/2 convs
+    stem: str = "patch"  # "patch": one strided conv (ViT); "conv": three 3x3/2 convs; "cnn": four conv-BN layers
+    text_conv: int = 0  # residual width-3 convolutions over the words before the text transformer
     arch: str = "tiny-dual-v1"
 
     def to_dict(self) -> dict[str, object]:
@@ -69,11 +70,27 @@ def _stem(cfg: TinyConfig) -> nn.Module:
     """
     if cfg.stem == "patch":
         return nn.Conv2d(3, cfg.vision_width, cfg.patch_size, cfg.patch_size)
-    if cfg.stem != "conv" or cfg.patch_size != 8:
-        raise ValueError(f"unknown stem {cfg.stem!r} for patch size {cfg.patch_size}. Available: patch, conv (8)")
+    if cfg.stem not in ("conv", "cnn") or cfg.patch_size != 8:
+        raise ValueError(f"unknown stem {cfg.stem!r} for patch size {cfg.patch_size}. Available: patch, conv, cnn (8)")
     w = cfg.vision_width
+    if cfg.stem == "cnn":
+        return _cnn_stem(w)
     return nn.Sequential(nn.Conv2d(3, w // 4, 3, 2, 1), nn.GELU(), nn.Conv2d(w // 4, w // 2, 3, 2, 1), nn.GELU(),
                          nn.Conv2d(w // 2, w, 3, 2, 1))
+
+
+def _cnn_stem(width: int) -> nn.Module:
+    """A small CNN down to a grid at 1/8 of the image: 3x3 convs with batch norm, strides 2, 1, 2, 2.
+
+    Each output cell sees 19 px, a whole object of the synthetic world, so
+    colour and shape meet in one local feature before attention mixes the
+    cells; the ViT's 8 px patches split objects and learned shapes slowly.
+    """
+    widths = (3, width // 4, width // 2, 3 * width // 4, width)
+    layers: list[nn.Module] = []
+    for c_in, c_out, stride in zip(widths[:-1], widths[1:], (2, 1, 2, 2), strict=True):
+        layers += [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.GELU()]
+    return nn.Sequential(*layers)
 
 
 class ImageTower(nn.Module):
@@ -83,6 +100,7 @@ class ImageTower(nn.Module):
         super().__init__()
         n_patches = (cfg.image_size // cfg.patch_size) ** 2
         self.patch = _stem(cfg)
+        self.width = cfg.vision_width
         # CLIP's init: positions at width^-0.5, so where a patch is matters from the first step
         scale = cfg.vision_width**-0.5
         self.cls = nn.Parameter(torch.randn(1, 1, cfg.vision_width) * scale)
@@ -92,15 +110,43 @@ class ImageTower(nn.Module):
         self.head = nn.Linear(cfg.vision_width, cfg.embed_dim, bias=False)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        x = self.patch(pixel_values).flatten(2).transpose(1, 2)
+        return self.features(pixel_values)[0]
+
+    def features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The projection and the stem's feature grid ``(b, width, g, g)`` (read by scene supervision)."""
+        grid = self.patch(pixel_values)
+        x = grid.flatten(2).transpose(1, 2)
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
         for block in self.blocks:
             x = block(x)
-        return self.head(self.ln(x[:, 0]))
+        return self.head(self.ln(x[:, 0])), grid
+
+
+class WordConv(nn.Module):
+    """Residual width-3 convolutions over word embeddings (padding zeroed first).
+
+    They hand the transformer each word together with its neighbours
+    ("red circle" is one feature, "blue circle" another) from the first step,
+    so a caption and its colour-swapped twin do not start out identical.
+    Zeroing the padding makes a padded batch and one unpadded caption (as
+    exported) give the same features.
+    """
+
+    def __init__(self, width: int, layers: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv1d(width, width, 3, padding=1) for _ in range(layers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        keep = mask[:, None, :]
+        h = x.transpose(1, 2) * keep
+        for conv in self.convs:
+            h = h + F.gelu(conv(h)) * keep
+        return h.transpose(1, 2)
 
 
 class TextTower(nn.Module):
-    """Tokens + positions -> bidirectional blocks (padding masked) -> masked mean -> projection."""
+    """Tokens (+ word convolutions) + positions -> bidirectional blocks (padding masked) -> masked mean
+    -> projection."""
 
     def __init__(self, cfg: TinyConfig) -> None:
         super().__init__()
@@ -109,14 +155,18 @@ class TextTower(nn.Module):
         # the positions 50:1 and the tower would start, and stay, a bag of words.
         nn.init.normal_(self.tok.weight, std=0.02)
         self.pos = nn.Parameter(torch.randn(1, cfg.context_length, cfg.text_width) * 0.01)
+        self.words = WordConv(cfg.text_width, cfg.text_conv) if cfg.text_conv else None
         self.blocks = nn.ModuleList(Block(cfg.text_width, cfg.heads) for _ in range(cfg.text_layers))
         self.ln = nn.LayerNorm(cfg.text_width)
         self.head = nn.Linear(cfg.text_width, cfg.embed_dim, bias=False)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         n = input_ids.shape[1]
-        x = self.tok(input_ids) + self.pos[:, :n]
+        x = self.tok(input_ids)
         mask = attention_mask.to(x.dtype)
+        if self.words is not None:
+            x = self.words(x, mask)
+        x = x + self.pos[:, :n]
         bias = ((1.0 - mask) * -1e4)[:, None, None, :]
         for block in self.blocks:
             x = block(x, bias)

@@ -1,12 +1,20 @@
-"""Scene supervision: what the synthetic world's scene graph says each embedding should hold.
+"""Scene supervision: what the synthetic world's scene graph says each tower should hold.
 
-Contrastive training on the synthetic world learns colours and counts but not
-which colour belongs to which shape, nor where things are (the binding probes
-stay at chance). The renderer knows the answer, so the joint space can be told
-directly: from an image embedding, predict each grid cell's object (colour
-and shape together, or empty); from a caption embedding, predict which
-colour-shape pairs it mentions. Both are small heads on the unit embeddings,
-used only while training (``--scene-weight``) and never exported.
+Contrastive training on the synthetic world starts in two traps. Colour alone
+tells most images of a batch apart, so shape words get almost no gradient; and
+neither tower has a reason to encode "which colour is which shape" or "what is
+left of what" before the other one does (the binding probes sit at chance).
+The renderer knows the answers, so both towers are told directly, through
+small heads used only while training (``--scene-weight``) and never exported:
+
+- cells: each 3x3 grid cell's colour and shape, from the image tower's
+  feature grid (dense labels teach the tower shapes within a few hundred steps);
+- pairs: the colour-shape pairs an image holds and a caption names, from
+  each unit embedding;
+- roles: which colour-shape pairs stand left of / right of / above / below
+  another one, from the image embedding and from a relation caption's
+  embedding. A caption and its flipped twin give opposite roles, so the
+  text tower must read word order, and the image tower must encode places.
 """
 
 from __future__ import annotations
@@ -16,13 +24,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipdex.synth.world import CELLS, COLORS, SHAPES, Scene, plural
+from clipdex.synth.world import CELLS, COLORS, FLIP, SHAPES, Scene, plural
 
-__all__ = ["CONJUNCTIONS", "SceneHeads", "caption_conjunctions", "cell_labels", "scene_loss"]
+__all__ = ["CONJUNCTIONS", "ROLES", "SceneHeads", "caption_conjunctions", "caption_roles", "cell_labels",
+           "image_roles", "scene_loss"]
 
 _COLORS = list(COLORS)
 CONJUNCTIONS = len(_COLORS) * len(SHAPES)  # colour-shape pairs
+ROLES = ("left of", "right of", "above", "below")
 _SHAPE_OF = {**{s: i for i, s in enumerate(SHAPES)}, **{plural(s): i for i, s in enumerate(SHAPES)}}
+# Binary cross-entropy over 80 or 320 mostly-empty outputs is ~0.1 at the prior; this brings each
+# term to the size of the cell cross-entropies (~1) so none is drowned.
+_BCE_SCALE = 10.0
+_TEXT_ROLE_SCALE = 30.0  # only relation captions carry roles (about half the batch)
+_HEAD_INPUT_SCALE = 8.0  # heads read unit vectors; scaled so a linear head can reach confident logits
 
 
 def cell_labels(scene: Scene) -> np.ndarray:
@@ -45,28 +60,82 @@ def caption_conjunctions(caption: str) -> np.ndarray:
     return out
 
 
+def _relation(a: tuple[int, int], b: tuple[int, int]) -> str:
+    """The world's rule (:func:`clipdex.synth.world.relation`) on grid cells."""
+    dr, dc = a[0] - b[0], a[1] - b[1]
+    if abs(dc) >= abs(dr):
+        return "left of" if dc < 0 else "right of"
+    return "above" if dr < 0 else "below"
+
+
+def image_roles(cells: np.ndarray) -> np.ndarray:
+    """``(b, 4 * 80)`` from :func:`cell_labels` rows: pair p is "left of" another object, etc."""
+    out = np.zeros((len(cells), len(ROLES) * CONJUNCTIONS), np.float32)
+    for i, grid in enumerate(cells):
+        objects = [(CELLS[k], (grid[0, k] - 1) * len(SHAPES) + grid[1, k] - 1)
+                   for k in range(len(CELLS)) if grid[0, k] > 0]
+        for cell_a, pair_a in objects:
+            for cell_b, _ in objects:
+                if cell_a != cell_b:
+                    out[i, ROLES.index(_relation(cell_a, cell_b)) * CONJUNCTIONS + pair_a] = 1.0
+    return out
+
+
+def caption_roles(caption: str) -> np.ndarray | None:
+    """``(4 * 80,)`` roles a relation caption ("a red circle left of a blue star") gives its two
+    objects, or None for other captions."""
+    for rel in ROLES:
+        marker = f" {rel} "
+        if marker not in caption:
+            continue
+        left, right = (part.split() for part in caption.lower().split(marker, 1))
+        if len(left) < 2 or len(right) < 2 or left[-1] not in SHAPES or right[-1] not in SHAPES \
+                or left[-2] not in COLORS or right[-2] not in COLORS:
+            return None
+        out = np.zeros(len(ROLES) * CONJUNCTIONS, np.float32)
+        for words, role in ((left, rel), (right, FLIP[rel])):
+            pair = _COLORS.index(words[-2]) * len(SHAPES) + SHAPES.index(words[-1])
+            out[ROLES.index(role) * CONJUNCTIONS + pair] = 1.0
+        return out
+    return None
+
+
 class SceneHeads(nn.Module):
-    """Read-outs of the joint space: each cell's colour (11 ways) and shape (9 ways) from an image,
-    the 80 colour-shape pairs from a caption."""
+    """Linear read-outs: cells from the feature grid, pairs and roles from each embedding."""
 
-    def __init__(self, dim: int, hidden: int = 256) -> None:
+    def __init__(self, dim: int, grid_width: int) -> None:
         super().__init__()
-        self.cells = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(),
-                                   nn.Linear(hidden, len(CELLS) * (len(_COLORS) + 1 + len(SHAPES) + 1)))
-        self.pairs = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, CONJUNCTIONS))
-
-    def cell_logits(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(b, 9, 11)`` colour and ``(b, 9, 9)`` shape logits."""
-        out = self.cells(image).reshape(len(image), len(CELLS), -1)
-        return out[..., :len(_COLORS) + 1], out[..., len(_COLORS) + 1:]
+        self.cells = nn.Linear(grid_width, len(_COLORS) + 1 + len(SHAPES) + 1)
+        self.image_pairs = nn.Linear(dim, CONJUNCTIONS)
+        self.text_pairs = nn.Linear(dim, CONJUNCTIONS)
+        self.image_roles = nn.Linear(dim, len(ROLES) * CONJUNCTIONS)
+        self.text_roles = nn.Linear(dim, len(ROLES) * CONJUNCTIONS)
 
 
-def scene_loss(heads: SceneHeads, image: torch.Tensor, text: torch.Tensor, cells: np.ndarray,
-               pairs: np.ndarray) -> torch.Tensor:
-    """Cross-entropy over every cell's colour and shape plus binary cross-entropy over the caption's pairs."""
-    colour, shape = heads.cell_logits(image)
-    labels = torch.from_numpy(cells)  # (b, 2, 9)
-    cell_loss = (F.cross_entropy(colour.reshape(-1, colour.shape[-1]), labels[:, 0].reshape(-1))
-                 + F.cross_entropy(shape.reshape(-1, shape.shape[-1]), labels[:, 1].reshape(-1)))
-    pair_loss = F.binary_cross_entropy_with_logits(heads.pairs(text), torch.from_numpy(pairs))
-    return cell_loss + CONJUNCTIONS * pair_loss / 8  # a caption names ~2 of 80 pairs: keep both terms ~1
+def scene_loss(heads: SceneHeads, grid: torch.Tensor, image: torch.Tensor, text: torch.Tensor,
+               cells: np.ndarray, pairs: np.ndarray, roles: np.ndarray, has_roles: np.ndarray) -> torch.Tensor:
+    """Sum of the read-out losses for one batch.
+
+    Args:
+        grid: ``(b, w, h, w)`` the image tower's feature grid (pooled here to the 3x3 scene grid).
+        image, text: ``(b, d)`` unit embeddings of the images and their captions.
+        cells: ``(b, 2, 9)`` :func:`cell_labels`; pairs: ``(b, 80)`` :func:`caption_conjunctions`;
+        roles: ``(b, 320)`` :func:`caption_roles` (zeros where none); has_roles: ``(b,)`` 1 for relation captions.
+    """
+    cell_feats = F.adaptive_avg_pool2d(grid, 3).flatten(2).transpose(1, 2)  # (b, 9, w), row-major like CELLS
+    logits = heads.cells(cell_feats)
+    labels = torch.from_numpy(cells)
+    n_col = len(_COLORS) + 1
+    loss = (F.cross_entropy(logits[..., :n_col].reshape(-1, n_col), labels[:, 0].reshape(-1))
+            + F.cross_entropy(logits[..., n_col:].reshape(-1, logits.shape[-1] - n_col), labels[:, 1].reshape(-1)))
+    present = np.zeros((len(cells), CONJUNCTIONS), np.float32)
+    rows, cols = np.nonzero(cells[:, 0] > 0)
+    present[rows, (cells[rows, 0, cols] - 1) * len(SHAPES) + cells[rows, 1, cols] - 1] = 1.0
+    img, txt = image * _HEAD_INPUT_SCALE, text * _HEAD_INPUT_SCALE
+    bce = F.binary_cross_entropy_with_logits
+    loss = loss + _BCE_SCALE * (bce(heads.image_pairs(img), torch.from_numpy(present))
+                                + bce(heads.text_pairs(txt), torch.from_numpy(pairs))
+                                + bce(heads.image_roles(img), torch.from_numpy(image_roles(cells))))
+    mask = torch.from_numpy(has_roles.astype(np.float32))
+    per_caption = bce(heads.text_roles(txt), torch.from_numpy(roles), reduction="none").mean(1)
+    return loss + _TEXT_ROLE_SCALE * (per_caption * mask).sum() / mask.sum().clamp(min=1.0)
