@@ -1,8 +1,11 @@
 """Training throughput of the built-in architecture: step vs data loading alone.
 
+Defaults are the recipe of builtin:shapes-tiny (recipes/shapes_tiny.sh): CNN
+image tower, word convolutions, cross-binding captions and scene supervision.
 Prints one JSON document. Usage:
 
-    python benchmarks/bench_train.py [--batch-size 256] [--steps 5] [--hard-negatives 3]
+    python benchmarks/bench_train.py [--batch-size 256] [--steps 5] [--hard-negatives 3] [--stem cnn]
+        [--text-conv 2] [--scene-weight 1.0] [--p-cross 0.35]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from clipdex.train.adapters import make_adapter
 from clipdex.train.data import SynthData
 from clipdex.train.loop import TrainConfig, _loss
+from clipdex.train.scene import SceneHeads
 
 
 def main() -> None:
@@ -25,11 +29,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--hard-negatives", type=int, default=3)
+    parser.add_argument("--stem", default="cnn")
+    parser.add_argument("--text-conv", type=int, default=2)
+    parser.add_argument("--scene-weight", type=float, default=1.0)
+    parser.add_argument("--p-cross", type=float, default=0.35)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    adapter = make_adapter("builtin")
-    data = SynthData(0, args.batch_size, adapter.runtime, args.hard_negatives)
-    cfg = TrainConfig(out="unused", batch_size=args.batch_size, hard_negatives=args.hard_negatives)
+    adapter = make_adapter("builtin", stem=args.stem, text_conv=args.text_conv)
+    data = SynthData(0, args.batch_size, adapter.runtime, args.hard_negatives, p_relation=0.6, p_cross=args.p_cross)
+    cfg = TrainConfig(out="unused", batch_size=args.batch_size, hard_negatives=args.hard_negatives,
+                      stem=args.stem, text_conv=args.text_conv, scene_weight=args.scene_weight, p_cross=args.p_cross)
+    if args.scene_weight > 0:
+        adapter.module.scene_heads = SceneHeads(adapter.runtime.dim, adapter.image_tower.width)
     optimizer = torch.optim.AdamW(adapter.module.parameters(), lr=1e-3)
 
     data_times, step_times = [], []
@@ -46,6 +57,7 @@ def main() -> None:
     data_s, step_s = statistics.median(data_times[1:]), statistics.median(step_times[1:])  # first is warm-up
     out = {
         "batch_size": args.batch_size, "hard_negatives": args.hard_negatives, "cores": os.cpu_count(),
+        "stem": args.stem, "text_conv": args.text_conv, "scene_weight": args.scene_weight,
         "params": sum(p.numel() for p in adapter.module.parameters()),
         "data_loading_samples_s": round(args.batch_size / data_s, 1),
         "train_step_samples_s": round(args.batch_size / step_s, 1),

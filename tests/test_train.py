@@ -152,12 +152,12 @@ def test_counterfactual_pairs_and_twin_margin_options(tmp_path: Path) -> None:
     assert result.steps == 2 and np.isfinite(result.last_loss)
 
 
-@pytest.mark.parametrize(("stem", "text_conv"), [("conv", 0), ("cnn", 2)])
-def test_other_towers_train_and_export(tmp_path: Path, stem: str, text_conv: int) -> None:
-    train(_cfg(tmp_path / "run", steps=2, stem=stem, text_conv=text_conv))
+@pytest.mark.parametrize(("stem", "text_conv", "grid_readout"), [("conv", 0, False), ("cnn", 2, True)])
+def test_other_towers_train_and_export(tmp_path: Path, stem: str, text_conv: int, grid_readout: bool) -> None:
+    train(_cfg(tmp_path / "run", steps=2, stem=stem, text_conv=text_conv, grid_readout=grid_readout))
     folder = export_trained(tmp_path / "run", tmp_path / "model")
     enc = load_encoder(f"onnx:{folder}")
-    adapter = make_adapter("builtin", stem=stem, text_conv=text_conv)
+    adapter = make_adapter("builtin", stem=stem, text_conv=text_conv, grid_readout=grid_readout)
     from safetensors.torch import load_file
 
     adapter.module.load_state_dict(load_file(str(latest_checkpoint(tmp_path / "run") / "model.safetensors")))

@@ -63,6 +63,8 @@ def train_cmd(
                                            "(a small CNN + 2 attention blocks)")] = "patch",
     text_conv: Annotated[int, typer.Option(min=0, help="Built-in text tower: residual word convolutions "
                                                      "before the transformer")] = 0,
+    grid_readout: Annotated[bool, typer.Option(help="Built-in image tower: the embedding also reads each grid "
+                                                   "position through its own weights (what x where)")] = False,
     p_cross: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Synthetic data: share of one-object captions whose negatives recombine the "
                                "scene's own colours, shapes and places")] = 0.0,
@@ -102,6 +104,7 @@ def train_cmd(
         twin_margin=twin_margin, scene_weight=scene_weight,
         stem=stem,
         text_conv=text_conv,
+        grid_readout=grid_readout,
         p_cross=p_cross,
         seed=seed,
         val_every=val_every,

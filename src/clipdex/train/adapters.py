@@ -48,18 +48,20 @@ class Adapter:
         return F.normalize(self.text_tower(ids, mask), dim=-1)
 
 
-def make_adapter(spec: str, freeze: str = "none", stem: str = "patch", text_conv: int = 0) -> Adapter:
+def make_adapter(spec: str, freeze: str = "none", stem: str = "patch", text_conv: int = 0,
+                 grid_readout: bool = False) -> Adapter:
     """``builtin`` (the tiny architecture, fresh weights) or ``hf:DIR`` (fine-tune)."""
     if spec in ("builtin", "builtin-arch", "tiny"):
-        return _builtin(stem, text_conv)
+        return _builtin(stem, text_conv, grid_readout)
     if spec.startswith("hf:"):
         return _hf(spec[3:], freeze)
     raise EncoderSpecError(f"cannot train {spec!r}. Available: builtin, hf:DIR")
 
 
-def _builtin(stem: str = "patch", text_conv: int = 0) -> Adapter:
+def _builtin(stem: str = "patch", text_conv: int = 0, grid_readout: bool = False) -> Adapter:
     tok = build_word_tokenizer(vocabulary())
-    cfg = TinyConfig(vocab_size=max(128, tok.get_vocab_size()), stem=stem, text_conv=text_conv)
+    cfg = TinyConfig(vocab_size=max(128, tok.get_vocab_size()), stem=stem, text_conv=text_conv,
+                     grid_readout=grid_readout)
     if stem == "cnn":  # the CNN does the per-object work; two attention blocks relate the objects
         cfg = replace(cfg, vision_width=128, vision_layers=2)
     tok.enable_truncation(cfg.context_length)
@@ -70,8 +72,9 @@ def _builtin(stem: str = "patch", text_conv: int = 0) -> Adapter:
     arch = cfg.to_dict()
     if stem == "patch":
         del arch["stem"]  # checkpoints from before the option stay resumable
-    if not text_conv:
-        del arch["text_conv"]
+    for option in ("text_conv", "grid_readout"):  # off: checkpoints from before the option stay resumable
+        if not arch[option]:
+            del arch[option]
     return Adapter(model, model.visual, model.textual, tok, runtime, arch, model.logit_scale,
                    model.logit_bias)
 

@@ -52,6 +52,7 @@ class TrainConfig:
     counterfactuals: float = 0.0
     stem: str = "patch"
     text_conv: int = 0
+    grid_readout: bool = False
     p_cross: float = 0.0
     p_relation: float = 0.5
     seed: int = 0
@@ -107,7 +108,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_log: LogFn | None = None) -
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    adapter = make_adapter(cfg.model, cfg.freeze, cfg.stem, cfg.text_conv)
+    adapter = make_adapter(cfg.model, cfg.freeze, cfg.stem, cfg.text_conv, cfg.grid_readout)
     data = _data(cfg, adapter)
     if cfg.scene_weight > 0:
         if not isinstance(data, SynthData) or not isinstance(adapter.image_tower, ImageTower):
@@ -249,7 +250,7 @@ def export_trained(run: str | Path, out: str | Path, force: bool = False) -> Pat
         raise ClipdexError(f"{run} is not a training run (expected train_config.json)")
     checkpoint = latest_checkpoint(run)
     cfg = TrainConfig(**json.loads(cfg_path.read_text()))
-    adapter = make_adapter(cfg.model, stem=cfg.stem, text_conv=cfg.text_conv)
+    adapter = make_adapter(cfg.model, stem=cfg.stem, text_conv=cfg.text_conv, grid_readout=cfg.grid_readout)
     weights = load_file(str(checkpoint / "model.safetensors"))
     adapter.module.load_state_dict({k: v for k, v in weights.items() if not k.startswith("scene_heads.")})
     adapter.module.eval()

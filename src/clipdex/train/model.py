@@ -33,6 +33,7 @@ class TinyConfig:
     embed_dim: int = 64
     stem: str = "patch"  # "patch": one strided conv (ViT); "conv": three 3x3/2 convs; "cnn": four conv-BN layers
     text_conv: int = 0  # residual width-3 convolutions over the words before the text transformer
+    grid_readout: bool = False  # image embedding also reads every grid token through its own weights
     arch: str = "tiny-dual-v1"
 
     def to_dict(self) -> dict[str, object]:
@@ -108,6 +109,11 @@ class ImageTower(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg.vision_width, cfg.heads) for _ in range(cfg.vision_layers))
         self.ln = nn.LayerNorm(cfg.vision_width)
         self.head = nn.Linear(cfg.vision_width, cfg.embed_dim, bias=False)
+        # One weight matrix per grid position: the embedding then holds "what" x "where" as a sum of
+        # per-place terms, which a caption such as "a red circle left of a blue star" can be matched
+        # against linearly. Attention pooling into [CLS] adds what and where separately at first.
+        self.grid_head = nn.Linear(n_patches * cfg.vision_width, cfg.embed_dim, bias=False) \
+            if cfg.grid_readout else None
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.features(pixel_values)[0]
@@ -119,7 +125,11 @@ class ImageTower(nn.Module):
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
         for block in self.blocks:
             x = block(x)
-        return self.head(self.ln(x[:, 0])), grid
+        x = self.ln(x)
+        out = self.head(x[:, 0])
+        if self.grid_head is not None:
+            out = out + self.grid_head(x[:, 1:].flatten(1))
+        return out, grid
 
 
 class WordConv(nn.Module):
