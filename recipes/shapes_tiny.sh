@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 RUN=${RUN:-runs/shapes-tiny}
 STEPS=${STEPS:-2200}
-$BIN/clipdex train --out "$RUN" --data synth --model builtin --stem cnn --text-conv 2 --loss clip \
+$BIN/clipdex train --out "$RUN" --data synth --model builtin --stem cnn --text-conv 2 --grid-readout --loss clip \
   --steps "$STEPS" --batch-size 128 --hard-negatives 3 --binding-weight 1.0 --p-relation 0.6 --p-cross 0.35 \
   --scene-weight 1.0 --lr 2e-3 --warmup 100 --seed 0 --val-every 150
 $BIN/clipdex export "$RUN" src/clipdex/models/shapes-tiny --force

@@ -36,7 +36,6 @@ _SHAPE_OF = {**{s: i for i, s in enumerate(SHAPES)}, **{plural(s): i for i, s in
 # Binary cross-entropy over 80 or 320 mostly-empty outputs is ~0.1 at the prior; this brings each
 # term to the size of the cell cross-entropies (~1) so none is drowned.
 _BCE_SCALE = 10.0
-_TEXT_ROLE_SCALE = 30.0  # only relation captions carry roles (about half the batch)
 _HEAD_INPUT_SCALE = 8.0  # heads read unit vectors; scaled so a linear head can reach confident logits
 
 
@@ -134,8 +133,27 @@ def scene_loss(heads: SceneHeads, grid: torch.Tensor, image: torch.Tensor, text:
     img, txt = image * _HEAD_INPUT_SCALE, text * _HEAD_INPUT_SCALE
     bce = F.binary_cross_entropy_with_logits
     loss = loss + _BCE_SCALE * (bce(heads.image_pairs(img), torch.from_numpy(present))
-                                + bce(heads.text_pairs(txt), torch.from_numpy(pairs))
-                                + bce(heads.image_roles(img), torch.from_numpy(image_roles(cells))))
-    mask = torch.from_numpy(has_roles.astype(np.float32))
-    per_caption = bce(heads.text_roles(txt), torch.from_numpy(roles), reduction="none").mean(1)
-    return loss + _TEXT_ROLE_SCALE * (per_caption * mask).sum() / mask.sum().clamp(min=1.0)
+                                + bce(heads.text_pairs(txt), torch.from_numpy(pairs)))
+    # Roles are asked only of the objects present (image) or named (caption): over all 320 outputs
+    # the "which objects" part would dominate and left vs right would be a rounding error.
+    shown = torch.from_numpy(present.astype(bool))
+    loss = loss + _role_loss(heads.image_roles(img), torch.from_numpy(image_roles(cells)), shown)
+    caption_roles_t = torch.from_numpy(roles)
+    named = caption_roles_t.reshape(len(roles), len(ROLES), CONJUNCTIONS).sum(1) > 0
+    named &= torch.from_numpy(has_roles.astype(bool))[:, None]
+    return loss + _role_loss(heads.text_roles(txt), caption_roles_t, named)
+
+
+def _role_loss(logits: torch.Tensor, targets: torch.Tensor, objects: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy over the 4 roles of each selected colour-shape pair.
+
+    ``logits``/``targets``: ``(b, 4 * 80)``; ``objects``: ``(b, 80)`` which pairs to ask about.
+    """
+    if not objects.any():
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(_per_pair(logits)[objects], _per_pair(targets)[objects])
+
+
+def _per_pair(x: torch.Tensor) -> torch.Tensor:
+    """``(b, 4 * 80)`` -> ``(b, 80, 4)``: the four roles of each colour-shape pair side by side."""
+    return x.reshape(len(x), len(ROLES), CONJUNCTIONS).transpose(1, 2)
