@@ -144,11 +144,14 @@ class WordConv(nn.Module):
 
     def __init__(self, width: int, layers: int) -> None:
         super().__init__()
+        # Word embeddings start at 0.02; at that scale GELU is nearly linear and the convolutions
+        # would add up to a bag of words. Normalised first, they make real n-gram features.
+        self.ln = nn.LayerNorm(width)
         self.convs = nn.ModuleList(nn.Conv1d(width, width, 3, padding=1) for _ in range(layers))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         keep = mask[:, None, :]
-        h = x.transpose(1, 2) * keep
+        h = self.ln(x).transpose(1, 2) * keep
         for conv in self.convs:
             h = h + F.gelu(conv(h)) * keep
         return h.transpose(1, 2)
