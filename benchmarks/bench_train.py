@@ -5,7 +5,7 @@ image tower, word convolutions, cross-binding captions and scene supervision.
 Prints one JSON document. Usage:
 
     python benchmarks/bench_train.py [--batch-size 256] [--steps 5] [--hard-negatives 3] [--stem cnn]
-        [--text-conv 2] [--scene-weight 1.0] [--p-cross 0.35]
+        [--text-conv 2] [--scene-weight 1.0] [--p-cross 0.35] [--no-grid-readout]
 """
 
 from __future__ import annotations
@@ -33,12 +33,14 @@ def main() -> None:
     parser.add_argument("--text-conv", type=int, default=2)
     parser.add_argument("--scene-weight", type=float, default=1.0)
     parser.add_argument("--p-cross", type=float, default=0.35)
+    parser.add_argument("--no-grid-readout", dest="grid_readout", action="store_false")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    adapter = make_adapter("builtin", stem=args.stem, text_conv=args.text_conv)
+    adapter = make_adapter("builtin", stem=args.stem, text_conv=args.text_conv, grid_readout=args.grid_readout)
     data = SynthData(0, args.batch_size, adapter.runtime, args.hard_negatives, p_relation=0.6, p_cross=args.p_cross)
     cfg = TrainConfig(out="unused", batch_size=args.batch_size, hard_negatives=args.hard_negatives,
-                      stem=args.stem, text_conv=args.text_conv, scene_weight=args.scene_weight, p_cross=args.p_cross)
+                      stem=args.stem, text_conv=args.text_conv, grid_readout=args.grid_readout,
+                      scene_weight=args.scene_weight, p_cross=args.p_cross)
     if args.scene_weight > 0:
         adapter.module.scene_heads = SceneHeads(adapter.runtime.dim, adapter.image_tower.width)
     optimizer = torch.optim.AdamW(adapter.module.parameters(), lr=1e-3)
@@ -57,7 +59,8 @@ def main() -> None:
     data_s, step_s = statistics.median(data_times[1:]), statistics.median(step_times[1:])  # first is warm-up
     out = {
         "batch_size": args.batch_size, "hard_negatives": args.hard_negatives, "cores": os.cpu_count(),
-        "stem": args.stem, "text_conv": args.text_conv, "scene_weight": args.scene_weight,
+        "stem": args.stem, "text_conv": args.text_conv, "grid_readout": args.grid_readout,
+        "scene_weight": args.scene_weight,
         "params": sum(p.numel() for p in adapter.module.parameters()),
         "data_loading_samples_s": round(args.batch_size / data_s, 1),
         "train_step_samples_s": round(args.batch_size / step_s, 1),
