@@ -22,6 +22,7 @@ __all__ = [
     "WorldConfig",
     "article",
     "captions_for",
+    "cell_relation",
     "counterfactual",
     "cross_caption",
     "describe_pair",
@@ -132,7 +133,12 @@ def sample_scenes(n: int, seed: int, config: WorldConfig = WorldConfig()) -> lis
 
 def relation(a: Obj, b: Obj) -> str:
     """Where ``a`` is relative to ``b``: the stronger of the two axes."""
-    dr, dc = a.cell[0] - b.cell[0], a.cell[1] - b.cell[1]
+    return cell_relation(a.cell, b.cell)
+
+
+def cell_relation(a: tuple[int, int], b: tuple[int, int]) -> str:
+    """:func:`relation` on grid cells (row, column)."""
+    dr, dc = a[0] - b[0], a[1] - b[1]
     if abs(dc) >= abs(dr):
         return "left of" if dc < 0 else "right of"
     return "above" if dr < 0 else "below"

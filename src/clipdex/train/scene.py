@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipdex.synth.world import CELLS, COLORS, FLIP, SHAPES, Scene, plural
+from clipdex.synth.world import CELLS, COLORS, FLIP, SHAPES, Scene, cell_relation, plural
 
 __all__ = ["CONJUNCTIONS", "ROLES", "SceneHeads", "caption_conjunctions", "caption_roles", "cell_labels",
            "image_roles", "scene_loss"]
@@ -59,14 +59,6 @@ def caption_conjunctions(caption: str) -> np.ndarray:
     return out
 
 
-def _relation(a: tuple[int, int], b: tuple[int, int]) -> str:
-    """The world's rule (:func:`clipdex.synth.world.relation`) on grid cells."""
-    dr, dc = a[0] - b[0], a[1] - b[1]
-    if abs(dc) >= abs(dr):
-        return "left of" if dc < 0 else "right of"
-    return "above" if dr < 0 else "below"
-
-
 def image_roles(cells: np.ndarray) -> np.ndarray:
     """``(b, 4 * 80)`` from :func:`cell_labels` rows: pair p is "left of" another object, etc."""
     out = np.zeros((len(cells), len(ROLES) * CONJUNCTIONS), np.float32)
@@ -76,7 +68,7 @@ def image_roles(cells: np.ndarray) -> np.ndarray:
         for cell_a, pair_a in objects:
             for cell_b, _ in objects:
                 if cell_a != cell_b:
-                    out[i, ROLES.index(_relation(cell_a, cell_b)) * CONJUNCTIONS + pair_a] = 1.0
+                    out[i, ROLES.index(cell_relation(cell_a, cell_b)) * CONJUNCTIONS + pair_a] = 1.0
     return out
 
 
