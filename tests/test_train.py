@@ -230,3 +230,37 @@ def test_cross_captions_recombine_the_scenes_own_words() -> None:
         colours, shapes = {o.color for o in scene.objects}, {o.shape for o in scene.objects}
         recombined += all(n.split()[1] in colours and n.split()[2] in shapes for n in negatives)
     assert recombined > 150  # mostly the scene's own words, in the wrong combination or place
+
+
+def test_second_stage_starts_from_another_runs_weights(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    scene = dict(scene_weight=1.0, stem="cnn", text_conv=1, grid_readout=True)
+    train(_cfg(tmp_path / "one", steps=2, **scene))
+    # lr 0: the second stage changes no weight, so its checkpoint must hold the first stage's exactly
+    train(_cfg(tmp_path / "two", steps=2, lr=0.0, role_weight=5.0, init=str(tmp_path / "one"), **scene))
+    before = load_file(str(latest_checkpoint(tmp_path / "one") / "model.safetensors"))
+    after = load_file(str(latest_checkpoint(tmp_path / "two") / "model.safetensors"))
+    assert before.keys() == after.keys()
+    learned = [k for k in before if "running_" not in k and "num_batches" not in k]  # batch-norm statistics move
+    assert all(torch.equal(before[k], after[k]) for k in learned)
+    with pytest.raises(ClipdexError, match="architecture differs"):
+        train(_cfg(tmp_path / "three", steps=2, init=str(tmp_path / "one")))  # a ViT from a CNN's weights
+    with pytest.raises(ClipdexError, match="no checkpoint"):
+        train(_cfg(tmp_path / "four", steps=2, init=str(tmp_path / "missing")))
+
+
+def test_role_weight_scales_only_the_role_terms() -> None:
+    from clipdex.synth.world import Obj, Scene, describe_pair
+    from clipdex.train.scene import SceneHeads, caption_conjunctions, caption_roles, cell_labels, scene_loss
+
+    torch.manual_seed(0)
+    a, b = Obj("circle", "red", "small", (0, 0)), Obj("star", "blue", "large", (0, 2))
+    caption = describe_pair(a, b)
+    heads = SceneHeads(16, 8)
+    grid, image, text = torch.randn(1, 8, 8, 8), torch.randn(1, 16), torch.randn(1, 16)
+    labels = (np.stack([cell_labels(Scene((a, b)))]), np.stack([caption_conjunctions(caption)]),
+              np.stack([caption_roles(caption)]), np.array([True]))
+    losses = [float(scene_loss(heads, grid, image, text, *labels, role_weight=w).detach()) for w in (0.0, 1.0, 3.0)]
+    assert losses[0] < losses[1] < losses[2]
+    assert losses[2] - losses[0] == pytest.approx(3 * (losses[1] - losses[0]), rel=1e-5)

@@ -71,6 +71,11 @@ def train_cmd(
     scene_weight: Annotated[float, typer.Option(
         min=0.0, help="Synthetic data: weight of the scene-graph read-outs (each cell's object from the image "
                       "features; colour-shape pairs and left/right/above/below roles from both embeddings)")] = 0.0,
+    role_weight: Annotated[float, typer.Option(
+        min=0.0, help="With --scene-weight: weight of the left/right/above/below roles against the other "
+                      "read-outs")] = 1.0,
+    init: Annotated[Path | None, typer.Option(help="Start from this run's newest weights (same architecture; "
+                                                  "fresh optimiser and schedule): a second training stage")] = None,
     twin_margin: Annotated[float | None, typer.Option(help="Push captions below this cosine to their "
                                                       "word-swapped twins (off by default)")] = None,
     seed: int = 0,
@@ -101,7 +106,8 @@ def train_cmd(
         binding_weight=binding_weight,
         p_relation=p_relation,
         counterfactuals=counterfactuals,
-        twin_margin=twin_margin, scene_weight=scene_weight,
+        twin_margin=twin_margin, scene_weight=scene_weight, role_weight=role_weight,
+        init=str(init) if init else None,
         stem=stem,
         text_conv=text_conv,
         grid_readout=grid_readout,

@@ -17,7 +17,7 @@ import torch
 
 from clipdex.errors import ClipdexError
 
-__all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = ["latest_checkpoint", "load_checkpoint", "load_weights", "save_checkpoint"]
 
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: Any, step: int, meta: dict[str, Any]) -> Path:
@@ -78,3 +78,27 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: Any, arch: 
     state = torch.load(path / "state.pt", weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     return int(state["step"])
+
+
+def load_weights(folder: Path, model: torch.nn.Module, arch: dict[str, Any]) -> int:
+    """Start from another run's newest weights (a second training stage); returns that run's step.
+
+    The optimiser and schedule start afresh. Heads the model has and the
+    checkpoint lacks (or the reverse) are an error: the architectures differ.
+
+    Raises:
+        ClipdexError: no checkpoint, or one of another architecture.
+    """
+    from safetensors.torch import load_file
+
+    path = latest_checkpoint(folder)
+    meta = json.loads((path / "meta.json").read_text())
+    if meta.get("arch") != arch:
+        raise ClipdexError(f"cannot start from {folder}: its architecture differs ({meta.get('arch')} vs {arch})")
+    try:
+        model.load_state_dict(load_file(str(path / "model.safetensors")))
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ClipdexError(f"cannot start from {folder}: its weights do not fit this run ({first})") from e
+    return int(meta.get("step", 0))
+

@@ -21,7 +21,7 @@ import torch
 
 from clipdex.errors import ClipdexError
 from clipdex.train.adapters import Adapter, make_adapter
-from clipdex.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from clipdex.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from clipdex.train.data import SourceData, SynthData, prefetch
 from clipdex.train.losses import binding_loss, clip_loss, siglip_loss, twin_separation_loss
 from clipdex.train.model import ImageTower
@@ -49,6 +49,8 @@ class TrainConfig:
     binding_weight: float = 1.0
     twin_margin: float | None = None
     scene_weight: float = 0.0
+    role_weight: float = 1.0
+    init: str | None = None  # a run folder whose newest weights this run starts from (a second stage)
     counterfactuals: float = 0.0
     stem: str = "patch"
     text_conv: int = 0
@@ -116,6 +118,8 @@ def train(cfg: TrainConfig, resume: bool = False, on_log: LogFn | None = None) -
                                "and the built-in model")
         # part of the module, so checkpoints and resume carry the heads; export leaves them out
         adapter.module.scene_heads = SceneHeads(adapter.runtime.dim, adapter.image_tower.width)
+    if cfg.init and not resume:  # on resume the run's own checkpoint already holds the stage-one weights
+        load_weights(Path(cfg.init), adapter.module, adapter.arch)
     total = cfg.steps
     if cfg.epochs is not None and isinstance(data, SourceData):
         total = cfg.epochs * data.steps_per_epoch() // cfg.accum
@@ -212,7 +216,7 @@ def _loss(adapter: Adapter, batch: Any, cfg: TrainConfig) -> torch.Tensor:
     if scene:
         heads = cast(SceneHeads, adapter.module.scene_heads)
         loss = loss + cfg.scene_weight * scene_loss(heads, grid.float(), image, text, batch.cells, batch.pairs,
-                                                    batch.roles, batch.has_roles)
+                                                    batch.roles, batch.has_roles, cfg.role_weight)
     return loss
 
 

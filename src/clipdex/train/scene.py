@@ -104,7 +104,8 @@ class SceneHeads(nn.Module):
 
 
 def scene_loss(heads: SceneHeads, grid: torch.Tensor, image: torch.Tensor, text: torch.Tensor,
-               cells: np.ndarray, pairs: np.ndarray, roles: np.ndarray, has_roles: np.ndarray) -> torch.Tensor:
+               cells: np.ndarray, pairs: np.ndarray, roles: np.ndarray, has_roles: np.ndarray,
+               role_weight: float = 1.0) -> torch.Tensor:
     """Sum of the read-out losses for one batch.
 
     Args:
@@ -112,6 +113,7 @@ def scene_loss(heads: SceneHeads, grid: torch.Tensor, image: torch.Tensor, text:
         image, text: ``(b, d)`` unit embeddings of the images and their captions.
         cells: ``(b, 2, 9)`` :func:`cell_labels`; pairs: ``(b, 80)`` :func:`caption_conjunctions`;
         roles: ``(b, 320)`` :func:`caption_roles` (zeros where none); has_roles: ``(b,)`` 1 for relation captions.
+        role_weight: weight of the two role terms against the cell and pair terms.
     """
     cell_feats = F.adaptive_avg_pool2d(grid, 3).flatten(2).transpose(1, 2)  # (b, 9, w), row-major like CELLS
     logits = heads.cells(cell_feats)
@@ -129,11 +131,12 @@ def scene_loss(heads: SceneHeads, grid: torch.Tensor, image: torch.Tensor, text:
     # Roles are asked only of the objects present (image) or named (caption): over all 320 outputs
     # the "which objects" part would dominate and left vs right would be a rounding error.
     shown = torch.from_numpy(present.astype(bool))
-    loss = loss + _role_loss(heads.image_roles(img), torch.from_numpy(image_roles(cells)), shown)
+    role = _role_loss(heads.image_roles(img), torch.from_numpy(image_roles(cells)), shown)
     caption_roles_t = torch.from_numpy(roles)
     named = caption_roles_t.reshape(len(roles), len(ROLES), CONJUNCTIONS).sum(1) > 0
     named &= torch.from_numpy(has_roles.astype(bool))[:, None]
-    return loss + _role_loss(heads.text_roles(txt), caption_roles_t, named)
+    role = role + _role_loss(heads.text_roles(txt), caption_roles_t, named)
+    return loss + role_weight * role
 
 
 def _role_loss(logits: torch.Tensor, targets: torch.Tensor, objects: torch.Tensor) -> torch.Tensor:
