@@ -23,8 +23,10 @@ import statistics
 import time
 from pathlib import Path
 
-CHAIN = ["blank", "size:min_side=32", "caption-quality", "basic:min_side=32", "dedup:cos=0.99",
-         "clip-score:min=0.5"]
+# Thresholds for the built-in model: its matched captions score about 0.3-0.6 and mismatched ones below
+# 0.15; near-duplicates (1 px shift, blur, JPEG) stay above cosine 0.93 while distinct scenes fall below.
+CHAIN = ["blank", "size:min_side=32", "caption-quality", "basic:min_side=32", "dedup:cos=0.93",
+         "clip-score:min=0.2"]
 
 
 def filter_quality(pool: Path, work: Path) -> list[dict[str, object]]:
@@ -32,7 +34,7 @@ def filter_quality(pool: Path, work: Path) -> list[dict[str, object]]:
     from clipdex.curate.measure import measure_against_labels
 
     out = []
-    for spec in CHAIN + ["dedup:mode=exact", "dedup:cos=0.98", "dedup:method=phash"]:
+    for spec in CHAIN + ["dedup:mode=exact", "dedup:cos=0.98", "dedup:cos=0.95", "dedup:method=phash"]:
         run = work / "alone" / spec.replace(":", "_").replace("=", "")
         shutil.rmtree(run, ignore_errors=True)
         curate(pool / "pool.parquet", run, [spec])

@@ -232,6 +232,45 @@ def test_cross_captions_recombine_the_scenes_own_words() -> None:
     assert recombined > 150  # mostly the scene's own words, in the wrong combination or place
 
 
+_PLACED = r"an? (?:(small|medium|large) )?(\w+) (\w+) (.+?)(?: with (\d) other shapes?)?"
+
+
+def _holds(scene: object, caption: str) -> bool:
+    """Independent reading of "a [size] COLOUR SHAPE PLACE [with N other shape(s)]" against a scene."""
+    import re
+
+    from clipdex.synth.world import place
+
+    m = re.fullmatch(_PLACED, caption)
+    assert m, caption
+    size, colour, shape, where, others = m.groups()
+    objects = scene.objects  # type: ignore[attr-defined]
+    return len(objects) - 1 == int(others or 0) and any(
+        (o.color, o.shape, place(o)) == (colour, shape, where) and size in (None, o.size) for o in objects)
+
+
+def test_position_captions_against_another_place_count_or_object() -> None:
+    import re
+
+    from clipdex.synth.world import position_caption, sample_scene
+
+    rng = random.Random(5)
+    changed = {"object": 0, "place": 0, "count": 0}
+    for _ in range(300):
+        scene = sample_scene(rng)
+        positive, negatives = position_caption(scene, rng, 3)
+        assert _holds(scene, positive), (scene, positive)
+        assert len(set(negatives)) == 3 and not any(_holds(scene, n) for n in negatives), (scene, negatives)
+        size, colour, shape, where, others = re.fullmatch(_PLACED, positive).groups()  # type: ignore[union-attr]
+        for n in negatives:  # each negative changes exactly one thing
+            n_size, n_colour, n_shape, n_where, n_others = re.fullmatch(_PLACED, n).groups()  # type: ignore[union-attr]
+            diffs = [name for name, differs in (("object", (n_colour, n_shape) != (colour, shape)),
+                                                ("place", n_where != where), ("count", n_others != others)) if differs]
+            assert n_size == size and len(diffs) == 1, (positive, n)
+            changed[diffs[0]] += 1
+    assert all(v > 200 for v in changed.values()), changed
+
+
 def test_second_stage_starts_from_another_runs_weights(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 

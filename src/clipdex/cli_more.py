@@ -68,6 +68,9 @@ def train_cmd(
     p_cross: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Synthetic data: share of one-object captions whose negatives recombine the "
                                "scene's own colours, shapes and places")] = 0.0,
+    p_position: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Synthetic data: share of captions naming one object, its place and how many "
+                               "others there are, against negatives with another place, count or object")] = 0.0,
     scene_weight: Annotated[float, typer.Option(
         min=0.0, help="Synthetic data: weight of the scene-graph read-outs (each cell's object from the image "
                       "features; colour-shape pairs and left/right/above/below roles from both embeddings)")] = 0.0,
@@ -112,6 +115,7 @@ def train_cmd(
         text_conv=text_conv,
         grid_readout=grid_readout,
         p_cross=p_cross,
+        p_position=p_position,
         seed=seed,
         val_every=val_every,
         checkpoint_every=checkpoint_every,

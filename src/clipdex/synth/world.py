@@ -214,10 +214,12 @@ def _relation_caption(scene: Scene, groups: list[tuple[Obj, int]], rng: random.R
 
 def _position_caption(scene: Scene, groups: list[tuple[Obj, int]], rng: random.Random) -> str:
     obj = rng.choice(list(scene.objects))
-    text = f"{obj.with_article(rng.random() < 0.5)} {place(obj)}"
-    if len(scene.objects) > 1:
-        text += f" with {len(scene.objects) - 1} other shape" + ("s" if len(scene.objects) > 2 else "")
-    return text
+    return _placed(obj.with_article(rng.random() < 0.5), place(obj), len(scene.objects) - 1)
+
+
+def _placed(noun: str, where: str, others: int) -> str:
+    """"a red circle on the left with 2 other shapes"."""
+    return f"{noun} {where}" + (f" with {others} other shape{'s' if others > 1 else ''}" if others else "")
 
 
 def _photo_caption(scene: Scene, groups: list[tuple[Obj, int]], rng: random.Random) -> str:
@@ -279,16 +281,19 @@ def has_object(scene: Scene, shape: str, color: str) -> bool:
 
 
 def training_caption(scene: Scene, rng: random.Random, n_negatives: int = 3,
-                     p_relation: float = 0.5, p_cross: float = 0.0) -> tuple[str, list[str]]:
+                     p_relation: float = 0.5, p_cross: float = 0.0, p_position: float = 0.0) -> tuple[str, list[str]]:
     """A true caption and hard negatives that are false of the scene.
 
     With probability ``p_cross`` (scenes of two or more objects) a
-    :func:`cross_caption`; else with probability ``p_relation`` a relation
+    :func:`cross_caption`; else with probability ``p_position`` a
+    :func:`position_caption`; else with probability ``p_relation`` a relation
     between two objects, whose negatives swap colours, flip the relation or
     swap shapes; otherwise a paraphrase with attribute negatives.
     """
     if len(scene.objects) >= 2 and p_cross and rng.random() < p_cross:
         return cross_caption(scene, rng, n_negatives)
+    if p_position and rng.random() < p_position:
+        return position_caption(scene, rng, n_negatives)
     pair: tuple[Obj, Obj] | None = None
     if len(scene.objects) >= 2 and rng.random() < p_relation:
         a, b = rng.sample(list(scene.objects), 2)
@@ -332,6 +337,38 @@ def cross_caption(scene: Scene, rng: random.Random, n_negatives: int = 3) -> tup
         if (color, shape) not in present and filler not in negatives:
             negatives.append(filler)
     return positive, negatives
+
+
+def position_caption(scene: Scene, rng: random.Random, n_negatives: int = 3) -> tuple[str, list[str]]:
+    """One object, its place and how many others share the scene ("a red circle on the left with 2
+    other shapes"), against the same words with another place, another count or another object.
+
+    Every negative is false of the scene: the place holds no object of that
+    colour and shape, the count is not the scene's, and the swapped object is
+    nowhere in it. They teach the image embedding where each object is and how
+    many there are, which the other captions' negatives never ask.
+    """
+    objects = list(scene.objects)
+    obj = rng.choice(objects)
+    size = f"{obj.size} " if rng.random() < 0.5 else ""
+    noun, others = article(f"{size}{obj.color} {obj.shape}"), len(objects) - 1
+    taken = {o.cell for o in objects if (o.color, o.shape) == (obj.color, obj.shape)}
+    places = [place(Obj(obj.shape, obj.color, obj.size, cell)) for cell in CELLS if cell not in taken]
+    counts = [n for n in range(4) if n != others]
+    present = {(o.color, o.shape) for o in objects}
+    absent = [(c, sh) for c in COLORS for sh in SHAPES if (c, sh) not in present
+              and (c == obj.color or sh == obj.shape)]  # one word changed, so the twin differs in binding only
+    kinds = [lambda: _placed(noun, rng.choice(places), others),
+             lambda: _placed(noun, place(obj), rng.choice(counts)),
+             lambda: _placed(article(size + " ".join(rng.choice(absent))), place(obj), others)]
+    negatives: list[str] = []
+    for attempt in range(4 * n_negatives):
+        text = kinds[attempt % len(kinds)]()
+        if text not in negatives:
+            negatives.append(text)
+        if len(negatives) == n_negatives:
+            break
+    return _placed(noun, place(obj), others), negatives
 
 
 def pair_negatives(scene: Scene, pair: tuple[Obj, Obj] | None, rng: random.Random, n: int = 3) -> list[str]:

@@ -56,10 +56,10 @@ class SynthData:
 
     def __init__(self, seed: int, batch_size: int, model: ModelConfig, n_negatives: int = 3,
                  world: WorldConfig = WorldConfig(), p_relation: float = 0.5, counterfactuals: float = 0.0,
-                 p_cross: float = 0.0) -> None:
+                 p_cross: float = 0.0, p_position: float = 0.0) -> None:
         self.seed, self.batch_size, self.model = seed, batch_size, model
         self.n_negatives, self.world, self.p_relation = n_negatives, world, p_relation
-        self.counterfactuals, self.p_cross = counterfactuals, p_cross
+        self.counterfactuals, self.p_cross, self.p_position = counterfactuals, p_cross, p_position
 
     def batch(self, step: int) -> Batch:
         rng = random.Random(self.seed * 1_000_003 + step)
@@ -82,7 +82,8 @@ class SynthData:
             scene = sample_scene(rng, self.world, seed=rng.randrange(1 << 30))
             image = render_scene(scene, self.model.image_size)
             pixels.append(preprocess_image(image, self.model))
-            positive, negs = training_caption(scene, rng, max(self.n_negatives, 1), self.p_relation, self.p_cross)
+            positive, negs = training_caption(scene, rng, max(self.n_negatives, 1), self.p_relation, self.p_cross,
+                                              self.p_position)
             captions.append(positive)
             negatives.append(negs[: self.n_negatives])
             cells.append(cell_labels(scene))

@@ -56,6 +56,7 @@ class TrainConfig:
     text_conv: int = 0
     grid_readout: bool = False
     p_cross: float = 0.0
+    p_position: float = 0.0
     p_relation: float = 0.5
     seed: int = 0
     val_every: int = 200
@@ -182,7 +183,8 @@ def _truncate_log(path: Path, step: int) -> None:
 def _data(cfg: TrainConfig, adapter: Adapter) -> SynthData | SourceData:
     if cfg.data == "synth":
         return SynthData(cfg.seed, cfg.batch_size, adapter.runtime, cfg.hard_negatives, p_relation=cfg.p_relation,
-                         counterfactuals=cfg.counterfactuals, p_cross=cfg.p_cross)
+                         counterfactuals=cfg.counterfactuals, p_cross=cfg.p_cross,
+                         p_position=cfg.p_position)
     from clipdex.media.sources import SourceOptions
 
     options = SourceOptions(image_col=cfg.image_col, caption_col=cfg.caption_col)
