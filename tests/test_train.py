@@ -283,6 +283,12 @@ def test_second_stage_starts_from_another_runs_weights(tmp_path: Path) -> None:
     assert before.keys() == after.keys()
     learned = [k for k in before if "running_" not in k and "num_batches" not in k]  # batch-norm statistics move
     assert all(torch.equal(before[k], after[k]) for k in learned)
+    # without scene supervision the training-only heads are left behind, the towers still start from stage one
+    plain = {k: v for k, v in scene.items() if k != "scene_weight"}
+    train(_cfg(tmp_path / "plain", steps=2, lr=0.0, init=str(tmp_path / "one"), **plain))
+    towers = load_file(str(latest_checkpoint(tmp_path / "plain") / "model.safetensors"))
+    assert not any(k.startswith("scene_heads.") for k in towers)
+    assert all(torch.equal(before[k], towers[k]) for k in towers if k in learned)
     with pytest.raises(ClipdexError, match="architecture differs"):
         train(_cfg(tmp_path / "three", steps=2, init=str(tmp_path / "one")))  # a ViT from a CNN's weights
     with pytest.raises(ClipdexError, match="no checkpoint"):

@@ -83,8 +83,8 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: Any, arch: 
 def load_weights(folder: Path, model: torch.nn.Module, arch: dict[str, Any]) -> int:
     """Start from another run's newest weights (a second training stage); returns that run's step.
 
-    The optimiser and schedule start afresh. Heads the model has and the
-    checkpoint lacks (or the reverse) are an error: the architectures differ.
+    The optimiser and schedule start afresh. Training-only heads (``scene_heads``)
+    may be on one side only: they are dropped, or start fresh.
 
     Raises:
         ClipdexError: no checkpoint, or one of another architecture.
@@ -95,10 +95,18 @@ def load_weights(folder: Path, model: torch.nn.Module, arch: dict[str, Any]) -> 
     meta = json.loads((path / "meta.json").read_text())
     if meta.get("arch") != arch:
         raise ClipdexError(f"cannot start from {folder}: its architecture differs ({meta.get('arch')} vs {arch})")
+    own = model.state_dict()
+    weights = {k: v for k, v in load_file(str(path / "model.safetensors")).items()
+               if k in own or not k.startswith(_TRAINING_ONLY)}
+    missing = [k for k in own if k not in weights and not k.startswith(_TRAINING_ONLY)]
     try:
-        model.load_state_dict(load_file(str(path / "model.safetensors")))
+        if missing:
+            raise RuntimeError(f"missing {missing[:3]}")
+        model.load_state_dict(weights, strict=False)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
         raise ClipdexError(f"cannot start from {folder}: its weights do not fit this run ({first})") from e
     return int(meta.get("step", 0))
 
+
+_TRAINING_ONLY = "scene_heads."
