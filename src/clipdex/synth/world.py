@@ -353,7 +353,7 @@ def position_caption(scene: Scene, rng: random.Random, n_negatives: int = 3) -> 
     size = f"{obj.size} " if rng.random() < 0.5 else ""
     noun, others = article(f"{size}{obj.color} {obj.shape}"), len(objects) - 1
     taken = {o.cell for o in objects if (o.color, o.shape) == (obj.color, obj.shape)}
-    places = [place(Obj(obj.shape, obj.color, obj.size, cell)) for cell in CELLS if cell not in taken]
+    places = [place(replace(obj, cell=cell)) for cell in CELLS if cell not in taken]
     counts = [n for n in range(4) if n != others]
     present = {(o.color, o.shape) for o in objects}
     absent = [(c, sh) for c in COLORS for sh in SHAPES if (c, sh) not in present

@@ -19,6 +19,8 @@ from clipdex.errors import ClipdexError
 
 __all__ = ["latest_checkpoint", "load_checkpoint", "load_weights", "save_checkpoint"]
 
+_TRAINING_ONLY = "scene_heads."  # heads used only while training; never exported
+
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: Any, step: int, meta: dict[str, Any]) -> Path:
     """Write ``folder/ckpt-STEP`` and point ``latest.json`` at it; older ones are deleted."""
@@ -80,8 +82,8 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: Any, arch: 
     return int(state["step"])
 
 
-def load_weights(folder: Path, model: torch.nn.Module, arch: dict[str, Any]) -> int:
-    """Start from another run's newest weights (a second training stage); returns that run's step.
+def load_weights(folder: Path, model: torch.nn.Module, arch: dict[str, Any]) -> None:
+    """Start from another run's newest weights (a second training stage).
 
     The optimiser and schedule start afresh. Training-only heads (``scene_heads``)
     may be on one side only: they are dropped, or start fresh.
@@ -95,18 +97,12 @@ def load_weights(folder: Path, model: torch.nn.Module, arch: dict[str, Any]) -> 
     meta = json.loads((path / "meta.json").read_text())
     if meta.get("arch") != arch:
         raise ClipdexError(f"cannot start from {folder}: its architecture differs ({meta.get('arch')} vs {arch})")
-    own = model.state_dict()
-    weights = {k: v for k, v in load_file(str(path / "model.safetensors")).items()
-               if k in own or not k.startswith(_TRAINING_ONLY)}
-    missing = [k for k in own if k not in weights and not k.startswith(_TRAINING_ONLY)]
+    own, saved = model.state_dict(), load_file(str(path / "model.safetensors"))
+    unmatched = [k for k in own.keys() ^ saved.keys() if not k.startswith(_TRAINING_ONLY)]
+    if unmatched:
+        raise ClipdexError(f"cannot start from {folder}: its weights do not fit this run ({sorted(unmatched)[:3]})")
     try:
-        if missing:
-            raise RuntimeError(f"missing {missing[:3]}")
-        model.load_state_dict(weights, strict=False)
-    except RuntimeError as e:
+        model.load_state_dict({k: v for k, v in saved.items() if k in own}, strict=False)
+    except RuntimeError as e:  # a tensor of another shape
         first = str(e).strip().splitlines()[0]
         raise ClipdexError(f"cannot start from {folder}: its weights do not fit this run ({first})") from e
-    return int(meta.get("step", 0))
-
-
-_TRAINING_ONLY = "scene_heads."
