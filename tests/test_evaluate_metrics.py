@@ -143,3 +143,26 @@ def test_metric_properties(scores: np.ndarray, data: st.DataObject) -> None:
     assert (ap_at_k(perfect[:, ::-1], relevant.sum(axis=1), n_t) <= 1.0 + 1e-12).all()
     assert (ap_at_k(perfect[:, ::-1], relevant.sum(axis=1), n_t) <= ap_at_k(perfect, relevant.sum(axis=1), n_t)
             + 1e-12).all()
+
+
+def test_synth_retrieval_semantic_relevance_counts_any_scene_the_caption_fits() -> None:
+    """A text encoder that lands each caption on the first test image it is true of: strict recall
+    counts only its own image, semantic recall counts every fitting one, so it must be perfect."""
+    from clipdex.evaluate.binding import synth_retrieval
+    from clipdex.synth import sample_scenes
+    from clipdex.synth.world import caption_holds
+
+    n, seed = 120, 5
+    scenes = sample_scenes(n, seed)
+    basis = np.linalg.qr(np.random.default_rng(0).normal(size=(n, n)))[0].astype(np.float32)
+
+    def encode_images(images: list[object]) -> np.ndarray:
+        assert len(images) == n
+        return basis
+
+    def encode_texts(texts: list[str]) -> np.ndarray:
+        return basis[[next(j for j, s in enumerate(scenes) if caption_holds(s, t)) for t in texts]]
+
+    out = synth_retrieval(encode_images, encode_texts, n=n, seed=seed)
+    assert out["t2i_semantic_R@1"] == 1.0
+    assert 0.5 < out["t2i_R@1"] < 1.0  # short captions ("a red circle") also fit an earlier image

@@ -53,6 +53,30 @@ def test_captions_are_true_of_their_scene() -> None:
                     assert has_object(scene, singular[noun], color), (cap, scene)
 
 
+def test_caption_predicate_reads_every_template() -> None:
+    from clipdex.synth.world import Obj, Scene, caption_holds, position_caption
+
+    red, blue = Obj("circle", "red", "small", (1, 0)), Obj("star", "blue", "large", (0, 2))
+    scene = Scene((red, blue, Obj("circle", "red", "large", (2, 2))), background="beige", word="OPEN")
+    true = ["two red circles and a blue star", "a blue star and two red circles and a sign that says OPEN",
+            "a small red circle, a large red circle and a large blue star", "a red circle left of a blue star",
+            "a small red circle on the left with 2 other shapes", "a blue star in the top right with 2 other shapes",
+            "a picture of two red circles and a blue star on a beige background"]
+    false = ["a red circle and a blue star",  # there are two red circles
+             "two small red circles and a blue star", "a red circle right of a blue star",
+             "a red circle on the left with 1 other shape", "a red circle at the top with 2 other shapes",
+             "a large red circle on the left with 2 other shapes", "a blue star and two red circles and a sign "
+             "that says STOP", "a picture of two red circles and a blue star on a white background",
+             "a red elephant", "hello"]
+    assert [c for c in true if not caption_holds(scene, c)] == []
+    assert [c for c in false if caption_holds(scene, c)] == []
+    rng = random.Random(4)
+    for i, sc in enumerate(sample_scenes(400, seed=6)):
+        assert all(caption_holds(sc, c) for c in captions_for(sc, 5, random.Random(i)))
+        positive, negatives = position_caption(sc, rng)
+        assert caption_holds(sc, positive) and not any(caption_holds(sc, n) for n in negatives)
+
+
 def test_hard_negatives_are_false_of_their_scene() -> None:
     rng = random.Random(3)
     for scene in sample_scenes(300, seed=3):

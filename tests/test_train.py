@@ -309,3 +309,64 @@ def test_role_weight_scales_only_the_role_terms() -> None:
     losses = [float(scene_loss(heads, grid, image, text, *labels, role_weight=w).detach()) for w in (0.0, 1.0, 3.0)]
     assert 0 < losses[0] < losses[1] < losses[2]  # the cell and pair terms stay at weight 0
     assert losses[2] - losses[0] == pytest.approx(3 * (losses[1] - losses[0]), rel=1e-5)
+
+
+def test_scene_places_and_counts_from_images_and_captions() -> None:
+    from clipdex.synth.world import Obj, Scene
+    from clipdex.train.scene import CONJUNCTIONS, caption_count, caption_place, cell_labels, image_places
+
+    red_circle, blue_star = Obj("circle", "red", "small", (0, 0)), Obj("star", "blue", "large", (1, 2))
+    got = image_places(cell_labels(Scene((red_circle, blue_star)))[None])[0]
+    assert set(np.flatnonzero(got)) == {0 * CONJUNCTIONS + 0, 5 * CONJUNCTIONS + 5 * 8 + 3}  # cells 0 and 5
+    placed = caption_place("a large blue star on the right with 1 other shape")
+    assert placed is not None and np.flatnonzero(placed).tolist() == [5 * CONJUNCTIONS + 5 * 8 + 3]
+    assert (caption_place("a blue star on the right") == placed).all()  # a cross caption places it too
+    assert caption_count("a large blue star on the right with 1 other shape") == 2
+    assert caption_count("a small red circle in the top left with 3 other shapes") == 4
+    assert caption_count("a blue star on the right") == -1  # says nothing about the rest of the scene
+    assert caption_place("a red circle left of a blue star") is None  # a relation, not a place in the picture
+    assert caption_place("a picture of a red circle") is None and caption_count("two red circles") == -1
+
+
+def test_place_weight_adds_the_place_and_count_terms() -> None:
+    from clipdex.synth.world import Obj, Scene
+    from clipdex.train.scene import (
+        SceneHeads,
+        caption_conjunctions,
+        caption_count,
+        caption_place,
+        caption_roles,
+        cell_labels,
+        scene_loss,
+    )
+
+    torch.manual_seed(0)
+    a, b = Obj("circle", "red", "small", (0, 0)), Obj("star", "blue", "large", (0, 2))
+    heads = SceneHeads(16, 8)
+    grid, image, text = torch.randn(1, 8, 8, 8), torch.randn(1, 16), torch.randn(1, 16)
+
+    def loss(caption: str, weight: float) -> float:
+        roles = caption_roles(caption)
+        place = caption_place(caption)
+        places = np.stack([np.zeros(720, np.float32) if place is None else place])
+        labels = (np.stack([cell_labels(Scene((a, b)))]), np.stack([caption_conjunctions(caption)]),
+                  np.stack([np.zeros(320, np.float32) if roles is None else roles]), np.array([roles is not None]))
+        return float(scene_loss(heads, grid, image, text, *labels, places=places,
+                                counts=np.array([caption_count(caption)]), place_weight=weight).detach())
+
+    caption = "a red circle in the top left with 1 other shape"
+    base, one, three = loss(caption, 0.0), loss(caption, 1.0), loss(caption, 3.0)
+    assert 0 < base < one < three and three - base == pytest.approx(3 * (one - base), rel=1e-5)
+    # the same picture with a caption that places nothing: only the image's place and count terms remain
+    unplaced = "a red circle"
+    assert 0 < loss(unplaced, 1.0) - loss(unplaced, 0.0) < one - base
+
+
+def test_embed_dim_sets_the_joint_space_and_trains_place_heads(tmp_path: Path) -> None:
+    scene = dict(scene_weight=1.0, place_weight=2.0, p_position=0.5, stem="cnn", grid_readout=True)
+    result = train(_cfg(tmp_path / "wide", steps=2, embed_dim=32, **scene))
+    assert np.isfinite(result.last_loss)
+    folder = export_trained(tmp_path / "wide", tmp_path / "model")
+    assert load_encoder(f"onnx:{folder}").encode_texts(["a red circle on the left"]).shape == (1, 32)
+    with pytest.raises(ClipdexError, match="architecture differs"):  # 64-d weights cannot start a 32-d run
+        train(_cfg(tmp_path / "narrow", steps=2, embed_dim=64, init=str(tmp_path / "wide"), **scene))

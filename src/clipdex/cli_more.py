@@ -65,6 +65,8 @@ def train_cmd(
                                                      "before the transformer")] = 0,
     grid_readout: Annotated[bool, typer.Option(help="Built-in image tower: the embedding also reads each grid "
                                                    "position through its own weights (what x where)")] = False,
+    embed_dim: Annotated[int, typer.Option(min=8, help="Built-in model: width of the joint embedding space "
+                                                     "(room for what x where of every object)")] = 64,
     p_cross: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Synthetic data: share of one-object captions whose negatives recombine the "
                                "scene's own colours, shapes and places")] = 0.0,
@@ -77,6 +79,9 @@ def train_cmd(
     role_weight: Annotated[float, typer.Option(
         min=0.0, help="With --scene-weight: weight of the left/right/above/below roles against the other "
                       "read-outs")] = 1.0,
+    place_weight: Annotated[float, typer.Option(
+        min=0.0, help="With --scene-weight: weight of each pair's grid cell and the object count, read from "
+                      "the image embedding and from captions that name them (0: off)")] = 0.0,
     init: Annotated[Path | None, typer.Option(help="Start from this run's newest weights (same architecture; "
                                                   "fresh optimiser and schedule): a second training stage")] = None,
     twin_margin: Annotated[float | None, typer.Option(help="Push captions below this cosine to their "
@@ -110,10 +115,12 @@ def train_cmd(
         p_relation=p_relation,
         counterfactuals=counterfactuals,
         twin_margin=twin_margin, scene_weight=scene_weight, role_weight=role_weight,
+        place_weight=place_weight,
         init=str(init) if init else None,
         stem=stem,
         text_conv=text_conv,
         grid_readout=grid_readout,
+        embed_dim=embed_dim,
         p_cross=p_cross,
         p_position=p_position,
         seed=seed,

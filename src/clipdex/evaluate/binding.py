@@ -16,7 +16,15 @@ import numpy as np
 
 from clipdex.evaluate.metrics import recall_at_k, relevant_recall_at_k
 from clipdex.synth.render import render_scene
-from clipdex.synth.world import FLIP, WorldConfig, captions_for, describe_pair, relation, sample_scenes
+from clipdex.synth.world import (
+    FLIP,
+    WorldConfig,
+    caption_predicate,
+    captions_for,
+    describe_pair,
+    relation,
+    sample_scenes,
+)
 
 __all__ = ["binding_probes", "synth_retrieval"]
 
@@ -46,9 +54,9 @@ def synth_retrieval(encode_images: EncodeImages, encode_texts: EncodeTexts, n: i
                     captions_per_image: int = 5, image_size: int = 64) -> dict[str, float]:
     """Text->image and image->text Recall@1/5/10 on a held-out split (``n`` images x 5 captions).
 
-    Also text->image recall with semantic relevance: any image whose objects
-    (shapes and colours, as a multiset) equal the caption's scene counts as a
-    hit. This is conservative: a short caption may fit still more scenes.
+    Also text->image recall with semantic relevance: any test image whose scene
+    the caption is true of counts as a hit (:func:`caption_predicate`), since
+    short captions fit several scenes ("a red circle left of a blue star").
     """
     scenes = sample_scenes(n, seed)
     images = encode_images([render_scene(s, image_size) for s in scenes])
@@ -63,8 +71,7 @@ def synth_retrieval(encode_images: EncodeImages, encode_texts: EncodeTexts, n: i
     sims = images @ text_emb.T
     # image -> text: a hit when any of the image's own captions is in the top k
     i2t = relevant_recall_at_k(sims, owner_arr[None, :] == np.arange(len(scenes))[:, None])
-    keys = [tuple(sorted((o.shape, o.color) for o in s.objects)) for s in scenes]
-    relevant = np.asarray([[keys[owner[q]] == keys[j] for j in range(len(scenes))] for q in range(len(texts))])
+    relevant = np.asarray([[holds(s) for s in scenes] for holds in map(caption_predicate, texts)])
     t2i_sem = relevant_recall_at_k(text_emb @ images.T, relevant)
     out: dict[str, float] = {}
     for name, res in (("t2i", t2i), ("i2t", i2t), ("t2i_semantic", t2i_sem)):

@@ -10,6 +10,9 @@ colours of two objects, flip a relation, change a shape.
 from __future__ import annotations
 
 import random
+import re
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 __all__ = [
@@ -168,7 +171,12 @@ def _noun_phrase(obj: Obj, count: int, with_size: bool) -> str:
 
 def place(obj: Obj) -> str:
     """Where an object is, in words: "in the top left", "on the right", "in the center"."""
-    r, c = obj.cell
+    return place_name(obj.cell)
+
+
+def place_name(cell: tuple[int, int]) -> str:
+    """A grid cell in words (see :func:`place`)."""
+    r, c = cell
     if (r, c) == (1, 1):
         return "in the center"
     if r == 1:
@@ -416,3 +424,83 @@ def _true_of(scene: Scene, caption: str) -> bool:
             b = Obj(rw[-1], rw[-2], "small", (0, 0))
             return pair_holds(scene, a, rel, b)
     return False
+
+
+_SIGN = re.compile(r"^(.*) and a sign that says (\w+)$")
+_PICTURE = re.compile(r"^a picture of (.*) on a (\w+) background$")
+_NOUN = re.compile(r"^(an?|two|three|four) (?:(small|medium|large) )?(\w+) (\w+)$")
+_NUMBER = {"a": 1, "an": 1, **{word: n for n, word in COUNT_WORDS.items()}}
+_SINGULAR = {**{plural(s): s for s in SHAPES}, **{s: s for s in SHAPES}}
+_PLACE_WORDS = "|".join(sorted({place_name(cell) for cell in CELLS}, key=len, reverse=True))
+_POSITIONED = re.compile(rf"^(an? (?:\w+ )?\w+ \w+) ({_PLACE_WORDS})(?: with (\d) other shapes?)?$")
+
+ScenePredicate = Callable[[Scene], bool]
+
+
+def caption_predicate(caption: str) -> ScenePredicate:
+    """What a caption of the grammar claims, as a test on any scene (parsed once, applied to many).
+
+    Reads captions as :func:`captions_for` writes them: a list ("a red circle and
+    two blue stars") says those objects are there, in those numbers; a relation
+    says some two such objects stand so; a position caption names one object, its
+    place and how many other shapes share the scene (none when it says none); a
+    picture adds the background, a sign its word. A caption outside the grammar
+    is true of no scene.
+    """
+    tests: list[ScenePredicate] = []
+    sign = _SIGN.match(caption)
+    if sign:
+        word = sign[2]
+        tests.append(lambda scene: scene.word == word)
+        caption = sign[1]
+    picture = _PICTURE.match(caption)
+    if picture:
+        background = picture[2]
+        tests.append(lambda scene: scene.background == background)
+        caption = picture[1]
+    tests.append(_claim(caption))
+    return lambda scene: all(test(scene) for test in tests)
+
+
+def caption_holds(scene: Scene, caption: str) -> bool:
+    """Whether ``caption`` is true of ``scene`` (see :func:`caption_predicate`)."""
+    return caption_predicate(caption)(scene)
+
+
+def _claim(text: str) -> ScenePredicate:
+    for rel in FLIP:
+        if f" {rel} " in text:
+            left, right = (_noun(part) for part in text.split(f" {rel} ", 1))
+            if left is None or right is None or left[0] != 1 or right[0] != 1:
+                return lambda scene: False
+            return lambda scene: any(x is not y and _fits(x, left) and _fits(y, right) and relation(x, y) == rel
+                                     for x in scene.objects for y in scene.objects)
+    positioned = _POSITIONED.match(text)
+    if positioned:
+        noun, where, others = _noun(positioned[1]), positioned[2], int(positioned[3] or 0)
+        if noun is None:
+            return lambda scene: False
+        return lambda scene: len(scene.objects) == others + 1 and any(
+            _fits(o, noun) and place(o) == where for o in scene.objects)
+    nouns = [_noun(part) for part in re.split(r", | and ", text)]
+    if any(n is None for n in nouns):
+        return lambda scene: False
+    wanted: Counter[tuple[str | None, str, str]] = Counter()
+    for n in nouns:  # "a purple diamond and a purple diamond": two of them (sizes told apart by the list)
+        if n is not None:
+            wanted[n[1:]] += n[0]
+    return lambda scene: all(sum(_fits(o, (1, *key)) for o in scene.objects) == count
+                             for key, count in wanted.items())
+
+
+def _noun(text: str) -> tuple[int, str | None, str, str] | None:
+    """"two small red circles" -> (2, "small", "red", "circle"); None outside the grammar."""
+    m = _NOUN.match(text.strip())
+    if m is None or m[3] not in COLORS or m[4] not in _SINGULAR:
+        return None
+    return _NUMBER[m[1]], m[2], m[3], _SINGULAR[m[4]]
+
+
+def _fits(obj: Obj, noun: tuple[int, str | None, str, str]) -> bool:
+    _, size, color, shape = noun
+    return (obj.color, obj.shape) == (color, shape) and size in (None, obj.size)

@@ -49,19 +49,20 @@ class Adapter:
 
 
 def make_adapter(spec: str, freeze: str = "none", stem: str = "patch", text_conv: int = 0,
-                 grid_readout: bool = False) -> Adapter:
+                 grid_readout: bool = False, embed_dim: int = 64) -> Adapter:
     """``builtin`` (the tiny architecture, fresh weights) or ``hf:DIR`` (fine-tune)."""
     if spec in ("builtin", "builtin-arch", "tiny"):
-        return _builtin(stem, text_conv, grid_readout)
+        return _builtin(stem, text_conv, grid_readout, embed_dim)
     if spec.startswith("hf:"):
         return _hf(spec[3:], freeze)
     raise EncoderSpecError(f"cannot train {spec!r}. Available: builtin, hf:DIR")
 
 
-def _builtin(stem: str = "patch", text_conv: int = 0, grid_readout: bool = False) -> Adapter:
+def _builtin(stem: str = "patch", text_conv: int = 0, grid_readout: bool = False,
+             embed_dim: int = 64) -> Adapter:
     tok = build_word_tokenizer(vocabulary())
     cfg = TinyConfig(vocab_size=max(128, tok.get_vocab_size()), stem=stem, text_conv=text_conv,
-                     grid_readout=grid_readout)
+                     grid_readout=grid_readout, embed_dim=embed_dim)
     if stem == "cnn":  # the CNN does the per-object work; two attention blocks relate the objects
         cfg = replace(cfg, vision_width=128, vision_layers=2)
     tok.enable_truncation(cfg.context_length)

@@ -32,7 +32,16 @@ from clipdex.synth.world import (
     sample_scene,
     training_caption,
 )
-from clipdex.train.scene import CONJUNCTIONS, ROLES, caption_conjunctions, caption_roles, cell_labels
+from clipdex.train.scene import (
+    CELLS,
+    CONJUNCTIONS,
+    ROLES,
+    caption_conjunctions,
+    caption_count,
+    caption_place,
+    caption_roles,
+    cell_labels,
+)
 
 __all__ = ["Batch", "SourceData", "SynthData", "prefetch", "swap_negative"]
 
@@ -49,6 +58,8 @@ class Batch:
     pairs: np.ndarray | None = None  # synthetic data: (b, 80) the colour-shape pairs each caption names
     roles: np.ndarray | None = None  # synthetic data: (b, 320) the roles a relation caption gives (see train.scene)
     has_roles: np.ndarray | None = None  # synthetic data: (b,) 1 where the caption is a relation
+    places: np.ndarray | None = None  # synthetic data: (b, 720) the pair and cell a caption places, if any
+    counts: np.ndarray | None = None  # synthetic data: (b,) how many objects a caption says, -1 where none
 
 
 class SynthData:
@@ -88,11 +99,15 @@ class SynthData:
             negatives.append(negs[: self.n_negatives])
             cells.append(cell_labels(scene))
         roles = [caption_roles(c) for c in captions]
+        places = [caption_place(c) for c in captions]
         return Batch(np.stack(pixels), captions, negatives, cells=np.stack(cells),
                      pairs=np.stack([caption_conjunctions(c) for c in captions]),
                      roles=np.stack([np.zeros(len(ROLES) * CONJUNCTIONS, np.float32) if r is None else r
                                      for r in roles]),
-                     has_roles=np.asarray([r is not None for r in roles]))
+                     has_roles=np.asarray([r is not None for r in roles]),
+                     places=np.stack([np.zeros(len(CELLS) * CONJUNCTIONS, np.float32) if p is None else p
+                                      for p in places]),
+                     counts=np.asarray([caption_count(c) for c in captions], np.int64))
 
 
 class SourceData:

@@ -50,11 +50,13 @@ class TrainConfig:
     twin_margin: float | None = None
     scene_weight: float = 0.0
     role_weight: float = 1.0
+    place_weight: float = 0.0
     init: str | None = None  # a run folder whose newest weights this run starts from (a second stage)
     counterfactuals: float = 0.0
     stem: str = "patch"
     text_conv: int = 0
     grid_readout: bool = False
+    embed_dim: int = 64  # built-in model: width of the joint embedding space
     p_cross: float = 0.0
     p_position: float = 0.0
     p_relation: float = 0.5
@@ -111,7 +113,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_log: LogFn | None = None) -
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    adapter = make_adapter(cfg.model, cfg.freeze, cfg.stem, cfg.text_conv, cfg.grid_readout)
+    adapter = make_adapter(cfg.model, cfg.freeze, cfg.stem, cfg.text_conv, cfg.grid_readout, cfg.embed_dim)
     data = _data(cfg, adapter)
     if cfg.scene_weight > 0:
         if not isinstance(data, SynthData) or not isinstance(adapter.image_tower, ImageTower):
@@ -218,7 +220,8 @@ def _loss(adapter: Adapter, batch: Any, cfg: TrainConfig) -> torch.Tensor:
     if scene:
         heads = cast(SceneHeads, adapter.module.scene_heads)
         loss = loss + cfg.scene_weight * scene_loss(heads, grid.float(), image, text, batch.cells, batch.pairs,
-                                                    batch.roles, batch.has_roles, cfg.role_weight)
+                                                    batch.roles, batch.has_roles, cfg.role_weight,
+                                                    batch.places, batch.counts, cfg.place_weight)
     return loss
 
 
@@ -256,7 +259,8 @@ def export_trained(run: str | Path, out: str | Path, force: bool = False) -> Pat
         raise ClipdexError(f"{run} is not a training run (expected train_config.json)")
     checkpoint = latest_checkpoint(run)
     cfg = TrainConfig(**json.loads(cfg_path.read_text()))
-    adapter = make_adapter(cfg.model, stem=cfg.stem, text_conv=cfg.text_conv, grid_readout=cfg.grid_readout)
+    adapter = make_adapter(cfg.model, stem=cfg.stem, text_conv=cfg.text_conv, grid_readout=cfg.grid_readout,
+                           embed_dim=cfg.embed_dim)
     weights = load_file(str(checkpoint / "model.safetensors"))
     adapter.module.load_state_dict({k: v for k, v in weights.items() if not k.startswith("scene_heads.")})
     adapter.module.eval()

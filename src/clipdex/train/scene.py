@@ -15,19 +15,26 @@ small heads used only while training (``--scene-weight``) and never exported:
   another one, from the image embedding and from a relation caption's
   embedding. A caption and its flipped twin give opposite roles, so the
   text tower must read word order, and the image tower must encode places.
+- places and counts (``--place-weight``): in which grid cell each colour-shape
+  pair stands and how many objects the scene holds, from the image embedding,
+  and the same from a caption that names them ("a red circle on the left with
+  2 other shapes"). Relations say where objects are relative to each other;
+  these say where they are in the picture, which position captions ask.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipdex.synth.world import CELLS, COLORS, FLIP, SHAPES, Scene, cell_relation, plural
+from clipdex.synth.world import CELLS, COLORS, FLIP, SHAPES, Scene, cell_relation, place_name, plural
 
-__all__ = ["CONJUNCTIONS", "ROLES", "SceneHeads", "caption_conjunctions", "caption_roles", "cell_labels",
-           "image_roles", "scene_loss"]
+__all__ = ["CELLS", "CONJUNCTIONS", "MAX_OBJECTS", "ROLES", "SceneHeads", "caption_conjunctions", "caption_count",
+           "caption_place", "caption_roles", "cell_labels", "image_places", "image_roles", "scene_loss"]
 
 _COLORS = list(COLORS)
 CONJUNCTIONS = len(_COLORS) * len(SHAPES)  # colour-shape pairs
@@ -37,6 +44,11 @@ _SHAPE_OF = {**{s: i for i, s in enumerate(SHAPES)}, **{plural(s): i for i, s in
 # term to the size of the cell cross-entropies (~1) so none is drowned.
 _BCE_SCALE = 10.0
 _HEAD_INPUT_SCALE = 8.0  # heads read unit vectors; scaled so a linear head can reach confident logits
+MAX_OBJECTS = 4  # the world's scenes hold 1-4 objects
+_CELL_OF_PLACE = {place_name(cell): k for k, cell in enumerate(CELLS)}
+# "a [size] colour shape <place>[ with N other shape(s)]": the grammar's position and cross captions
+_PLACED = re.compile(r"^an? (?:(?:small|medium|large) )?(\w+) (\w+) (" + "|".join(_CELL_OF_PLACE)
+                     + r")(?: with (\d) other shapes?)?")
 
 
 def cell_labels(scene: Scene) -> np.ndarray:
@@ -91,6 +103,36 @@ def caption_roles(caption: str) -> np.ndarray | None:
     return None
 
 
+def image_places(cells: np.ndarray) -> np.ndarray:
+    """``(b, 9 * 80)`` from :func:`cell_labels` rows: pair p stands in grid cell k."""
+    out = np.zeros((len(cells), len(CELLS) * CONJUNCTIONS), np.float32)
+    rows, ks = np.nonzero(cells[:, 0] > 0)
+    pairs = (cells[rows, 0, ks] - 1) * len(SHAPES) + cells[rows, 1, ks] - 1
+    out[rows, ks * CONJUNCTIONS + pairs] = 1.0
+    return out
+
+
+def caption_place(caption: str) -> np.ndarray | None:
+    """``(9 * 80,)`` one-hot of the pair and cell a caption places ("a red circle on the left"), or None."""
+    match = _PLACED.match(caption.lower())
+    if match is None or match[1] not in COLORS or match[2] not in SHAPES:
+        return None
+    out = np.zeros(len(CELLS) * CONJUNCTIONS, np.float32)
+    pair = _COLORS.index(match[1]) * len(SHAPES) + SHAPES.index(match[2])
+    out[_CELL_OF_PLACE[match[3]] * CONJUNCTIONS + pair] = 1.0
+    return out
+
+
+def caption_count(caption: str) -> int:
+    """How many objects a position caption says the scene holds ("... with 2 other shapes" -> 3), or -1.
+
+    A placed object with no "with N other shapes" says nothing about the count:
+    cross captions ("a red circle on the left") name one object of a busier scene.
+    """
+    match = _PLACED.match(caption.lower())
+    return -1 if match is None or match[4] is None else int(match[4]) + 1
+
+
 class SceneHeads(nn.Module):
     """Linear read-outs: cells from the feature grid, pairs and roles from each embedding."""
 
@@ -101,11 +143,16 @@ class SceneHeads(nn.Module):
         self.text_pairs = nn.Linear(dim, CONJUNCTIONS)
         self.image_roles = nn.Linear(dim, len(ROLES) * CONJUNCTIONS)
         self.text_roles = nn.Linear(dim, len(ROLES) * CONJUNCTIONS)
+        self.image_places = nn.Linear(dim, len(CELLS) * CONJUNCTIONS)
+        self.text_places = nn.Linear(dim, len(CELLS) * CONJUNCTIONS)
+        self.image_count = nn.Linear(dim, MAX_OBJECTS)
+        self.text_count = nn.Linear(dim, MAX_OBJECTS)
 
 
 def scene_loss(heads: SceneHeads, grid: torch.Tensor, image: torch.Tensor, text: torch.Tensor,
                cells: np.ndarray, pairs: np.ndarray, roles: np.ndarray, has_roles: np.ndarray,
-               role_weight: float = 1.0) -> torch.Tensor:
+               role_weight: float = 1.0, places: np.ndarray | None = None, counts: np.ndarray | None = None,
+               place_weight: float = 0.0) -> torch.Tensor:
     """Sum of the read-out losses for one batch.
 
     Args:
@@ -114,6 +161,8 @@ def scene_loss(heads: SceneHeads, grid: torch.Tensor, image: torch.Tensor, text:
         cells: ``(b, 2, 9)`` :func:`cell_labels`; pairs: ``(b, 80)`` :func:`caption_conjunctions`;
         roles: ``(b, 320)`` :func:`caption_roles` (zeros where none); has_roles: ``(b,)`` 1 for relation captions.
         role_weight: weight of the two role terms against the cell and pair terms.
+        places: ``(b, 720)`` :func:`caption_place` (zeros where none); counts: ``(b,)`` :func:`caption_count`.
+        place_weight: weight of the place and count terms (0 leaves them out).
     """
     cell_feats = F.adaptive_avg_pool2d(grid, 3).flatten(2).transpose(1, 2)  # (b, 9, w), row-major like CELLS
     logits = heads.cells(cell_feats)
@@ -136,7 +185,26 @@ def scene_loss(heads: SceneHeads, grid: torch.Tensor, image: torch.Tensor, text:
     named = caption_roles_t.reshape(len(roles), len(ROLES), CONJUNCTIONS).sum(1) > 0
     named &= torch.from_numpy(has_roles.astype(bool))[:, None]
     role = role + _role_loss(heads.text_roles(txt), caption_roles_t, named)
-    return loss + role_weight * role
+    loss = loss + role_weight * role
+    if place_weight > 0 and places is not None and counts is not None:
+        loss = loss + place_weight * _place_loss(heads, img, txt, cells, places, counts, shown)
+    return loss
+
+
+def _place_loss(heads: SceneHeads, img: torch.Tensor, txt: torch.Tensor, cells: np.ndarray,
+                places: np.ndarray, counts: np.ndarray, shown: torch.Tensor) -> torch.Tensor:
+    """Cells of the present (image) or placed (caption) pairs, and the object count from both sides."""
+    k = len(CELLS)
+    loss = _per_pair_loss(heads.image_places(img), torch.from_numpy(image_places(cells)), shown, k)
+    places_t = torch.from_numpy(places)
+    placed = places_t.reshape(len(places), k, CONJUNCTIONS).sum(1) > 0
+    loss = loss + _per_pair_loss(heads.text_places(txt), places_t, placed, k)
+    n_objects = torch.from_numpy((cells[:, 0] > 0).sum(1) - 1)
+    loss = loss + F.cross_entropy(heads.image_count(img), n_objects)
+    said = torch.from_numpy(counts >= 0)
+    if said.any():
+        loss = loss + F.cross_entropy(heads.text_count(txt)[said], torch.from_numpy(counts)[said] - 1)
+    return loss
 
 
 def _role_loss(logits: torch.Tensor, targets: torch.Tensor, objects: torch.Tensor) -> torch.Tensor:
@@ -144,11 +212,16 @@ def _role_loss(logits: torch.Tensor, targets: torch.Tensor, objects: torch.Tenso
 
     ``logits``/``targets``: ``(b, 4 * 80)``; ``objects``: ``(b, 80)`` which pairs to ask about.
     """
+    return _per_pair_loss(logits, targets, objects, len(ROLES))
+
+
+def _per_pair_loss(logits: torch.Tensor, targets: torch.Tensor, objects: torch.Tensor, k: int) -> torch.Tensor:
+    """Binary cross-entropy over the ``k`` outputs (roles, cells) of each selected colour-shape pair."""
     if not objects.any():
         return logits.sum() * 0.0
-    return F.binary_cross_entropy_with_logits(_per_pair(logits)[objects], _per_pair(targets)[objects])
+    return F.binary_cross_entropy_with_logits(_per_pair(logits, k)[objects], _per_pair(targets, k)[objects])
 
 
-def _per_pair(x: torch.Tensor) -> torch.Tensor:
-    """``(b, 4 * 80)`` -> ``(b, 80, 4)``: the four roles of each colour-shape pair side by side."""
-    return x.reshape(len(x), len(ROLES), CONJUNCTIONS).transpose(1, 2)
+def _per_pair(x: torch.Tensor, k: int) -> torch.Tensor:
+    """``(b, k * 80)`` -> ``(b, 80, k)``: the k outputs of each colour-shape pair side by side."""
+    return x.reshape(len(x), k, CONJUNCTIONS).transpose(1, 2)
