@@ -58,7 +58,7 @@ def words(work: Path) -> dict[str, float]:
     truth = {json.loads(line)["key"]: json.loads(line)["word"]
              for line in (work / "signs" / "scenes.jsonl").read_text().splitlines()}
     out: dict[str, float] = {}
-    with Collection.create(work / "signs-coll", "builtin:shapes-tiny", 64) as coll:
+    with Collection.create(work / "signs-coll", "builtin:shapes-tiny", 256) as coll:
         t = time.perf_counter()
         coll.add(work / "signs" / "images", options=IndexOptions(ocr=True))
         out["index_with_ocr_images_per_second"] = round(64 / (time.perf_counter() - t), 2)
@@ -76,7 +76,7 @@ def diversity(work: Path) -> dict[str, dict[str, int]]:
 
     write_noisy_pool(work / "pool", 400, seed=21, size=64, shares={"near_duplicate": 0.25, "exact_duplicate": 0.1})
     out = {}
-    with Collection.create(work / "pool-coll", "builtin:shapes-tiny", 64) as coll:
+    with Collection.create(work / "pool-coll", "builtin:shapes-tiny", 256) as coll:
         coll.add(work / "pool" / "pool.parquet")
         view = coll.vectors("image")
         row_of = {int(i): r for r, i in enumerate(view.item_ids)}
@@ -109,7 +109,7 @@ def regions(work: Path, n: int = 200) -> dict[str, float]:
     for i, scene in enumerate(scenes):
         render_scene(scene, 128).save(work / "crowded" / f"{i:03d}.png")
     out: dict[str, float] = {}
-    with Collection.create(work / "crowded-coll", "builtin:shapes-tiny", 64) as coll:
+    with Collection.create(work / "crowded-coll", "builtin:shapes-tiny", 256) as coll:
         coll.add(work / "crowded", options=IndexOptions(regions=(2, 3)))
         for name, flag in (("whole_image_R@1", False), ("regions_R@1", True)):
             hits = []
@@ -133,11 +133,11 @@ def latency(work: Path, n: int) -> dict[str, dict[str, float]]:
     rng = np.random.default_rng(0)
     scenes = sample_scenes(2000, 3)
     captions = [captions_for(s, 1, random.Random(i))[0] for i, s in enumerate(scenes)]
-    centroids = rng.standard_normal((512, 64)).astype(np.float32)
-    vectors = centroids[rng.integers(0, 512, n)] + 0.5 * rng.standard_normal((n, 64)).astype(np.float32)
+    centroids = rng.standard_normal((512, 256)).astype(np.float32)
+    vectors = centroids[rng.integers(0, 512, n)] + 0.5 * rng.standard_normal((n, 256)).astype(np.float32)
     items = [Item(f"/virtual/{i:07d}.png", [captions[i % len(captions)]]) for i in range(n)]
     out: dict[str, dict[str, float]] = {}
-    with Collection.create(work / "big", "builtin:shapes-tiny", 64) as coll:
+    with Collection.create(work / "big", "builtin:shapes-tiny", 256) as coll:
         add_embedded(coll, items, vectors)
         kinds = {
             "dense": {}, "terms_3": {"terms": tuple(parse_terms('"a red circle" + "a star" - 0.5:"a blue square"'))},

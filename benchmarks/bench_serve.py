@@ -37,10 +37,10 @@ def build(folder: Path, n: int) -> Path:
     coll = folder / "c100k"
     if (coll / "collection.json").exists():
         return coll
-    c = Collection.create(coll, SPEC, 64)
+    c = Collection.create(coll, SPEC, 256)
     rng = np.random.default_rng(0)
     items = [Item(f"/bench/{i:06d}.jpg", [], {}) for i in range(n)]
-    add_embedded(c, items, rng.standard_normal((n, 64)).astype(np.float32))
+    add_embedded(c, items, rng.standard_normal((n, 256)).astype(np.float32))
     c.close()
     return coll
 

@@ -22,7 +22,7 @@ def test_shipped_and_small() -> None:
     folder = resolve_folder("builtin:shapes-tiny")
     assert sum(p.stat().st_size for p in folder.iterdir()) <= 20 * 1024 * 1024
     enc = load_encoder("builtin:shapes-tiny")
-    assert enc.dim == 64 and enc.image_size == 64
+    assert enc.dim == 256 and enc.image_size == 64
 
 
 def _asked_objects(spec: str) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -61,7 +61,7 @@ def test_collection_search_with_the_default_model(tmp_path: Path) -> None:
     scenes = sample_scenes(60, seed=99, config=WorldConfig(max_objects=1))
     for i, scene in enumerate(scenes):
         render_scene(scene, 64).save(data / f"{i:03d}.png")
-    c = Collection.create(tmp_path / "c", "builtin:shapes-tiny", 64)
+    c = Collection.create(tmp_path / "c", "builtin:shapes-tiny", 256)
     c.add(data)
     hits = c.search(Query(text=f"a {scenes[7].objects[0].color} {scenes[7].objects[0].shape}", k=3))
     names = {h.path.rsplit("/", 1)[-1] for h in hits}

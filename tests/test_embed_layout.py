@@ -32,7 +32,7 @@ def test_embed_writes_the_layout_resumes_and_feeds_curate(tmp_path: Path,
         img = np.load(tmp_path / "emb" / "img_emb" / f"img_emb_{i}.npy")
         txt = np.load(tmp_path / "emb" / "text_emb" / f"text_emb_{i}.npy")
         meta = pq.read_table(tmp_path / "emb" / "metadata" / f"metadata_{i}.parquet")
-        assert img.dtype == np.float16 and txt.dtype == np.float16 and img.shape == txt.shape == (rows, 64)
+        assert img.dtype == np.float16 and txt.dtype == np.float16 and img.shape == txt.shape == (rows, 256)
         assert meta.num_rows == rows and {"key", "image_path", "caption"} <= set(meta.column_names)
         np.testing.assert_allclose(np.linalg.norm(img.astype(np.float32), axis=1), 1.0, atol=2e-3)
     assert app_main(args) == 0
@@ -72,7 +72,7 @@ def test_one_folder_never_mixes_two_models(tmp_path: Path, tiny_spec: str,
     Image.new("RGB", (32, 32), (0, 0, 200)).save(tmp_path / "blue.png")
     pq.write_table(pa.table({"path": ["blue.png"], "caption": ["a blue square"]}), tmp_path / "pool.parquet")
     assert app_main(["embed", str(tmp_path / "pool.parquet"), "--out", str(tmp_path / "emb")]) == 0
-    assert json.loads((tmp_path / "emb" / "embed.json").read_text()) == {"model": "builtin:shapes-tiny", "dim": 64}
+    assert json.loads((tmp_path / "emb" / "embed.json").read_text()) == {"model": "builtin:shapes-tiny", "dim": 256}
     capsys.readouterr()
     assert app_main(["embed", str(tmp_path / "pool.parquet"), "--out", str(tmp_path / "emb"),
                      "--model", tiny_spec]) == 1

@@ -28,7 +28,7 @@ def signs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
         sidecar.unlink()
     words = {json.loads(line)["key"]: json.loads(line)["word"]
              for line in (root / "data" / "scenes.jsonl").read_text().splitlines()}
-    with Collection.create(root / "coll", "builtin:shapes-tiny", 64) as coll:
+    with Collection.create(root / "coll", "builtin:shapes-tiny", 256) as coll:
         coll.add(root / "data" / "images", options=IndexOptions(ocr=True))
     return root / "coll", words
 

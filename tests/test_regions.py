@@ -36,7 +36,7 @@ def crowded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Scene]
     (root / "images").mkdir()
     for i, scene in enumerate(scenes):
         render_scene(scene, 128).save(root / "images" / f"{i:03d}.png")
-    with Collection.create(root / "coll", "builtin:shapes-tiny", 64) as coll:
+    with Collection.create(root / "coll", "builtin:shapes-tiny", 256) as coll:
         coll.add(root / "images", options=IndexOptions(regions=(2, 3)))
     return root / "coll", scenes
 

@@ -25,7 +25,7 @@ def pool_collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("terms")
     write_noisy_pool(root / "pool", 400, seed=21, size=64,
                      shares={"near_duplicate": 0.25, "exact_duplicate": 0.1})
-    with Collection.create(root / "coll", "builtin:shapes-tiny", 64) as coll:
+    with Collection.create(root / "coll", "builtin:shapes-tiny", 256) as coll:
         coll.add(root / "pool" / "pool.parquet")
     return root / "coll"
 

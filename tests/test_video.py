@@ -40,7 +40,7 @@ def video_collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_video(root / "media" / "clip.mp4")
     (root / "media" / "broken.mp4").write_bytes(b"not a video at all")
     render_scene(Scene((Obj("heart", "pink", "large", (1, 1)),)), 64).save(root / "media" / "still.png")
-    with Collection.create(root / "coll", "builtin:shapes-tiny", 64) as coll:
+    with Collection.create(root / "coll", "builtin:shapes-tiny", 256) as coll:
         report = coll.add(root / "media", options=IndexOptions(video_every=1.0))
         assert report.added == 7 and report.failed == 1  # 6 frames + the still; the broken video recorded
     return root / "coll"

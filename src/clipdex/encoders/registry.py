@@ -77,7 +77,7 @@ def load_encoder(
     Example:
         >>> enc = load_encoder("builtin:shapes-tiny")
         >>> enc.encode_texts(["a red circle"]).shape
-        (1, 64)
+        (1, 256)
     """
     cache = Path(cache_dir) if cache_dir else None
     folder = resolve_folder(spec, cache)

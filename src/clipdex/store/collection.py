@@ -80,7 +80,7 @@ class Collection:
     """A collection of images, captions and their embeddings in one folder.
 
     Example:
-        >>> c = Collection.create("photos.clipdex", encoder_spec="builtin:shapes-tiny", dim=64)
+        >>> c = Collection.create("photos.clipdex", encoder_spec="builtin:shapes-tiny", dim=256)
         >>> c.add("~/photos")            # doctest: +SKIP
         >>> c.search("a red car", k=5)   # doctest: +SKIP
     """
