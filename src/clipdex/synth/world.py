@@ -431,7 +431,8 @@ _PICTURE = re.compile(r"^a picture of (.*) on a (\w+) background$")
 _NOUN = re.compile(r"^(an?|two|three|four) (?:(small|medium|large) )?(\w+) (\w+)$")
 _NUMBER = {"a": 1, "an": 1, **{word: n for n, word in COUNT_WORDS.items()}}
 _SINGULAR = {**{plural(s): s for s in SHAPES}, **{s: s for s in SHAPES}}
-_PLACE_WORDS = "|".join(sorted({place_name(cell) for cell in CELLS}, key=len, reverse=True))
+_CELL_OF_PLACE = {place_name(cell): cell for cell in CELLS}
+_PLACE_WORDS = "|".join(sorted(_CELL_OF_PLACE, key=len, reverse=True))
 _POSITIONED = re.compile(rf"^(an? (?:\w+ )?\w+ \w+) ({_PLACE_WORDS})(?: with (\d) other shapes?)?$")
 
 ScenePredicate = Callable[[Scene], bool]
@@ -475,13 +476,13 @@ def _claim(text: str) -> ScenePredicate:
                 return lambda scene: False
             return lambda scene: any(x is not y and _fits(x, left) and _fits(y, right) and relation(x, y) == rel
                                      for x in scene.objects for y in scene.objects)
-    positioned = _POSITIONED.match(text)
-    if positioned:
-        noun, where, others = _noun(positioned[1]), positioned[2], int(positioned[3] or 0)
-        if noun is None:
+    if _POSITIONED.match(text):
+        placed = parse_placed(text)
+        if placed is None:
             return lambda scene: False
-        return lambda scene: len(scene.objects) == others + 1 and any(
-            _fits(o, noun) and place(o) == where for o in scene.objects)
+        noun, cell, others = placed
+        return lambda scene: len(scene.objects) == (others or 0) + 1 and any(
+            _fits(o, noun) and o.cell == cell for o in scene.objects)
     nouns = [_noun(part) for part in re.split(r", | and ", text)]
     if any(n is None for n in nouns):
         return lambda scene: False
@@ -491,6 +492,19 @@ def _claim(text: str) -> ScenePredicate:
             wanted[n[1:]] += n[0]
     return lambda scene: all(sum(_fits(o, (1, *key)) for o in scene.objects) == count
                              for key, count in wanted.items())
+
+
+def parse_placed(text: str) -> tuple[tuple[int, str | None, str, str], tuple[int, int], int | None] | None:
+    """"a small red circle on the left with 2 other shapes" -> ((1, "small", "red", "circle"), (1, 0), 2).
+
+    The other shapes are None when the caption does not say (a cross caption,
+    "a red circle on the left"); None outside this template.
+    """
+    m = _POSITIONED.match(text)
+    noun = _noun(m[1]) if m else None
+    if m is None or noun is None:
+        return None
+    return noun, _CELL_OF_PLACE[m[2]], None if m[3] is None else int(m[3])
 
 
 def _noun(text: str) -> tuple[int, str | None, str, str] | None:

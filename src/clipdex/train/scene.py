@@ -24,14 +24,12 @@ small heads used only while training (``--scene-weight``) and never exported:
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipdex.synth.world import CELLS, COLORS, FLIP, SHAPES, Scene, cell_relation, place_name, plural
+from clipdex.synth.world import CELLS, COLORS, FLIP, SHAPES, Scene, cell_relation, parse_placed, plural
 
 __all__ = ["CELLS", "CONJUNCTIONS", "MAX_OBJECTS", "ROLES", "SceneHeads", "caption_conjunctions", "caption_count",
            "caption_place", "caption_roles", "cell_labels", "image_places", "image_roles", "scene_loss"]
@@ -45,10 +43,7 @@ _SHAPE_OF = {**{s: i for i, s in enumerate(SHAPES)}, **{plural(s): i for i, s in
 _BCE_SCALE = 10.0
 _HEAD_INPUT_SCALE = 8.0  # heads read unit vectors; scaled so a linear head can reach confident logits
 MAX_OBJECTS = 4  # the world's scenes hold 1-4 objects
-_CELL_OF_PLACE = {place_name(cell): k for k, cell in enumerate(CELLS)}
-# "a [size] colour shape <place>[ with N other shape(s)]": the grammar's position and cross captions
-_PLACED = re.compile(r"^an? (?:(?:small|medium|large) )?(\w+) (\w+) (" + "|".join(_CELL_OF_PLACE)
-                     + r")(?: with (\d) other shapes?)?")
+_SIGN_SUFFIX = " and a sign that says "
 
 
 def cell_labels(scene: Scene) -> np.ndarray:
@@ -112,14 +107,19 @@ def image_places(cells: np.ndarray) -> np.ndarray:
     return out
 
 
+def _placed(caption: str) -> tuple[tuple[int, str | None, str, str], tuple[int, int], int | None] | None:
+    """The grammar's position and cross captions, read by :func:`clipdex.synth.world.parse_placed`."""
+    return parse_placed(caption.lower().split(_SIGN_SUFFIX)[0])
+
+
 def caption_place(caption: str) -> np.ndarray | None:
     """``(9 * 80,)`` one-hot of the pair and cell a caption places ("a red circle on the left"), or None."""
-    match = _PLACED.match(caption.lower())
-    if match is None or match[1] not in COLORS or match[2] not in SHAPES:
+    placed = _placed(caption)
+    if placed is None:
         return None
+    (_, _, color, shape), cell, _ = placed
     out = np.zeros(len(CELLS) * CONJUNCTIONS, np.float32)
-    pair = _COLORS.index(match[1]) * len(SHAPES) + SHAPES.index(match[2])
-    out[_CELL_OF_PLACE[match[3]] * CONJUNCTIONS + pair] = 1.0
+    out[CELLS.index(cell) * CONJUNCTIONS + _COLORS.index(color) * len(SHAPES) + SHAPES.index(shape)] = 1.0
     return out
 
 
@@ -129,8 +129,8 @@ def caption_count(caption: str) -> int:
     A placed object with no "with N other shapes" says nothing about the count:
     cross captions ("a red circle on the left") name one object of a busier scene.
     """
-    match = _PLACED.match(caption.lower())
-    return -1 if match is None or match[4] is None else int(match[4]) + 1
+    placed = _placed(caption)
+    return -1 if placed is None or placed[2] is None else placed[2] + 1
 
 
 class SceneHeads(nn.Module):
