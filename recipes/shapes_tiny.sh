@@ -15,11 +15,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 RUN=${RUN:-runs/shapes-tiny}
+# Where the model goes: the package by default; a reproduction sets EXPORT to a scratch folder so the
+# shipped model stays as it is and the two reports can be compared.
+EXPORT=${EXPORT:-src/clipdex/models/shapes-tiny}
 COMMON=(--data synth --model builtin --stem cnn --text-conv 2 --grid-readout --embed-dim 256 --loss clip
         --batch-size 128 --hard-negatives 3 --binding-weight 1.0 --scene-weight 1.0)
 $BIN/clipdex train --out "$RUN-stage1" "${COMMON[@]}" --steps 2200 --lr 2e-3 --warmup 100 \
   --p-relation 0.6 --p-cross 0.35 --place-weight 1 --seed 0 --val-every 150
 $BIN/clipdex train --out "$RUN-stage2" "${COMMON[@]}" --init "$RUN-stage1" --steps 300 --lr 5e-4 --warmup 20 \
   --p-relation 0.5 --p-cross 0.05 --p-position 0.2 --place-weight 1 --seed 1 --val-every 0
-$BIN/clipdex export "$RUN-stage2" src/clipdex/models/shapes-tiny --force
-$BIN/python benchmarks/report_builtin.py --model builtin:shapes-tiny
+$BIN/clipdex export "$RUN-stage2" "$EXPORT" --force
+$BIN/python benchmarks/report_builtin.py --model "onnx:$EXPORT"
