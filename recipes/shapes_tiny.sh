@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The recipe of builtin:shapes-tiny: train on the synthetic world in two stages, export to ONNX, report.
-# One command: `bash recipes/shapes_tiny.sh` (about 57 minutes on 2 CPU cores: 50 + 7; a GPU is not needed).
+# One command: `bash recipes/shapes_tiny.sh` (28.5 minutes on 2 CPU cores in the last reproduction; a GPU
+# is not needed). To reproduce without replacing the shipped model: RUN=runs/repro EXPORT=/tmp/repro bash ...
 # The shipped model's run configs are recipes/shapes_tiny.stage1.train_config.json and .stage2.
 # Held-out figures come from seeds never used in training (see benchmarks/report_builtin.py).
 #
