@@ -89,9 +89,10 @@ def plot(result: EvalResult, width: int = 640, height: int = 400) -> Image.Image
             y = bottom - m["value"] * (bottom - top)
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)
         draw.text((right + 10, top + 16 * i), family, fill=color, font=font)
-    for j, (name, m) in enumerate(flat):
-        draw.text((right + 10, top + 16 * (len(families) + j + 1)), f"{name}={m['value']:.3f}", fill="black",
-                  font=font)
+    for j, (name, m) in enumerate(flat):  # name and value on two lines: a long name fits the legend's width
+        y = top + 16 * (len(families) + 1) + 32 * j
+        draw.text((right + 10, y), name, fill="black", font=font)
+        draw.text((right + 10, y + 14), f"= {m['value']:.3f}", fill="black", font=font)
     return image
 
 
