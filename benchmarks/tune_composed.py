@@ -54,6 +54,12 @@ def recall(data: dict[str, object], method: str, params: object) -> dict[str, fl
     return {f"R@{k}": round(float((rank < k).mean()), 3) for k in (1, 5, 10)}
 
 
+def _varied(method: str, params: object) -> dict[str, float]:
+    """The weights a method's grid varies, for the printed grid."""
+    names = {"sum": ("weight",), "pdv": ("alpha_text", "beta"), "caption-fusion": ("fusion_alpha", "fusion_beta")}
+    return {name: getattr(params, name) for name in names[method]}
+
+
 def main() -> None:
     from clipdex.search.composed import ComposedParams
 
@@ -64,18 +70,19 @@ def main() -> None:
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     val, test = split(work, "val", args.n, seed=101), split(work, "test", args.n, seed=202)
+    alphas, betas = (0.4, 0.6, 0.8, 1.0, 1.2, 1.4), (0.0, 0.1, 0.2, 0.3, 0.4, 0.55, 0.7, 0.9)
     grids = {
         "sum": [ComposedParams(weight=w) for w in (0.3, 0.4, 0.5, 0.6, 0.7)],
-        "pdv": [ComposedParams(alpha_text=a, alpha_image=a, beta=b)
-                for a, b in itertools.product((0.8, 1.0, 1.2, 1.4), (0.55, 0.7, 0.8, 0.9))],
+        "pdv": [ComposedParams(alpha_text=a, alpha_image=a, beta=b) for a, b in itertools.product(alphas, betas)],
         "caption-fusion": [ComposedParams(fusion_alpha=a, fusion_beta=b)
-                           for a, b in itertools.product((0.3, 0.5, 0.7), (0.2, 0.35, 0.5, 0.65, 0.8))],
+                           for a, b in itertools.product((0.3, 0.5, 0.7), (0.0, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8))],
     }
     out: dict[str, object] = {"val_seed": 101, "test_seed": 202, "triplets": args.n}
     best: dict[str, ComposedParams] = {}
     for method, grid in grids.items():
         scored = [(recall(val, method, p)["R@1"], i) for i, p in enumerate(grid)]
         best[method] = grid[max(scored)[1]]
+        out[f"{method}_val_grid"] = [{**_varied(method, grid[i]), "val_R@1": r} for r, i in scored]
         out[f"{method}_val_best"] = {**best[method].__dict__, "val_R@1": max(scored)[0]}
     out["test"] = {m: recall(test, m, best.get(m, ComposedParams()))
                    for m in ("image", "text", "sum", "pdv", "caption-fusion")}

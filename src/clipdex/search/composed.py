@@ -34,16 +34,16 @@ class ComposedParams:
     """Weights of the composed methods.
 
     Defaults: the best on a synthetic validation split (300 triplets, seed
-    101) of the grid in ``benchmarks/tune_composed.py``; a real dataset's own
-    validation split may prefer others.
+    101) of the grid in ``benchmarks/tune_composed.py``, with the built-in
+    model; a real dataset's own validation split may prefer others.
     """
 
     weight: float = 0.6  # sum: share of the image
     alpha_text: float = 1.0  # pdv: step along the direction for the text side
     alpha_image: float = 1.0  # pdv: step for the image side
-    beta: float = 0.55  # pdv: share of the text side in the final query
-    fusion_alpha: float = 0.3  # caption-fusion: share of the text in the query
-    fusion_beta: float = 0.8  # caption-fusion: share of the caption similarity in the score
+    beta: float = 0.2  # pdv: share of the text side in the final query
+    fusion_alpha: float = 0.5  # caption-fusion: share of the text in the query
+    fusion_beta: float = 0.2  # caption-fusion: share of the caption similarity in the score
 
 
 def compose_texts(captions: list[str], modifications: list[str]) -> list[str]:
