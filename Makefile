@@ -58,6 +58,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_embed.py
 	$(BIN)/python benchmarks/bench_search.py
 	$(BIN)/python benchmarks/bench_curate.py
+	$(BIN)/python benchmarks/bench_synth.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache .mypy_cache
