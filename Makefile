@@ -32,8 +32,9 @@ demo: $(VENV)/.runtime
 	$(BIN)/clipdex info $(DEMO)/collection
 	@echo "--- text -> image: 'a red circle'"
 	$(BIN)/clipdex search $(DEMO)/collection "a red circle" -k 5
-	@echo "--- text -> image: 'a blue star left of a yellow square'"
-	$(BIN)/clipdex search $(DEMO)/collection "a blue star left of a yellow square" -k 5
+	@echo "--- text -> image: 'a blue star left of a red square' (one demo scene holds it), then flipped"
+	$(BIN)/clipdex search $(DEMO)/collection "a blue star left of a red square" -k 5
+	$(BIN)/clipdex search $(DEMO)/collection "a red square left of a blue star" -k 5
 	@echo "--- image -> image: $(DEMO)/data/images/000003.png"
 	$(BIN)/clipdex search $(DEMO)/collection --image $(DEMO)/data/images/000003.png -k 5
 	@echo "--- image -> text (nearest stored captions)"
