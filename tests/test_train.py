@@ -370,3 +370,63 @@ def test_embed_dim_sets_the_joint_space_and_trains_place_heads(tmp_path: Path) -
     assert load_encoder(f"onnx:{folder}").encode_texts(["a red circle on the left"]).shape == (1, 32)
     with pytest.raises(ClipdexError, match="architecture differs"):  # 64-d weights cannot start a 32-d run
         train(_cfg(tmp_path / "narrow", steps=2, embed_dim=64, init=str(tmp_path / "wide"), **scene))
+
+
+RECIPE = Path(__file__).parent.parent / "recipes"
+
+
+def _clipdex(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "clipdex", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_train_from_a_config_file_records_the_same_config(tmp_path: Path) -> None:
+    from clipdex.train import load_train_config
+
+    # the recipe's stage 1, shrunk to a few small steps: every other option comes from the file
+    fields = json.loads((RECIPE / "shapes_tiny.stage1.train_config.json").read_text())
+    fields.update(steps=2, batch_size=8, embed_dim=32, val_every=0, checkpoint_every=1, warmup=1)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(fields))
+    done = _clipdex("train", "--config", str(config), "--out", str(tmp_path / "run"), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["steps"] == 2
+    recorded = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert recorded == {**fields, "out": str(tmp_path / "run")}
+    # the recorded config runs again as it is; --init is the one option besides --out that may change
+    again = load_train_config(tmp_path / "run" / "train_config.json", out="elsewhere", init=str(tmp_path / "run"))
+    assert again == TrainConfig(**{**fields, "out": "elsewhere", "init": str(tmp_path / "run")})
+
+
+def test_config_file_refuses_extra_flags_and_bad_fields(tmp_path: Path) -> None:
+    from clipdex.train import load_train_config
+
+    stage1 = RECIPE / "shapes_tiny.stage1.train_config.json"
+    done = _clipdex("train", "--config", str(stage1), "--out", str(tmp_path / "run"), "--steps", "2", "--lr", "1")
+    assert done.returncode == 1 and not (tmp_path / "run").exists()
+    assert done.stderr.strip() == "error: --config sets every training option; drop --lr, --steps or edit the file"
+    bad = tmp_path / "bad.json"
+    for text, message in [('{"stepz": 3}', "does not have: stepz"), ('{"steps": "many"}', "steps must be int"),
+                          ('{"grid_readout": 1}', "grid_readout must be bool"), ("[1]", "expected a JSON object"),
+                          ('{"steps": 3', "cannot read"), ('{"loss": "l2"}', "unknown loss")]:
+        bad.write_text(text)
+        with pytest.raises(ClipdexError, match=message):
+            load_train_config(bad, out="x")
+    with pytest.raises(ClipdexError, match="no training config"):
+        load_train_config(tmp_path / "missing.json", out="x")
+    bad.write_text('{"steps": 5}')
+    with pytest.raises(ClipdexError, match="has no 'out'"):
+        load_train_config(bad)
+    # an older record that lacks later options loads with their defaults
+    assert load_train_config(bad, out="x") == TrainConfig(out="x", steps=5)
+
+
+def test_the_recipe_runs_its_checked_in_configs() -> None:
+    from clipdex.train import load_train_config
+
+    script = (RECIPE / "shapes_tiny.sh").read_text()
+    stages = [load_train_config(RECIPE / f"shapes_tiny.stage{i}.train_config.json", out="x") for i in (1, 2)]
+    for i in (1, 2):
+        assert f"train --config recipes/shapes_tiny.stage{i}.train_config.json" in script
+    # the built-in model's shape: both stages train the same 256-d CNN architecture, stage 2 from stage 1
+    assert {(s.stem, s.text_conv, s.grid_readout, s.embed_dim) for s in stages} == {("cnn", 2, True, 256)}
+    assert stages[1].init == "runs/shapes-tiny-stage1" and stages[0].init is None

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from clipdex.cli import JsonOpt, _emit, _progress_printer, app
+
+if TYPE_CHECKING:
+    from clipdex.train import TrainConfig
 
 
 @app.command()
@@ -42,9 +45,17 @@ def synth(
     _emit(asdict(report), as_json, f"wrote {report.images} images, {report.captions} captions to {report.out}")
 
 
+# With --config, the file sets every training option; these are the ones that still go with it.
+_WITH_CONFIG = {"config", "out", "init", "resume", "as_json"}
+
+
 @app.command("train")
 def train_cmd(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, log.jsonl, train_config.json")],
+    config: Annotated[Path | None, typer.Option(
+        help="Take every option from a train_config.json (a recipe's, or a recorded run's to run it again); "
+             "only --out and --init may go with it")] = None,
     data: Annotated[str, typer.Option(help="'synth' or a clipdex source (folder, table, Karpathy JSON)")] = "synth",
     model: Annotated[str, typer.Option(help="'builtin' (the tiny architecture) or hf:DIR to fine-tune")] = "builtin",
     loss: Annotated[str, typer.Option(help="clip or siglip")] = "clip",
@@ -99,38 +110,41 @@ def train_cmd(
     """Train or fine-tune a dual encoder with a contrastive loss."""
     from clipdex.train import TrainConfig, train
 
-    cfg = TrainConfig(
-        out=str(out),
-        model=model,
-        data=data,
-        loss=loss,
-        steps=steps,
-        epochs=epochs,
-        batch_size=batch_size,
-        accum=accum,
-        lr=lr,
-        warmup=warmup,
-        hard_negatives=hard_negatives,
-        binding_weight=binding_weight,
-        p_relation=p_relation,
-        counterfactuals=counterfactuals,
-        twin_margin=twin_margin, scene_weight=scene_weight, role_weight=role_weight,
-        place_weight=place_weight,
-        init=str(init) if init else None,
-        stem=stem,
-        text_conv=text_conv,
-        grid_readout=grid_readout,
-        embed_dim=embed_dim,
-        p_cross=p_cross,
-        p_position=p_position,
-        seed=seed,
-        val_every=val_every,
-        checkpoint_every=checkpoint_every,
-        bf16=bf16,
-        freeze=freeze,
-        image_col=image_col,
-        caption_col=caption_col,
-    )
+    if config is not None:
+        cfg = _config_from_file(ctx, config, out, init)
+    else:
+        cfg = TrainConfig(
+            out=str(out),
+            model=model,
+            data=data,
+            loss=loss,
+            steps=steps,
+            epochs=epochs,
+            batch_size=batch_size,
+            accum=accum,
+            lr=lr,
+            warmup=warmup,
+            hard_negatives=hard_negatives,
+            binding_weight=binding_weight,
+            p_relation=p_relation,
+            counterfactuals=counterfactuals,
+            twin_margin=twin_margin, scene_weight=scene_weight, role_weight=role_weight,
+            place_weight=place_weight,
+            init=str(init) if init else None,
+            stem=stem,
+            text_conv=text_conv,
+            grid_readout=grid_readout,
+            embed_dim=embed_dim,
+            p_cross=p_cross,
+            p_position=p_position,
+            seed=seed,
+            val_every=val_every,
+            checkpoint_every=checkpoint_every,
+            bf16=bf16,
+            freeze=freeze,
+            image_col=image_col,
+            caption_col=caption_col,
+        )
     show = _progress_printer("train")
     result = train(cfg, resume=resume, on_log=lambda r: show(r["step"], r["total"], 0))
     _emit(
@@ -139,6 +153,26 @@ def train_cmd(
         f"trained {result.steps} steps in {result.seconds:.0f}s, "
         f"loss {result.last_loss:.4f}, skipped {result.skipped_samples}; {result.validation}",
     )
+
+
+def _config_from_file(ctx: typer.Context, config: Path, out: Path, init: Path | None) -> TrainConfig:
+    """The run's TrainConfig from ``config``, refusing training flags that the file would silently override."""
+    from clipdex.errors import ClipdexError
+    from clipdex.train import load_train_config
+
+    def on_command_line(name: str) -> bool:
+        # by name: typer ships its own copy of click, whose ParameterSource is not click's
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name == "COMMANDLINE"
+
+    given = sorted(name for name in ctx.params if name not in _WITH_CONFIG and on_command_line(name))
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ClipdexError(f"--config sets every training option; drop {flags} or edit the file")
+    overrides: dict[str, object] = {"out": str(out)}
+    if init is not None:
+        overrides["init"] = str(init)
+    return load_train_config(config, **overrides)
 
 
 @app.command()

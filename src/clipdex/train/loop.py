@@ -6,11 +6,14 @@ One step: a batch of (image, caption, hard negatives) -> both towers -> loss
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import random
 import time
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +30,7 @@ from clipdex.train.losses import binding_loss, clip_loss, siglip_loss, twin_sepa
 from clipdex.train.model import ImageTower
 from clipdex.train.scene import SceneHeads, scene_loss
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = ["TrainConfig", "TrainResult", "load_train_config", "train"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,52 @@ class TrainConfig:
             raise ClipdexError(f"unknown freeze {self.freeze!r}. Available: none, text, image")
         if self.batch_size < 2 or self.accum < 1 or self.steps < 1:
             raise ClipdexError("batch size must be >= 2, accum >= 1, steps >= 1")
+
+
+def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """A run's configuration from a ``train_config.json`` (a recorded run or a recipe's), with overrides.
+
+    Fields the file leaves out take their defaults, so older records still load.
+
+    Raises:
+        ClipdexError: the file is missing or not a JSON object, or names a field TrainConfig lacks.
+    """
+    path = Path(path)
+    try:
+        fields = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ClipdexError(f"no training config at {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ClipdexError(f"cannot read the training config {path}: {e}") from None
+    if not isinstance(fields, dict):
+        raise ClipdexError(f"{path} is not a training config (expected a JSON object)")
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ClipdexError(f"{path} names options TrainConfig does not have: {', '.join(unknown)}")
+    fields.update(overrides)
+    if "out" not in fields:
+        raise ClipdexError(f"{path} has no 'out'; give the run folder")
+    hints = typing.get_type_hints(TrainConfig)
+    for name, value in fields.items():
+        if not _fits_type(value, hints[name]):
+            kind = hints[name].__name__ if isinstance(hints[name], type) else str(hints[name])
+            raise ClipdexError(f"{path}: {name} must be {kind}, got {value!r}")
+    return TrainConfig(**fields)
+
+
+def _fits_type(value: object, hint: object) -> bool:
+    """Whether a JSON value fits a TrainConfig field's type (an int is a fine float; a bool is no number)."""
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for kind in allowed:
+        if kind is type(None) and value is None:
+            return True
+        if kind is bool and isinstance(value, bool):
+            return True
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return True
+        if kind in (int, str) and isinstance(value, kind) and not isinstance(value, bool):
+            return True
+    return False
 
 
 @dataclass
@@ -258,7 +307,7 @@ def export_trained(run: str | Path, out: str | Path, force: bool = False) -> Pat
     if not cfg_path.exists():
         raise ClipdexError(f"{run} is not a training run (expected train_config.json)")
     checkpoint = latest_checkpoint(run)
-    cfg = TrainConfig(**json.loads(cfg_path.read_text()))
+    cfg = load_train_config(cfg_path)
     adapter = make_adapter(cfg.model, stem=cfg.stem, text_conv=cfg.text_conv, grid_readout=cfg.grid_readout,
                            embed_dim=cfg.embed_dim)
     weights = load_file(str(checkpoint / "model.safetensors"))
