@@ -62,17 +62,15 @@ def main() -> None:
         for scene in scenes:
             render_scene(scene, size)
 
-    def scene_caption_image() -> None:
-        rng = random.Random(0)
-        for scene in sample_scenes(n, seed=0):
-            captions_for(scene, 5, rng)
-            render_scene(scene, size)
-
-    def with_png() -> None:
-        rng = random.Random(0)
-        for scene in sample_scenes(n, seed=0):
-            captions_for(scene, 5, rng)
-            render_scene(scene, size).save(io.BytesIO(), format="PNG", compress_level=1)  # as the writers do
+    def scene_caption_image(png: bool) -> Callable[[], None]:
+        def work() -> None:
+            rng = random.Random(0)
+            for scene in sample_scenes(n, seed=0):
+                captions_for(scene, 5, rng)
+                image = render_scene(scene, size)
+                if png:
+                    image.save(io.BytesIO(), format="PNG", compress_level=1)  # as the writers do
+        return work
 
     work = Path(args.work)
 
@@ -85,8 +83,8 @@ def main() -> None:
         "baseline_blank_canvas": _rate(n, blank_canvas, r),
         "sample_and_5_captions": _rate(n, sample_and_caption, r),
         "render_only": _rate(n, render, r),
-        "scene_captions_image": _rate(n, scene_caption_image, r),
-        "scene_captions_image_png": _rate(n, with_png, r),
+        "scene_captions_image": _rate(n, scene_caption_image(png=False), r),
+        "scene_captions_image_png": _rate(n, scene_caption_image(png=True), r),
         "write_scenes_folder": _rate(n, folder_writer, r),
     }
     shutil.rmtree(work, ignore_errors=True)

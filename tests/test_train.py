@@ -379,14 +379,19 @@ def _clipdex(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "clipdex", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_train_from_a_config_file_records_the_same_config(tmp_path: Path) -> None:
-    from clipdex.train import load_train_config
-
-    # the recipe's stage 1, shrunk to a few small steps: every other option comes from the file
+def _tiny_stage1(tmp_path: Path) -> tuple[Path, dict[str, object]]:
+    """The recipe's stage 1, shrunk to a few small steps: every other option comes from the file."""
     fields = json.loads((RECIPE / "shapes_tiny.stage1.train_config.json").read_text())
     fields.update(steps=2, batch_size=8, embed_dim=32, val_every=0, checkpoint_every=1, warmup=1)
     config = tmp_path / "config.json"
     config.write_text(json.dumps(fields))
+    return config, fields
+
+
+def test_train_from_a_config_file_records_the_same_config(tmp_path: Path) -> None:
+    from clipdex.train import load_train_config
+
+    config, fields = _tiny_stage1(tmp_path)
     done = _clipdex("train", "--config", str(config), "--out", str(tmp_path / "run"), "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["steps"] == 2
@@ -400,8 +405,9 @@ def test_train_from_a_config_file_records_the_same_config(tmp_path: Path) -> Non
 def test_config_file_refuses_extra_flags_and_bad_fields(tmp_path: Path) -> None:
     from clipdex.train import load_train_config
 
-    stage1 = RECIPE / "shapes_tiny.stage1.train_config.json"
-    done = _clipdex("train", "--config", str(stage1), "--out", str(tmp_path / "run"), "--steps", "2", "--lr", "1")
+    # a tiny config, so that if the flags were not refused the run would finish and the assertions fail fast
+    config, _ = _tiny_stage1(tmp_path)
+    done = _clipdex("train", "--config", str(config), "--out", str(tmp_path / "run"), "--steps", "2", "--lr", "1")
     assert done.returncode == 1 and not (tmp_path / "run").exists()
     assert done.stderr.strip() == "error: --config sets every training option; drop --lr, --steps or edit the file"
     bad = tmp_path / "bad.json"

@@ -88,7 +88,8 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
     Fields the file leaves out take their defaults, so older records still load.
 
     Raises:
-        ClipdexError: the file is missing or not a JSON object, or names a field TrainConfig lacks.
+        ClipdexError: the file is missing or not a JSON object, names a field TrainConfig lacks, has no
+            ``out`` (nor an override), or holds a value of the wrong type.
     """
     path = Path(path)
     try:
