@@ -40,7 +40,7 @@ def make_pool(folder: Path, n: int, part_rows: int = 100_000, seed: int = 0) -> 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from clipdex.curate.embeddings import write_clip_retrieval
+    from clipdex.embeddings.layout import write_clip_retrieval
     from clipdex.synth.world import captions_for, sample_scenes
 
     rng = np.random.default_rng(seed)

@@ -16,7 +16,7 @@ import tracemalloc
 
 import numpy as np
 
-from clipdex.evaluate.metrics import retrieval_recalls
+from clipdex.metrics import retrieval_recalls
 
 
 def naive_t2i(text: np.ndarray, image: np.ndarray, owner: np.ndarray, k: int) -> float:

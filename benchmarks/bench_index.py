@@ -30,7 +30,7 @@ import numpy as np
 CHILD = r"""
 import json, os, statistics, sys, time
 import numpy as np
-from clipdex.scale.index import EmbeddingIndex
+from clipdex.embeddings.index import EmbeddingIndex
 
 def dropped_caches():
     try:
@@ -79,7 +79,7 @@ print(json.dumps(out))
 
 
 def main() -> None:
-    from clipdex.scale.index import build_index, calibrate_index, exact_neighbours, parse_size
+    from clipdex.embeddings.index import build_index, calibrate_index, exact_neighbours, parse_size
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("emb")

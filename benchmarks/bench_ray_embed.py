@@ -34,9 +34,9 @@ def main() -> None:
     import ray
 
     from clipdex.curate import PoolOptions
+    from clipdex.embeddings.embed import embed_pool
     from clipdex.encoders import load_encoder
-    from clipdex.scale.embed import embed_pool
-    from clipdex.scale.ray_engine import RayOptions
+    from clipdex.scale.ray_engine import RayOptions, ray_runner
     from clipdex.synth.companions import write_noisy_pool
 
     work = Path(args.work)
@@ -54,7 +54,8 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         started = time.perf_counter()
         # the single-process path loads its encoder inside the timed run, as the Ray actors do
-        report = embed_pool(pool / "pool.parquet", out, load_encoder(), options, ray=ray_options)
+        report = embed_pool(pool / "pool.parquet", out, load_encoder(), options,
+                             runner=ray_runner(ray_options) if ray_options else None)
         seconds = time.perf_counter() - started
         assert report.samples + report.failed == args.n and not report.failed_shards, report
         return seconds

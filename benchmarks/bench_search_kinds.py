@@ -47,8 +47,8 @@ def composed(work: Path) -> dict[str, dict[str, float]]:
 
 def words(work: Path) -> dict[str, float]:
     from clipdex import Collection
+    from clipdex.indexing import IndexOptions
     from clipdex.search import Query
-    from clipdex.store.indexing import IndexOptions
     from clipdex.synth import WorldConfig, write_scenes
     from clipdex.synth.world import WORDS
 
@@ -94,8 +94,8 @@ def diversity(work: Path) -> dict[str, dict[str, int]]:
 def regions(work: Path, n: int = 200) -> dict[str, float]:
     """Crowded scenes (five small objects of distinct colours): R@1 for one of the objects, whole vs crops."""
     from clipdex import Collection
+    from clipdex.indexing import IndexOptions
     from clipdex.search import Query
-    from clipdex.store.indexing import IndexOptions
     from clipdex.synth.render import render_scene
     from clipdex.synth.world import CELLS, COLORS, SHAPES, Obj, Scene
 
@@ -124,10 +124,10 @@ def regions(work: Path, n: int = 200) -> dict[str, float]:
 
 def latency(work: Path, n: int) -> dict[str, dict[str, float]]:
     from clipdex import Collection
+    from clipdex.indexing import add_embedded
     from clipdex.media.sources import Item
     from clipdex.search import Query
     from clipdex.search.terms import parse_terms
-    from clipdex.store.indexing import add_embedded
     from clipdex.synth.world import captions_for, sample_scenes
 
     rng = np.random.default_rng(0)

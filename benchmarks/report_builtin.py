@@ -14,7 +14,7 @@ import json
 import time
 
 from clipdex.encoders import load_encoder
-from clipdex.evaluate.binding import binding_probes, synth_retrieval
+from clipdex.synth.probes import binding_probes, synth_retrieval
 
 
 def main() -> None:

@@ -21,9 +21,10 @@ import numpy as np
 
 def split(work: Path, name: str, n: int, seed: int) -> dict[str, object]:
     """Embeddings of one split: gallery images, references, texts, captions, targets."""
+    from clipdex.encode import embed_images
     from clipdex.encoders import load_encoder
     from clipdex.evaluate.datasets import load_composed
-    from clipdex.evaluate.runner import embed_images, gallery_caption_means
+    from clipdex.evaluate.runner import gallery_caption_means
     from clipdex.synth.companions import write_composed
 
     write_composed(work / name, n, seed=seed, size=64)
@@ -39,7 +40,7 @@ def split(work: Path, name: str, n: int, seed: int) -> dict[str, object]:
 
 
 def recall(data: dict[str, object], method: str, params: object) -> dict[str, float]:
-    from clipdex.evaluate.metrics import rank_of_targets
+    from clipdex.metrics import rank_of_targets
     from clipdex.search.composed import composed_queries, fusion_scores
 
     ds, gallery, refs = data["ds"], data["gallery"], data["refs"]

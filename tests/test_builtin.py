@@ -10,8 +10,8 @@ import pytest
 
 from clipdex import Collection, Query, load_encoder
 from clipdex.encoders import builtin_models, resolve_folder
-from clipdex.evaluate.binding import binding_probes
 from clipdex.synth import render_scene, sample_scenes
+from clipdex.synth.probes import binding_probes
 from clipdex.synth.world import WorldConfig, has_object
 
 pytestmark = pytest.mark.integration

@@ -141,7 +141,7 @@ def test_report_is_self_contained_and_has_every_section(pools: dict[str, Path], 
 
 
 def test_precomputed_clip_retrieval_embeddings_are_used_instead_of_images(big_pool: Path, tmp_path: Path) -> None:
-    from clipdex.curate.embeddings import write_clip_retrieval
+    from clipdex.embeddings.layout import write_clip_retrieval
     from clipdex.encoders import load_encoder
 
     rows = pq.read_table(big_pool / "pool.parquet").to_pylist()[:120]
@@ -164,7 +164,7 @@ def test_precomputed_clip_retrieval_embeddings_are_used_instead_of_images(big_po
 
 
 def test_precomputed_collection_vectors_match_fresh_ones(pools: dict[str, Path], tmp_path: Path) -> None:
-    from clipdex.store import Collection
+    from clipdex import Collection
 
     shutil.copytree(pools["parquet"], tmp_path / "pool")
     table = tmp_path / "pool" / "pool.parquet"

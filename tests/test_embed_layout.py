@@ -96,12 +96,12 @@ def test_eval_reads_the_layout_and_matches_the_model_run(tmp_path: Path,
     assert from_layout["meta"]["model"] == "builtin:shapes-tiny"
     for name in ("t2i_R@1", "t2i_R@5", "i2t_R@5"):  # float16 storage moves a few near-ties at most
         assert from_layout["metrics"][name]["value"] == pytest.approx(from_model["metrics"][name]["value"], abs=0.02)
-    assert app_main(["eval", "retrieval"]) == 1
+    assert app_main(["eval", "retrieval"]) == 2  # a usage error
     assert "give one of --data" in capsys.readouterr().err
 
 
 def test_import_into_a_collection_then_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from clipdex.store.collection import Collection
+    from clipdex import Collection
     from clipdex.synth.companions import write_noisy_pool
 
     write_noisy_pool(tmp_path / "pool", 50, seed=6, size=32, shares={"mismatched": 0.2})

@@ -17,7 +17,7 @@ from clipdex.evaluate import (
     retrieval_recalls,
     zero_shot_accuracy,
 )
-from clipdex.evaluate.metrics import rank_of_targets, relevant_hits, topk_indices
+from clipdex.metrics import rank_of_targets, relevant_hits, topk_indices
 
 pytestmark = pytest.mark.unit
 
@@ -148,8 +148,8 @@ def test_metric_properties(scores: np.ndarray, data: st.DataObject) -> None:
 def test_synth_retrieval_semantic_relevance_counts_any_scene_the_caption_fits() -> None:
     """A text encoder that lands each caption on the first test image it is true of: strict recall
     counts only its own image, semantic recall counts every fitting one, so it must be perfect."""
-    from clipdex.evaluate.binding import synth_retrieval
     from clipdex.synth import sample_scenes
+    from clipdex.synth.probes import synth_retrieval
     from clipdex.synth.world import caption_holds
 
     n, seed = 120, 5

@@ -10,9 +10,9 @@ import pytest
 
 from clipdex import Collection
 from clipdex.errors import BadQueryError
+from clipdex.indexing import IndexOptions
 from clipdex.search import Query
 from clipdex.search.lexical import convex_fusion, rrf_fusion
-from clipdex.store.indexing import IndexOptions
 from clipdex.synth import WorldConfig, write_scenes
 from clipdex.synth.world import WORDS
 

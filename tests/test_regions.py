@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from clipdex import Collection
+from clipdex.indexing import IndexOptions, crop_boxes
 from clipdex.search import Query
-from clipdex.store.indexing import IndexOptions, crop_boxes
 from clipdex.synth.render import render_scene
 from clipdex.synth.world import CELLS, COLORS, SHAPES, Obj, Scene
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipdex.curate.embeddings import write_clip_retrieval
+from clipdex.embeddings.index import EmbeddingIndex, build_index, merge_index, parse_size, plan_index
+from clipdex.embeddings.layout import write_clip_retrieval
 from clipdex.errors import ClipdexError
-from clipdex.scale.index import EmbeddingIndex, build_index, merge_index, parse_size, plan_index
 
 pytestmark = pytest.mark.integration
 
@@ -99,8 +99,8 @@ def _copy_emb(folder: Path, target: Path) -> Path:
 
 
 def test_bad_parts_are_named_or_skipped(emb: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    from clipdex.embeddings.index import read_parts
     from clipdex.errors import SourceError
-    from clipdex.scale.index import read_parts
 
     folder, _ = emb
     truncated = _copy_emb(folder, tmp_path / "truncated")

@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from clipdex.curate import PoolOptions
+from clipdex.embeddings.embed import embed_pool
 from clipdex.encoders import load_encoder
-from clipdex.scale.embed import embed_pool
-from clipdex.scale.ray_engine import RayOptions
+from clipdex.scale.ray_engine import RayOptions, ray_runner
 from clipdex.synth.companions import write_noisy_pool
 
 pytestmark = pytest.mark.integration
@@ -54,7 +54,7 @@ def test_ray_embedding_matches_the_local_path(local_ray: None, parquet_pool: Pat
     options = PoolOptions(shard_size=15)
     local = embed_pool(parquet_pool, tmp_path / "local", encoder, options)
     seen: list[int] = []
-    on_ray = embed_pool(parquet_pool, tmp_path / "ray", encoder, options, ray=RayOptions(num_workers=2),
+    on_ray = embed_pool(parquet_pool, tmp_path / "ray", encoder, options, runner=ray_runner(RayOptions(num_workers=2)),
                         progress=lambda done, total, failed: seen.append(done))
     assert (on_ray.parts, on_ray.parts_done_now, on_ray.samples, on_ray.failed) == (8, 8, 119, 1)
     assert (local.samples, local.failed) == (119, 1)
@@ -76,11 +76,11 @@ def test_ray_skips_finished_parts_and_names_unreadable_shards(local_ray: None, t
         member = tar.getmembers()[4]
     tars[2].write_bytes(tars[2].read_bytes()[:member.offset_data + member.size // 2])  # cut inside a member
     out = tmp_path / "emb"
-    first = embed_pool(tmp_path / "wds", out, load_encoder(), ray=RayOptions(num_workers=2))
+    first = embed_pool(tmp_path / "wds", out, load_encoder(), runner=ray_runner(RayOptions(num_workers=2)))
     assert list(first.failed_shards) == [tars[2].name] and first.parts_done_now == 5
     assert "00002.tar" in first.failed_shards[tars[2].name]
     (out / "metadata" / "metadata_4.parquet").unlink()  # as if the run died before finishing that part
-    again = embed_pool(tmp_path / "wds", out, load_encoder(), ray=RayOptions(num_workers=2))
+    again = embed_pool(tmp_path / "wds", out, load_encoder(), runner=ray_runner(RayOptions(num_workers=2)))
     assert (again.parts_reused, again.parts_done_now) == (4, 1)
     assert len(_keys(out)) == len(set(_keys(out))) == 50
 
@@ -109,7 +109,7 @@ def test_a_killed_worker_still_gives_every_row_once(local_ray: None, parquet_poo
     watcher.start()
     try:
         report = embed_pool(parquet_pool, out, load_encoder(), PoolOptions(shard_size=4),
-                            ray=RayOptions(num_workers=2))
+                            runner=ray_runner(RayOptions(num_workers=2)))
     finally:
         stop.set()
         watcher.join()
@@ -140,7 +140,7 @@ def test_ray_options_need_the_ray_engine(parquet_pool: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     from clipdex.cli import app_main
 
-    assert app_main(["embed", str(parquet_pool), "--out", str(tmp_path / "e"), "--num-workers", "2"]) == 1
+    assert app_main(["embed", str(parquet_pool), "--out", str(tmp_path / "e"), "--num-workers", "2"]) == 2
     assert "need --engine ray" in capsys.readouterr().err
-    assert app_main(["embed", str(parquet_pool), "--out", str(tmp_path / "e"), "--engine", "spark"]) == 1
+    assert app_main(["embed", str(parquet_pool), "--out", str(tmp_path / "e"), "--engine", "spark"]) == 2
     assert "unknown engine 'spark'" in capsys.readouterr().err

@@ -44,8 +44,8 @@ def index_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
 
 
 def test_index_answers_like_a_collection(index_server: tuple[str, Path]) -> None:
+    from clipdex.embeddings.index import EmbeddingIndex
     from clipdex.encoders import load_encoder
-    from clipdex.scale.index import EmbeddingIndex
 
     base, root = index_server
     status, collections = _call(base + "/api/collections")

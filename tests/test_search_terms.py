@@ -12,7 +12,8 @@ from clipdex import Collection, load_encoder
 from clipdex.errors import BadQueryError
 from clipdex.search import Query
 from clipdex.search.diversity import collapse_near_duplicates, mmr
-from clipdex.search.terms import Term, combine_terms, parse_terms
+from clipdex.search.query_vector import combine_terms
+from clipdex.search.terms import Term, parse_terms
 
 pytestmark = pytest.mark.integration
 
@@ -142,8 +143,8 @@ def test_prf_rerank_keeps_relevance_and_reports_its_cost(pool_collection: Path) 
 
 
 def test_model_rerank_orders_by_the_second_encoder(pool_collection: Path, tiny_spec: str) -> None:
+    from clipdex.encode import embed_images
     from clipdex.encoders import load_encoder
-    from clipdex.evaluate.runner import embed_images
 
     with Collection.open(pool_collection) as coll:
         first = coll.search(Query(text="a red circle", k=20))

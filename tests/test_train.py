@@ -408,7 +408,7 @@ def test_config_file_refuses_extra_flags_and_bad_fields(tmp_path: Path) -> None:
     # a tiny config, so that if the flags were not refused the run would finish and the assertions fail fast
     config, _ = _tiny_stage1(tmp_path)
     done = _clipdex("train", "--config", str(config), "--out", str(tmp_path / "run"), "--steps", "2", "--lr", "1")
-    assert done.returncode == 1 and not (tmp_path / "run").exists()
+    assert done.returncode == 2 and not (tmp_path / "run").exists()
     assert done.stderr.strip() == "error: --config sets every training option; drop --lr, --steps or edit the file"
     bad = tmp_path / "bad.json"
     for text, message in [('{"stepz": 3}', "does not have: stepz"), ('{"steps": "many"}', "steps must be int"),

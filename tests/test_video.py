@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from clipdex import Collection
+from clipdex.indexing import IndexOptions
 from clipdex.search import Query
-from clipdex.store.indexing import IndexOptions
 from clipdex.synth.render import render_scene
 from clipdex.synth.world import Obj, Scene
 

@@ -6,12 +6,13 @@ Example:
     >>> c.search("a red car at night", k=10)            # doctest: +SKIP
 """
 
+from clipdex.collection import Collection
 from clipdex.encoders import DEFAULT_SPEC, Encoder, load_encoder
 from clipdex.errors import ClipdexError
+from clipdex.indexing import IndexOptions
 from clipdex.search import Hit, Query, Target, search
-from clipdex.store import Collection, IndexOptions, IndexReport
-
-__version__ = "0.1.0"
+from clipdex.store import IndexReport
+from clipdex.version import __version__
 
 __all__ = [
     "DEFAULT_SPEC",

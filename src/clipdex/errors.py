@@ -15,7 +15,9 @@ __all__ = [
     "EncoderSpecError",
     "MissingExtraError",
     "ModelNotFoundError",
+    "NotFoundError",
     "SourceError",
+    "UsageError",
 ]
 
 
@@ -45,6 +47,10 @@ class CollectionError(ClipdexError):
     exit_code = 4
 
 
+class NotFoundError(CollectionError):
+    """A named thing that does not exist: an item id, a served collection (HTTP 404)."""
+
+
 class CollectionLockedError(CollectionError):
     """Another process is writing to the collection."""
 
@@ -53,6 +59,12 @@ class CollectionLockedError(CollectionError):
 
 class BadQueryError(ClipdexError):
     """A query that cannot be answered as asked (empty, k <= 0, bad image)."""
+
+    exit_code = 2
+
+
+class UsageError(ClipdexError):
+    """Options that cannot be used as given: an unknown choice, a combination that does not go together."""
 
     exit_code = 2
 

@@ -99,7 +99,7 @@ class Context:
 
     def target_set(self, spec: str) -> tuple[list[str], np.ndarray]:
         """Image embeddings of one or more sources (joined by ``|``), cached in the work folder."""
-        from clipdex.evaluate.runner import embed_images
+        from clipdex.encode import embed_images
         from clipdex.media.sources import display_path, iter_source
 
         encoder = self.encoder()

@@ -14,7 +14,7 @@ import os
 import time
 import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,13 @@ import numpy as np
 
 from clipdex.curate.context import Context
 from clipdex.curate.filters import Filter, parse_filter
-from clipdex.curate.pool import Pool, PoolOptions, Shard, open_pool
+from clipdex.curate.outcome import CurateReport, Step
+from clipdex.curate.report import write_report
 from clipdex.curate.score import ScoreConfig, score_pool, scores_path
 from clipdex.encoders.base import Encoder
 from clipdex.encoders.registry import DEFAULT_SPEC
 from clipdex.errors import ClipdexError, FilterSpecError, MissingExtraError
+from clipdex.media.pools import Pool, PoolOptions, Shard, open_pool
 from clipdex.scale.ray_engine import RayOptions
 
 __all__ = ["CurateOptions", "CurateReport", "Step", "curate", "load_config"]
@@ -49,43 +51,6 @@ class CurateOptions:
     pool: PoolOptions = field(default_factory=PoolOptions)
 
 
-@dataclass
-class Step:
-    """One filter's effect: samples that reached it, that it rejected, and that went on."""
-
-    filter: str
-    reached: int
-    rejected: int
-    kept: int
-    seconds: float = 0.0
-
-
-@dataclass
-class CurateReport:
-    pool: str
-    format: str
-    out: str
-    model: str
-    samples: int
-    kept: int
-    steps: list[Step]
-    shards: int
-    shards_scored_now: int
-    shards_reused: int
-    failed_shards: dict[str, str]
-    seconds: float
-    decisions: str
-    report_html: str | None
-    stage_seconds: dict[str, float] = field(default_factory=dict)  # score, load, decide, write, report
-
-    @property
-    def samples_per_second(self) -> float:
-        return self.samples / self.seconds if self.seconds else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "samples_per_second": round(self.samples_per_second, 1)}
-
-
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -106,6 +71,36 @@ def load_config(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], dic
     if unknown:
         raise FilterSpecError(f"{path}: unknown option(s) {', '.join(sorted(unknown))}")
     return filters, data
+
+
+def resolve_options(config: str | os.PathLike[str] | None, filters: Sequence[str], pool: PoolOptions = PoolOptions(),
+                    *, model: str | None = None, embeddings: str | None = None, workers: int | None = None,
+                    shard_size: int | None = None, copy_images: bool = False, report: bool = True,
+                    ray: RayOptions | None = None) -> tuple[list[str | dict[str, Any]], CurateOptions]:
+    """The filters and options of a run from a TOML ``config`` (optional) and explicit settings.
+
+    The config's ``[[filter]]`` tables come first, then ``filters``; an explicit
+    setting (not None / not False) wins over the config's, which wins over the default.
+    ``shard_size`` (rows or files per shard) replaces ``pool``'s when given, else the config's does.
+
+    Raises:
+        FilterSpecError: the config cannot be read or names unknown options.
+    """
+    specs: list[str | dict[str, Any]] = []
+    settings: dict[str, Any] = {}
+    if config:
+        table_specs, settings = load_config(config)
+        specs += table_specs
+    specs += list(filters)
+    shard_size = shard_size or settings.get("shard_size", pool.shard_size)
+    options = CurateOptions(
+        model=model or settings.get("model", CurateOptions().model),
+        embeddings=embeddings or settings.get("embeddings"),
+        workers=workers or settings.get("workers", 1), ray=ray,
+        copy_images=copy_images or settings.get("copy_images", False),
+        language_accuracy=settings.get("language_accuracy", "high"), report=report,
+        pool=replace(pool, shard_size=shard_size))
+    return specs, options
 
 
 def curate(pool_location: str | os.PathLike[str], out: str | os.PathLike[str],
@@ -161,7 +156,6 @@ def curate(pool_location: str | os.PathLike[str], out: str | os.PathLike[str],
         shards_reused=scored.reused, failed_shards=scored.failed_shards, seconds=time.perf_counter() - started,
         decisions=str(decisions), report_html=None, stage_seconds=stages)
     if options.report:
-        from clipdex.curate.report import write_report
 
         report.report_html = str(write_report(out, pool, ctx, report, rejected_by, reasons, alive))
         lap("report")

@@ -8,17 +8,15 @@ import io
 import os
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from clipdex.curate.context import Context
-from clipdex.curate.pool import Pool
+from clipdex.curate.outcome import CurateReport
 from clipdex.errors import DecodeError
 from clipdex.media.decode import decode_image
-
-if TYPE_CHECKING:
-    from clipdex.curate.pipeline import CurateReport
+from clipdex.media.pools import Pool
 
 __all__ = ["write_report"]
 

@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from clipdex.curate.embeddings import Precomputed, npy_bytes, open_precomputed, save_atomic
 from clipdex.curate.language import detect_languages
-from clipdex.curate.pool import Pool, PoolOptions, Sample, Shard, open_pool, text_if_mixed
+from clipdex.curate.precomputed import Precomputed, open_precomputed
+from clipdex.embeddings.layout import npy_bytes, save_atomic
 from clipdex.encoders.base import Encoder
 from clipdex.errors import DecodeError, SourceError
 from clipdex.media.decode import DecodeOptions, read_image_bytes
 from clipdex.media.pipeline import decode_stream
+from clipdex.media.pools import Pool, PoolOptions, Sample, Shard, open_pool, text_if_mixed
 from clipdex.scale.ray_engine import RayOptions, ShardResult, run_shards
 
 __all__ = ["NEEDS", "perceptual_hash", "ScoreConfig", "ScoreReport", "ScoreWorker", "score_pool", "score_shard",

@@ -76,7 +76,7 @@ def _export(local: Path, out: Path, spec: str) -> None:
     cls = CLIPModel if kind == "clip" else SiglipModel
     model = cls.from_pretrained(local, attn_implementation="eager").eval()
     tokenizer = _load_tokenizer(local, spec)
-    config = _model_config(local, model, kind, tokenizer, spec)
+    config = model_config(local, model, kind, tokenizer, spec)
 
     class ImageTower(torch.nn.Module):
         def __init__(self) -> None:
@@ -118,7 +118,7 @@ def _load_tokenizer(local: Path, spec: str) -> Any:
         raise ModelNotFoundError(f"{spec}: no usable tokenizer in {local} ({type(e).__name__}: {e})") from e
 
 
-def _model_config(local: Path, model: Any, kind: str, tokenizer: Any, spec: str) -> ModelConfig:
+def model_config(local: Path, model: Any, kind: str, tokenizer: Any, spec: str) -> ModelConfig:
     import json
 
     vision, text = model.config.vision_config, model.config.text_config

@@ -1,16 +1,6 @@
 """Evaluate: the field's metrics, dataset readers, runners, reports and comparisons."""
 
 from clipdex.evaluate.bootstrap import bootstrap_ci, paired_difference
-from clipdex.evaluate.metrics import (
-    ap_at_k,
-    clipscore,
-    ndcg_at_k,
-    precision_at_k,
-    recall_at_k,
-    relevant_recall_at_k,
-    retrieval_recalls,
-    zero_shot_accuracy,
-)
 from clipdex.evaluate.report import compare_results, load_result, markdown_table, save_result
 from clipdex.evaluate.runner import (
     EvalResult,
@@ -20,6 +10,16 @@ from clipdex.evaluate.runner import (
     run_retrieval,
     run_retrieval_embeddings,
     run_zeroshot,
+)
+from clipdex.metrics import (
+    ap_at_k,
+    clipscore,
+    ndcg_at_k,
+    precision_at_k,
+    recall_at_k,
+    relevant_recall_at_k,
+    retrieval_recalls,
+    zero_shot_accuracy,
 )
 
 __all__ = [

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clipdex import metrics as M
+from clipdex.encode import embed_images
 from clipdex.encoders.base import l2_normalize
 from clipdex.errors import SourceError
-from clipdex.evaluate import metrics as M
 from clipdex.evaluate.bootstrap import bootstrap_ci
 from clipdex.evaluate.datasets import (
     load_alignment,
@@ -28,15 +29,13 @@ from clipdex.evaluate.datasets import (
     load_ranking,
     load_retrieval,
 )
-from clipdex.media.decode import DecodeOptions
-from clipdex.media.pipeline import embed_stream
 from clipdex.search.composed import ComposedParams, caption_means, composed_queries, fusion_scores
 
 if TYPE_CHECKING:
+    from clipdex.collection import Collection
     from clipdex.encoders.base import Encoder
-    from clipdex.store.collection import Collection
 
-__all__ = ["DEFINITIONS", "EvalResult", "embed_images", "run_alignment", "run_composed", "run_ranking",
+__all__ = ["DEFINITIONS", "EvalResult", "run_alignment", "run_composed", "run_ranking",
            "run_retrieval", "run_zeroshot"]
 
 DEFINITIONS = {
@@ -110,18 +109,6 @@ def _summarise(kind: str, per_query: dict[str, np.ndarray], seed: int, meta: dic
     return EvalResult(kind, out, {k: [float(x) for x in v] for k, v in per_query.items()}, meta)
 
 
-def embed_images(encoder: Encoder, paths: list[str], workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings of the images that decode, and a mask of which did (same decoder as indexing)."""
-    emb = np.zeros((len(paths), encoder.dim), np.float32)
-    ok = np.zeros(len(paths), bool)
-    stream = embed_stream(encoder, range(len(paths)), lambda i: paths[i], DecodeOptions(draft_size=encoder.image_size),
-                          workers=workers)
-    for i, vector, _error in stream:
-        if vector is not None:
-            emb[i], ok[i] = vector, True
-    return emb, ok
-
-
 def run_retrieval(data: str | Path, encoder: Encoder, images_root: str | Path | None = None,
                   split: str | None = "test", ks: tuple[int, ...] = (1, 5, 10), seed: int = 0) -> EvalResult:
     """Image-text retrieval on a Karpathy-split JSON."""
@@ -150,8 +137,7 @@ def run_retrieval_embeddings(emb: str | Path, ks: tuple[int, ...] = (1, 5, 10), 
     """
     import pyarrow.parquet as pq
 
-    from clipdex.scale.embed import read_model_card
-    from clipdex.scale.index import read_parts
+    from clipdex.embeddings.layout import read_model_card, read_parts
 
     parts, skipped = read_parts(emb)
     image_of: dict[str, int] = {}

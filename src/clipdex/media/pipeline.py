@@ -12,17 +12,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-
-import numpy as np
+from typing import Any, Generic, TypeVar
 
 from clipdex.errors import DecodeError
 from clipdex.media.decode import DecodeOptions, ImageInput, decode_image
 
-if TYPE_CHECKING:
-    from clipdex.encoders.base import Encoder
-
-__all__ = ["Decoded", "decode_stream", "default_workers", "embed_stream"]
+__all__ = ["Decoded", "decode_stream", "default_workers"]
 
 T = TypeVar("T")
 
@@ -84,34 +79,3 @@ def _result(item: T, future: Future[Any]) -> Decoded[T]:
         return Decoded(item, error=str(e))
     except (OSError, ValueError, MemoryError) as e:  # transform failures stay per item
         return Decoded(item, error=f"{type(e).__name__}: {e}")
-
-
-def embed_stream(
-    encoder: Encoder,
-    items: Iterable[T],
-    path_of: Callable[[T], ImageInput],
-    options: DecodeOptions = DecodeOptions(),
-    batch_size: int = 64,
-    workers: int | None = None,
-) -> Iterator[tuple[T, np.ndarray | None, str | None]]:
-    """Decode, preprocess and encode images in batches: ``(item, unit vector, None)`` in input order,
-    or ``(item, None, reason)`` for an image that cannot be decoded.
-
-    The one loop that turns image files or bytes into vectors outside indexing
-    (which commits its batches to the store as it goes).
-    """
-    pending: list[Decoded[T]] = []
-    for decoded in decode_stream(items, path_of, options, encoder.preprocess, workers,
-                                 prefetch=max(2 * batch_size, 32)):
-        pending.append(decoded)
-        if sum(d.error is None for d in pending) >= batch_size:
-            yield from _encode_pending(encoder, pending)
-            pending = []
-    yield from _encode_pending(encoder, pending)
-
-
-def _encode_pending(encoder: Encoder, pending: list[Decoded[T]]) -> Iterator[tuple[T, np.ndarray | None, str | None]]:
-    good = [d.value for d in pending if d.error is None]
-    vectors = iter(encoder.encode_pixels(np.stack(good)) if good else ())
-    for d in pending:
-        yield (d.item, None, d.error) if d.error is not None else (d.item, next(vectors), None)

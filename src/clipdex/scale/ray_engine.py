@@ -20,13 +20,14 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from clipdex.errors import ClipdexError
+from clipdex.errors import ClipdexError, UsageError
+from clipdex.media.pools import ShardResult, ShardRunner, ShardWorker
 
-__all__ = ["RayOptions", "ShardResult", "ShardWorker", "run_shards"]
+__all__ = ["RayOptions", "ShardResult", "ShardWorker", "engine_options", "ray_runner", "run_shards"]
 
 
 @dataclass(frozen=True)
@@ -47,22 +48,6 @@ class RayOptions:
         if self.cpus_per_worker:
             return self.cpus_per_worker
         return max(1.0, (os.cpu_count() or 1) // max(1, self.num_workers))
-
-
-@dataclass(frozen=True)
-class ShardResult:
-    shard: int
-    samples: int = 0
-    failed: int = 0
-    error: str = ""  # the shard could not be read at all
-
-
-class ShardWorker(Protocol):
-    """Built once in each actor (``setup``), then called once per shard; must be picklable before setup."""
-
-    def setup(self, threads: int) -> None: ...
-
-    def __call__(self, index: int) -> ShardResult: ...
 
 
 def _actor_class(worker: ShardWorker, threads: int) -> type:
@@ -113,6 +98,31 @@ def run_shards(shards: Sequence[int], worker: ShardWorker, options: RayOptions =
         if progress:
             progress(result)
     return results
+
+
+def engine_options(engine: str, address: str | None = None, num_workers: int = 1,
+                   gpus_per_worker: float = 0.0) -> RayOptions | None:
+    """The RayOptions for engine ``ray``, None for ``local`` (the ``--engine`` flags of curate and embed).
+
+    Raises:
+        UsageError: an unknown engine, or Ray-only options with the local engine.
+    """
+    if engine not in ("local", "ray"):
+        raise UsageError(f"unknown engine {engine!r}: use local or ray")
+    if engine == "local":
+        if address or num_workers != 1 or gpus_per_worker:
+            raise UsageError("--address, --num-workers and --gpus-per-worker need --engine ray")
+        return None
+    return RayOptions(address=address, num_workers=num_workers, gpus_per_worker=gpus_per_worker)
+
+
+def ray_runner(options: RayOptions = RayOptions()) -> ShardRunner:
+    """A shard runner for the pipelines' ``runner=`` argument: the shards go to Ray actors."""
+
+    def run(shards: Sequence[int], worker: ShardWorker, record: Callable[[ShardResult], None]) -> None:
+        run_shards(shards, worker, options, record)
+
+    return run
 
 
 def _connect(options: RayOptions) -> None:

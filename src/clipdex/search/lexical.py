@@ -7,7 +7,6 @@ convex combination of min-max normalised scores (``alpha`` = dense share).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -19,7 +18,7 @@ import numpy as np
 from clipdex.errors import MissingExtraError
 
 if TYPE_CHECKING:
-    from clipdex.store.collection import Collection
+    from clipdex.store.store import Store
 
 __all__ = ["LexicalIndex", "convex_fusion", "item_texts", "lexical_index", "rrf_fusion"]
 
@@ -27,22 +26,13 @@ RRF_K = 60
 _SPLIT_NAME = re.compile(r"[_\-.\s]+")
 
 
-def item_texts(collection: Collection) -> tuple[np.ndarray, list[str]]:
+def item_texts(collection: Store) -> tuple[np.ndarray, list[str]]:
     """(item ids, one text per item): its captions, the words of its file name, and its OCR text."""
-    conn = collection.conn
-    captions: dict[int, list[str]] = {}
-    for item_id, text in conn.execute("SELECT item_id, text FROM captions ORDER BY id"):
-        captions.setdefault(item_id, []).append(text)
     ids, texts = [], []
-    for item_id, path, metadata in conn.execute("SELECT id, path, metadata FROM items WHERE status = 'ok' "
-                                                "ORDER BY id"):
+    for item_id, path, metadata, captions in collection.text_rows():
         stem = os.path.splitext(os.path.basename(path))[0]
-        try:
-            ocr = str(json.loads(metadata or "{}").get("ocr", ""))
-        except json.JSONDecodeError:
-            ocr = ""
         ids.append(item_id)
-        texts.append(" ".join([*captions.get(item_id, []), _SPLIT_NAME.sub(" ", stem), ocr]))
+        texts.append(" ".join([*captions, _SPLIT_NAME.sub(" ", stem), str(metadata.get("ocr", ""))]))
     return np.asarray(ids, np.int64), texts
 
 
@@ -71,7 +61,7 @@ _CACHE: dict[str, LexicalIndex] = {}
 _LOCK = threading.Lock()
 
 
-def lexical_index(collection: Collection) -> LexicalIndex:
+def lexical_index(collection: Store) -> LexicalIndex:
     """The collection's BM25 index, rebuilt only when the collection changed."""
     try:
         import bm25s

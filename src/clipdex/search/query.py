@@ -12,7 +12,7 @@ from PIL import Image
 
 from clipdex.errors import BadQueryError
 
-__all__ = ["Hit", "Query", "SearchPage", "Target"]
+__all__ = ["Hit", "Query", "SearchPage", "Target", "check_rerank", "parse_where"]
 
 ImageQuery = str | os.PathLike[str] | bytes | Image.Image
 
@@ -73,6 +73,16 @@ class Query:
     rerank_depth: int = 100
     regions: bool = False
 
+    @property
+    def depth(self) -> int:
+        """Candidates a plain ranking needs: this page and all before it, plus the reference item it leaves out."""
+        return self.k + self.offset + (1 if self.item_id is not None else 0)
+
+    @property
+    def page(self) -> slice:
+        """The part of the ranked list this query returns."""
+        return slice(self.offset, self.offset + self.k)
+
     def validate(self) -> None:
         """Raise :class:`BadQueryError` with the reason when the query cannot run."""
         given = [name for name in ("text", "image", "vector", "item_id", "terms") if getattr(self, name) is not None]
@@ -86,8 +96,6 @@ class Query:
         if self.diversity is not None and not 0.0 <= self.diversity <= 1.0:
             raise BadQueryError(f"diversity is the MMR weight of relevance in [0, 1], got {self.diversity}")
         if self.rerank is not None:
-            from clipdex.search.rerank import check_rerank
-
             check_rerank(self.rerank)
             if not isinstance(self.rerank_depth, int) or not 1 <= self.rerank_depth <= 10_000:
                 raise BadQueryError(f"rerank_depth must be in [1, 10000], got {self.rerank_depth!r}")
@@ -155,3 +163,24 @@ class SearchPage:
     took_ms: float
     stages_ms: dict[str, float]
     total_considered: int
+
+
+def parse_where(pairs: list[str]) -> dict[str, str]:
+    """A metadata filter from ``key=value`` strings (``--where``, the page's filter box).
+
+    Raises:
+        BadQueryError: a pair without ``=`` or without a key.
+    """
+    where = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BadQueryError(f"--where takes key=value, got {pair!r}")
+        where[key] = value
+    return where
+
+
+def check_rerank(spec: str) -> None:
+    """Raise BadQueryError unless ``spec`` is ``prf`` or ``model:SPEC``."""
+    if spec != "prf" and not (spec.startswith("model:") and len(spec) > 6):
+        raise BadQueryError(f"unknown rerank {spec!r}: use prf or model:SPEC (e.g. model:hf:/models/clip-b32)")

@@ -15,24 +15,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from clipdex.encode import embed_images
 from clipdex.encoders.base import Encoder, l2_normalize
 from clipdex.errors import BadQueryError
+from clipdex.search.query import check_rerank
+from clipdex.search.query_vector import embed_query
 
 if TYPE_CHECKING:
     from clipdex.search.query import Query
-    from clipdex.store.collection import Collection
+    from clipdex.store.store import Store
     from clipdex.store.vectors import VectorView
 
 __all__ = ["PRF_BETA", "PRF_TOP", "check_rerank", "rerank"]
 
 PRF_TOP = 10
 PRF_BETA = 0.5
-
-
-def check_rerank(spec: str) -> None:
-    """Raise BadQueryError unless ``spec`` is ``prf`` or ``model:SPEC``."""
-    if spec != "prf" and not (spec.startswith("model:") and len(spec) > 6):
-        raise BadQueryError(f"unknown rerank {spec!r}: use prf or model:SPEC (e.g. model:hf:/models/clip-b32)")
 
 
 @lru_cache(maxsize=4)
@@ -42,7 +39,7 @@ def _second_encoder(spec: str) -> Encoder:
     return load_encoder(spec)
 
 
-def rerank(collection: Collection, view: VectorView, query: Query, vector: np.ndarray, scores: np.ndarray,
+def rerank(collection: Store, view: VectorView, query: Query, vector: np.ndarray, scores: np.ndarray,
            picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rescore the candidates ``picked`` (rows of ``view``) and return them best first."""
     spec = query.rerank or "prf"
@@ -56,11 +53,8 @@ def rerank(collection: Collection, view: VectorView, query: Query, vector: np.nd
     return new[order].astype(np.float32), picked[order]
 
 
-def _rescore_with(collection: Collection, view: VectorView, query: Query, picked: np.ndarray,
+def _rescore_with(collection: Store, view: VectorView, query: Query, picked: np.ndarray,
                   encoder: Encoder) -> np.ndarray:
-    from clipdex.evaluate.runner import embed_images
-    from clipdex.search.searcher import embed_query
-
     if query.item_id is not None or query.terms is not None or query.compose is not None:
         raise BadQueryError("a model re-rank takes a text or image query")
     q = embed_query(query, encoder)

@@ -6,94 +6,25 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
 
-from clipdex.errors import BadQueryError, DecodeError
-from clipdex.media.decode import decode_image
 from clipdex.search.query import Hit, Query, SearchPage, Target
+from clipdex.search.query_vector import embed_query
 from clipdex.search.topk import exact_topk, merge_topk
 
 if TYPE_CHECKING:
     from clipdex.encoders.base import Encoder
-    from clipdex.store.collection import Collection
+    from clipdex.store.store import Store
     from clipdex.store.vectors import VectorView
 
-__all__ = ["embed_query", "search", "search_page"]
+__all__ = ["search", "search_page"]
 
 
-def embed_query(query: Query, encoder: Encoder, collection: Collection | None = None) -> np.ndarray:
-    """The query's unit vector ``(dim,)``.
-
-    Raises:
-        BadQueryError: the query is invalid, its image cannot be decoded, its
-            vector has the wrong shape, or its item has no stored vector.
-    """
-    query.validate()
-    if query.compose is not None:
-        return _composed_vector(query, encoder, collection)
-    if query.terms is not None:
-        from clipdex.search.terms import combine_terms
-
-        return combine_terms(query.terms, encoder, collection)
-    if query.vector is not None:
-        vec = np.asarray(query.vector, dtype=np.float32).reshape(-1)
-        if vec.shape != (encoder.dim,) or not np.isfinite(vec).all() or not np.any(vec):
-            raise BadQueryError(f"the query vector must be {encoder.dim} finite numbers, not all zero")
-        return vec / np.linalg.norm(vec)
-    if query.item_id is not None:
-        if collection is None:
-            raise BadQueryError("an item_id query needs a collection")
-        view = collection.vectors("image")
-        rows = np.flatnonzero(view.item_ids == int(query.item_id))
-        if len(rows) == 0:
-            raise BadQueryError(f"no image vector for item {query.item_id}")
-        return view.matrix[rows[0]].copy()
-    if query.text is not None:
-        return encoder.encode_texts([query.text.strip()])[0]
-    image = query.image
-    if not isinstance(image, Image.Image):
-        try:
-            image = decode_image(image)  # type: ignore[arg-type]
-        except DecodeError as e:
-            raise BadQueryError(f"query image: {e}") from e
-    return encoder.encode_images([image])[0]
-
-
-def _composed_vector(query: Query, encoder: Encoder, collection: Collection | None) -> np.ndarray:
-    """The reference's vector moved by the modification text (``query.compose`` names the method)."""
-    from dataclasses import replace
-
-    from clipdex.search.composed import composed_queries
-
-    reference = embed_query(replace(query, text=None, compose=None), encoder, collection)
-    caption = None
-    if query.compose == "pdv":
-        caption = _reference_caption(query, reference, collection)
-    return composed_queries(query.compose or "sum", encoder, reference[None, :], [query.text or ""],
-                            [caption] if caption else None)[0]
-
-
-def _reference_caption(query: Query, reference: np.ndarray, collection: Collection | None) -> str:
-    """The reference item's stored caption, else the collection's caption nearest to the reference image."""
-    if collection is None:
-        raise BadQueryError("pdv needs the reference's caption: search a collection with stored captions")
-    if query.item_id is not None:
-        record = collection.item(int(query.item_id))
-        if record.captions:
-            return record.captions[0]
-    captions = collection.vectors("caption")
-    if len(captions) == 0:
-        raise BadQueryError("pdv needs the reference's caption, and this collection stores none")
-    best = int(np.argmax(captions.matrix @ reference))
-    return collection.caption_texts([int(captions.caption_ids[best])])[int(captions.caption_ids[best])]
-
-
-def search(collection: Collection, query: Query, encoder: Encoder) -> list[Hit]:
+def search(collection: Store, query: Query, encoder: Encoder) -> list[Hit]:
     """Run one query against a collection; see :func:`search_page`."""
     return search_page(collection, query, encoder).hits
 
 
-def search_page(collection: Collection, query: Query, encoder: Encoder) -> SearchPage:
+def search_page(collection: Store, query: Query, encoder: Encoder) -> SearchPage:
     """Run one query against a collection.
 
     Args:
@@ -116,7 +47,7 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     t1 = time.perf_counter()
     kind = "caption" if query.target == Target.CAPTIONS else "image"
     view = collection.vectors(kind)
-    want = query.k + query.offset + (1 if query.item_id is not None else 0)
+    want = query.depth
     diversify = query.diversity is not None or query.collapse is not None
     if diversify or query.compose == "caption-fusion":
         want = max(4 * want, 100)  # re-ranked below: MMR and collapsing need candidates to choose from
@@ -124,12 +55,13 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
         want = max(want, query.rerank_depth)
     # One scan at a time per collection: BLAS already uses every core for one scan, and many
     # concurrent scans (a server's threads) make its threads spin against each other.
+    allowed = collection.filter_item_ids(query.where) if query.where else None  # asked once per request
     with collection.scan_lock:
-        scores, picked, considered = _candidates(collection, view, vector, want, kind, query)
+        scores, picked, considered = _candidates(collection, view, vector, want, kind, allowed)
         region_of: dict[int, int] = {}
         if query.regions and kind == "image":
-            allowed = set(collection.filter_item_ids(query.where).tolist()) if query.where else None
-            scores, picked, region_of = _with_regions(collection, view, vector, scores, picked, want, allowed)
+            allowed_set = set(allowed.tolist()) if allowed is not None else None
+            scores, picked, region_of = _with_regions(collection, view, vector, scores, picked, want, allowed_set)
             considered += len(collection.vectors("region"))
     if query.item_id is not None:
         keep = view.item_ids[picked] != int(query.item_id)
@@ -149,7 +81,7 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     rerank_ms = 1000 * (time.perf_counter() - t_rerank)
     if diversify:
         scores, picked = _diversify(view, scores, picked, query)
-    window = slice(query.offset, query.offset + query.k)
+    window = query.page
     t2 = time.perf_counter()
     hits = _hits(collection, view, scores[window], picked[window], kind)
     if region_of:
@@ -161,7 +93,7 @@ def search_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     return SearchPage(hits, 1000 * (t3 - t0), stages, considered)
 
 
-def _words_page(collection: Collection, query: Query, encoder: Encoder) -> SearchPage:
+def _words_page(collection: Store, query: Query, encoder: Encoder) -> SearchPage:
     """Lexical or hybrid search: BM25 candidates, fused with dense ones for ``hybrid``."""
     from clipdex.search.lexical import convex_fusion, lexical_index, rrf_fusion
 
@@ -171,10 +103,11 @@ def _words_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
     lexical = lexical_index(collection).search(query.text or "", want)
     t1 = time.perf_counter()
     view = collection.vectors("image")
+    allowed = collection.filter_item_ids(query.where) if query.where else None
     if query.mode == "hybrid":
         vector = embed_query(query, encoder, collection)
         with collection.scan_lock:
-            d_scores, d_rows, _ = _candidates(collection, view, vector, want, "image", query)
+            d_scores, d_rows, _ = _candidates(collection, view, vector, want, "image", allowed)
         dense = (d_scores, view.item_ids[d_rows])
         if query.fusion == "rrf":
             scores, ids = rrf_fusion([dense[1], lexical[1]])
@@ -182,12 +115,12 @@ def _words_page(collection: Collection, query: Query, encoder: Encoder) -> Searc
             scores, ids = convex_fusion(dense, lexical, query.alpha)
     else:
         scores, ids = lexical
-    if query.where:
-        keep = np.isin(ids, collection.filter_item_ids(query.where))
+    if allowed is not None:
+        keep = np.isin(ids, allowed)
         scores, ids = scores[keep], ids[keep]
     row_of = _rows_of_items(view, ids)
     found = [(s, row_of[i]) for s, i in zip(scores.tolist(), ids.tolist(), strict=True) if i in row_of]
-    window = found[query.offset:query.offset + query.k]
+    window = found[query.page]
     t2 = time.perf_counter()
     hits = _hits(collection, view, np.asarray([s for s, _ in window], np.float32),
                  np.asarray([r for _, r in window], np.int64), "image")
@@ -202,7 +135,7 @@ def _rows_of_items(view: VectorView, item_ids: np.ndarray | list[int]) -> dict[i
     return dict(zip(view.item_ids[rows].tolist(), rows.tolist(), strict=True))
 
 
-def _with_regions(collection: Collection, view: VectorView, vector: np.ndarray, scores: np.ndarray,
+def _with_regions(collection: Store, view: VectorView, vector: np.ndarray, scores: np.ndarray,
                   picked: np.ndarray, want: int,
                   allowed: set[int] | None) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
     """Merge whole-image candidates with the best region crop per item (exact over the crops).
@@ -234,19 +167,17 @@ def _with_regions(collection: Collection, view: VectorView, vector: np.ndarray, 
             np.asarray([row_of[i] for i in ranked], np.int64), region_of)
 
 
-def _attach_regions(collection: Collection, hits: list[Hit], region_of: dict[int, int]) -> None:
+def _attach_regions(collection: Store, hits: list[Hit], region_of: dict[int, int]) -> None:
     wanted = [region_of[h.id] for h in hits if h.id in region_of]
     if not wanted:
         return
-    marks = ",".join("?" * len(wanted))
-    boxes = {row[0]: tuple(row[1:]) for row in collection.conn.execute(
-        f"SELECT vec_id, x0, y0, x1, y1 FROM regions WHERE vec_id IN ({marks})", wanted)}
+    boxes = collection.region_boxes(wanted)
     for h in hits:
         if h.id in region_of:
             h.region = boxes.get(region_of[h.id])  # type: ignore[assignment]
 
 
-def _fuse_captions(collection: Collection, view: VectorView, vector: np.ndarray, scores: np.ndarray,
+def _fuse_captions(collection: Store, view: VectorView, vector: np.ndarray, scores: np.ndarray,
                    picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """caption-fusion: rescore candidates by their captions too (candidates without captions keep theirs)."""
     from clipdex.search.composed import ComposedParams, caption_means, fusion_scores
@@ -276,11 +207,10 @@ def _diversify(view: VectorView, scores: np.ndarray, picked: np.ndarray,
     return scores, picked
 
 
-def _candidates(collection: Collection, view: VectorView, vector: np.ndarray, want: int, kind: str,
-                query: Query) -> tuple[np.ndarray, np.ndarray, int]:
-    """Best ``want`` rows of ``view``: filtered exact, ANN + delta, or exact."""
-    if query.where:
-        allowed = collection.filter_item_ids(query.where)
+def _candidates(collection: Store, view: VectorView, vector: np.ndarray, want: int, kind: str,
+                allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Best ``want`` rows of ``view``: filtered exact (``allowed`` item ids), ANN + delta, or exact."""
+    if allowed is not None:
         rows = np.flatnonzero(np.isin(view.item_ids, allowed))
         scores, local = exact_topk(view.matrix[rows], vector, want)
         return scores, rows[local], len(rows)
@@ -291,7 +221,7 @@ def _candidates(collection: Collection, view: VectorView, vector: np.ndarray, wa
     return scores, picked, len(view)
 
 
-def _ann_with_delta(collection: Collection, view: VectorView, vector: np.ndarray,
+def _ann_with_delta(collection: Store, view: VectorView, vector: np.ndarray,
                     k: int) -> tuple[np.ndarray, np.ndarray]:
     """ANN over the indexed snapshot + exact over vectors added since; rows of ``view``."""
     ann = collection.ann()
@@ -305,11 +235,11 @@ def _ann_with_delta(collection: Collection, view: VectorView, vector: np.ndarray
     return merge_topk([ann_scores[0][live], d_scores], [rows[live], delta[d_local]], k)
 
 
-def _hits(collection: Collection, view: VectorView, scores: np.ndarray, rows: np.ndarray,
+def _hits(collection: Store, view: VectorView, scores: np.ndarray, rows: np.ndarray,
           kind: str) -> list[Hit]:
     item_ids = view.item_ids[rows]
-    records = collection.items(item_ids.tolist())
-    texts = collection.caption_texts(view.caption_ids[rows].tolist()) if kind == "caption" else {}
+    caption_ids = view.caption_ids[rows].tolist() if kind == "caption" else []
+    records, texts = collection.hit_rows(item_ids.tolist(), caption_ids)
     hits = []
     for score, row, item_id in zip(scores.tolist(), rows.tolist(), item_ids.tolist(), strict=True):
         record = records.get(item_id)

@@ -12,15 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from clipdex.errors import BadQueryError
 
 if TYPE_CHECKING:
-    from clipdex.encoders.base import Encoder
-    from clipdex.store.collection import Collection
+    pass
 
-__all__ = ["Term", "combine_terms", "parse_terms"]
+__all__ = ["Term", "parse_terms"]
 
 _TOKEN = re.compile(r"""\s*([+-])?\s*(?:(\d+(?:\.\d+)?):)?("[^"]*"|'[^']*'|[^\s+]+(?:\s+(?![+-]\s)[^\s+]+)*)""")
 
@@ -82,29 +79,3 @@ def _term(body: str, weight: float) -> Term:
     if os.path.isfile(body):
         return Term(image=body, weight=weight)
     return Term(text=body, weight=weight)
-
-
-def combine_terms(terms: list[Term] | tuple[Term, ...], encoder: Encoder,
-                  collection: Collection | None = None) -> np.ndarray:
-    """The unit query vector: normalise(sum of weight x unit vector of each term).
-
-    Raises:
-        BadQueryError: no positive term, a term that cannot be embedded, or terms that cancel out.
-    """
-    from clipdex.search.query import Query
-    from clipdex.search.searcher import embed_query
-
-    if not terms:
-        raise BadQueryError("empty query: give at least one term")
-    if all(t.weight <= 0 for t in terms):
-        raise BadQueryError("a query needs at least one positive term (negative terms only push away)")
-    total = np.zeros(encoder.dim, np.float32)
-    for term in terms:
-        kind = term.kind()
-        vector = np.asarray(term.vector, np.float32) if kind == "vector" else None
-        single = Query(text=term.text, image=term.image, item_id=term.item_id, vector=vector)
-        total += term.weight * embed_query(single, encoder, collection)
-    norm = float(np.linalg.norm(total))
-    if norm < 1e-6:
-        raise BadQueryError("the terms cancel each other out")
-    return total / norm

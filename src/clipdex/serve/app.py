@@ -15,11 +15,11 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from clipdex import __version__
 from clipdex.errors import ClipdexError
 from clipdex.serve.config import ServeConfig
 from clipdex.serve.routes import HTTPError, api, error_status
 from clipdex.serve.state import ServerState
+from clipdex.version import __version__
 
 __all__ = ["create_app"]
 

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from clipdex.errors import BadQueryError, CollectionError, DecodeError
+from clipdex.errors import BadQueryError, CollectionError, DecodeError, NotFoundError
 from clipdex.search.query import Query as SearchQuery
 from clipdex.search.query import Target
 from clipdex.serve.schemas import CollectionOut, ErrorOut, ItemOut, SearchIn, SearchOut
@@ -251,7 +251,8 @@ def error_status(exc: Exception) -> tuple[int, str]:
     """The status and code a library error maps to."""
     if isinstance(exc, BadQueryError):
         return 400, "bad_query"
+    if isinstance(exc, NotFoundError):
+        return 404, "not_found"
     if isinstance(exc, CollectionError):
-        text = str(exc)
-        return (404, "not_found") if text.startswith(("unknown collection", "no item")) else (400, "collection")
+        return 400, "collection"
     return 400, "bad_request"

@@ -8,18 +8,16 @@ from typing import Any
 
 import numpy as np
 
+from clipdex.collection import Collection
+from clipdex.embeddings.served import ServedIndex, is_index_folder
 from clipdex.encoders.base import Encoder
 from clipdex.encoders.registry import load_encoder
-from clipdex.errors import CollectionError
-from clipdex.scale.served import ServedIndex, is_index_folder
+from clipdex.errors import NotFoundError
 from clipdex.search.query import Query, SearchPage
-from clipdex.search.searcher import search_page
 from clipdex.serve.config import ServeConfig
-from clipdex.store.collection import Collection
+from clipdex.serve.searchable import Searchable
 
-__all__ = ["Metrics", "Served", "ServerState"]
-
-Served = Collection | ServedIndex
+__all__ = ["Metrics", "ServerState"]
 
 
 class Metrics:
@@ -58,7 +56,7 @@ class ServerState:
         self.config = config
         self.metrics = Metrics()
         self._lock = threading.Lock()
-        self._collections: dict[str, Served] = {}
+        self._collections: dict[str, Searchable] = {}
         self._encoders: dict[str, Encoder] = {}
         for name, path in config.collections.items():
             self._collections[name] = ServedIndex(path, config.index_model) if is_index_folder(path) \
@@ -67,20 +65,20 @@ class ServerState:
     def names(self) -> list[str]:
         return list(self._collections)
 
-    def collection(self, name: str | None) -> Served:
+    def collection(self, name: str | None) -> Searchable:
         """A served collection by name (the first one when ``name`` is None).
 
         Raises:
-            CollectionError: unknown name.
+            NotFoundError: unknown name.
         """
         if name is None:
             return next(iter(self._collections.values()))
         try:
             return self._collections[name]
         except KeyError:
-            raise CollectionError(f"unknown collection {name!r}. Available: {', '.join(self._collections)}") from None
+            raise NotFoundError(f"unknown collection {name!r}. Available: {', '.join(self._collections)}") from None
 
-    def encoder(self, coll: Served) -> Encoder:
+    def encoder(self, coll: Searchable) -> Encoder:
         with self._lock:
             enc = self._encoders.get(coll.encoder_spec)
             if enc is None:
@@ -90,7 +88,7 @@ class ServerState:
     def search(self, name: str | None, query: Query) -> SearchPage:
         coll = self.collection(name)
         encoder = self.encoder(coll)
-        page = coll.search(query, encoder) if isinstance(coll, ServedIndex) else search_page(coll, query, encoder)
+        page = coll.search_page(query, encoder)
         for stage, ms in page.stages_ms.items():
             self.metrics.observe(stage, ms)
         self.metrics.observe("total", page.took_ms)

@@ -1,23 +1,20 @@
-"""Store: the on-disk collection (SQLite + vector shards + FAISS index)."""
+"""Store: the on-disk collection (SQLite + vector shards + FAISS index); the only code that knows the schema."""
 
 from clipdex.store.ann import ANN_THRESHOLD, AnnIndex, build_ann, default_factory
-from clipdex.store.collection import FORMAT_VERSION, Collection, CollectionInfo, ItemRecord
-from clipdex.store.indexing import IndexOptions, IndexReport, add_embedded, index_items, index_source
+from clipdex.store.store import FORMAT_VERSION, CollectionInfo, ItemRecord, Store
 from clipdex.store.vectors import VectorView
+from clipdex.store.writes import IndexReport, add_embedded
 
 __all__ = [
     "ANN_THRESHOLD",
     "FORMAT_VERSION",
     "AnnIndex",
-    "Collection",
     "CollectionInfo",
-    "IndexOptions",
     "IndexReport",
     "ItemRecord",
+    "Store",
     "VectorView",
     "add_embedded",
     "build_ann",
     "default_factory",
-    "index_items",
-    "index_source",
 ]

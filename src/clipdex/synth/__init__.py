@@ -1,5 +1,6 @@
 """Synth: the procedural image-caption world used by the demo, tests and benchmarks."""
 
+from clipdex.synth.companions import write_dataset
 from clipdex.synth.render import render_scene
 from clipdex.synth.world import (
     COLORS,
@@ -29,5 +30,6 @@ __all__ = [
     "sample_scene",
     "sample_scenes",
     "training_caption",
+    "write_dataset",
     "write_scenes",
 ]

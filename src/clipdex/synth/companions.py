@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image, ImageFilter
 
-from clipdex.errors import ClipdexError
+from clipdex.errors import ClipdexError, UsageError
 from clipdex.synth.render import render_scene
 from clipdex.synth.world import (
     CELLS,
@@ -35,9 +35,10 @@ from clipdex.synth.world import (
     captions_for,
     sample_scene,
 )
-from clipdex.synth.writers import SynthReport, add_sample
+from clipdex.synth.writers import ProgressFn, SynthReport, add_sample, write_scenes
 
-__all__ = ["NOISE_KINDS", "NOISY_POOL_FORMATS", "modify_scene", "write_composed", "write_noisy_pool"]
+__all__ = ["DATASET_KINDS", "NOISE_KINDS", "NOISY_POOL_FORMATS", "modify_scene", "write_composed", "write_dataset",
+           "write_noisy_pool"]
 
 NOISE_KINDS = ("clean", "mismatched", "near_duplicate", "exact_duplicate", "blank", "tiny", "non_english",
                "boilerplate")
@@ -272,3 +273,25 @@ def _fresh(out: str | Path) -> Path:
         raise ClipdexError(f"{out} is not empty; choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+DATASET_KINDS = ("scenes", "composed", "noisy-pool")
+
+
+def write_dataset(kind: str, out: str | Path, n: int, seed: int, fmt: str = "folder", size: int = 64,
+                  world: WorldConfig = WorldConfig(), progress: ProgressFn | None = None) -> SynthReport:
+    """Write one kind of synthetic dataset (``clipdex synth``): captioned scenes, CIRR triplets or a noisy pool.
+
+    Raises:
+        UsageError: an unknown kind, or a format the kind does not write.
+        ClipdexError: bad size, or ``out`` not empty.
+    """
+    if kind == "scenes":
+        return write_scenes(out, n, seed, fmt, size, world=world, progress=progress)
+    if kind == "composed":
+        if fmt not in ("cirr", "folder"):
+            raise UsageError("--kind composed writes --format cirr")
+        return write_composed(out, n, seed, size)
+    if kind == "noisy-pool":
+        return write_noisy_pool(out, n, seed, size, fmt=fmt)
+    raise UsageError(f"unknown --kind {kind!r}. Available: {', '.join(DATASET_KINDS)}")

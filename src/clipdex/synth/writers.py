@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from clipdex.errors import ClipdexError
+from clipdex.errors import ClipdexError, UsageError
 from clipdex.synth.render import render_scene
 from clipdex.synth.world import Scene, WorldConfig, captions_for, sample_scenes
 
@@ -57,7 +57,7 @@ def write_scenes(out: str | Path, n: int, seed: int, fmt: str = "folder", size: 
         ClipdexError: unknown format, bad size, or ``out`` not empty.
     """
     if fmt not in tuple(Format):
-        raise ClipdexError(f"unknown format {fmt!r}. Available: {', '.join(Format)}")
+        raise UsageError(f"unknown format {fmt!r}. Available: {', '.join(Format)}")
     if not 16 <= size <= 1024:
         raise ClipdexError(f"--size must be between 16 and 1024 pixels, got {size}")
     out = Path(out)

@@ -1,5 +1,22 @@
-"""Train: contrastive losses, the loop, checkpoints and export (needs the train extra)."""
+"""Train: contrastive losses, the loop, checkpoints and export (needs the train extra).
 
-from clipdex.train.loop import TrainConfig, TrainResult, export_trained, load_train_config, train, validate
+The settings (:mod:`clipdex.train.config`) import without torch; the loop and
+export load it on first use.
+"""
 
-__all__ = ["TrainConfig", "TrainResult", "export_trained", "load_train_config", "train", "validate"]
+from typing import Any
+
+from clipdex.train.config import TrainConfig, config_from_options, load_train_config
+
+__all__ = ["TrainConfig", "TrainResult", "config_from_options", "export_trained", "load_train_config", "train",
+           "validate"]
+
+_NEEDS_TORCH = ("TrainResult", "export_trained", "train", "validate")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NEEDS_TORCH:  # torch is imported only when training or export is asked for
+        from clipdex.train import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module 'clipdex.train' has no attribute {name!r}")

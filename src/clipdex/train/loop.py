@@ -6,14 +6,11 @@ One step: a batch of (image, caption, hard negatives) -> both towers -> loss
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import random
 import time
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,108 +22,13 @@ import torch
 from clipdex.errors import ClipdexError
 from clipdex.train.adapters import Adapter, make_adapter
 from clipdex.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
+from clipdex.train.config import TrainConfig, load_train_config
 from clipdex.train.data import SourceData, SynthData, prefetch
 from clipdex.train.losses import binding_loss, clip_loss, siglip_loss, twin_separation_loss
 from clipdex.train.model import ImageTower
 from clipdex.train.scene import SceneHeads, scene_loss
 
-__all__ = ["TrainConfig", "TrainResult", "load_train_config", "train"]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run depends on (saved as ``train_config.json``)."""
-
-    out: str
-    model: str = "builtin"
-    data: str = "synth"
-    loss: str = "clip"
-    steps: int = 1000
-    epochs: int | None = None
-    batch_size: int = 256
-    accum: int = 1
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup: int = 100
-    hard_negatives: int = 3
-    binding_weight: float = 1.0
-    twin_margin: float | None = None
-    scene_weight: float = 0.0
-    role_weight: float = 1.0
-    place_weight: float = 0.0
-    init: str | None = None  # a run folder whose newest weights this run starts from (a second stage)
-    counterfactuals: float = 0.0
-    stem: str = "patch"
-    text_conv: int = 0
-    grid_readout: bool = False
-    embed_dim: int = 64  # built-in model: width of the joint embedding space
-    p_cross: float = 0.0
-    p_position: float = 0.0
-    p_relation: float = 0.5
-    seed: int = 0
-    val_every: int = 200
-    val_size: int = 500
-    checkpoint_every: int = 100
-    bf16: bool = False
-    threads: int | None = None
-    freeze: str = "none"
-    image_col: str | None = None
-    caption_col: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.loss not in ("clip", "siglip"):
-            raise ClipdexError(f"unknown loss {self.loss!r}. Available: clip, siglip")
-        if self.freeze not in ("none", "text", "image"):
-            raise ClipdexError(f"unknown freeze {self.freeze!r}. Available: none, text, image")
-        if self.batch_size < 2 or self.accum < 1 or self.steps < 1:
-            raise ClipdexError("batch size must be >= 2, accum >= 1, steps >= 1")
-
-
-def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """A run's configuration from a ``train_config.json`` (a recorded run or a recipe's), with overrides.
-
-    Fields the file leaves out take their defaults, so older records still load.
-
-    Raises:
-        ClipdexError: the file is missing or not a JSON object, names a field TrainConfig lacks, has no
-            ``out`` (nor an override), or holds a value of the wrong type.
-    """
-    path = Path(path)
-    try:
-        fields = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ClipdexError(f"no training config at {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ClipdexError(f"cannot read the training config {path}: {e}") from None
-    if not isinstance(fields, dict):
-        raise ClipdexError(f"{path} is not a training config (expected a JSON object)")
-    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(TrainConfig)})
-    if unknown:
-        raise ClipdexError(f"{path} names options TrainConfig does not have: {', '.join(unknown)}")
-    fields.update(overrides)
-    if "out" not in fields:
-        raise ClipdexError(f"{path} has no 'out'; give the run folder")
-    hints = typing.get_type_hints(TrainConfig)
-    for name, value in fields.items():
-        if not _fits_type(value, hints[name]):
-            kind = hints[name].__name__ if isinstance(hints[name], type) else str(hints[name])
-            raise ClipdexError(f"{path}: {name} must be {kind}, got {value!r}")
-    return TrainConfig(**fields)
-
-
-def _fits_type(value: object, hint: object) -> bool:
-    """Whether a JSON value fits a TrainConfig field's type (an int is a fine float; a bool is no number)."""
-    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    for kind in allowed:
-        if kind is type(None) and value is None:
-            return True
-        if kind is bool and isinstance(value, bool):
-            return True
-        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return True
-        if kind in (int, str) and isinstance(value, kind) and not isinstance(value, bool):
-            return True
-    return False
+__all__ = ["TrainResult", "export_trained", "train", "validate"]
 
 
 @dataclass
@@ -279,7 +181,7 @@ def _loss(adapter: Adapter, batch: Any, cfg: TrainConfig) -> torch.Tensor:
 def validate(adapter: Adapter, n: int = 500) -> dict[str, float]:
     """Held-out synthetic Recall@K and binding probes (seeds never used in training)."""
     from clipdex.encoders.preprocess import preprocess_image
-    from clipdex.evaluate.binding import binding_probes, synth_retrieval
+    from clipdex.synth.probes import binding_probes, synth_retrieval
 
     adapter.module.eval()
 

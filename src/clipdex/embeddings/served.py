@@ -19,11 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from clipdex.embeddings.index import EmbeddingIndex
 from clipdex.encoders.base import Encoder
-from clipdex.errors import BadQueryError, CollectionError
-from clipdex.scale.index import EmbeddingIndex
+from clipdex.encoders.registry import DEFAULT_SPEC
+from clipdex.errors import BadQueryError, CollectionError, NotFoundError
+from clipdex.media.thumbnails import thumbnail_jpeg
 from clipdex.search.query import Hit, Query, SearchPage, Target
-from clipdex.store.collection import CollectionInfo, ItemRecord
+from clipdex.search.query_vector import embed_query
+from clipdex.store import CollectionInfo, ItemRecord
 
 __all__ = ["ServedIndex", "is_index_folder"]
 
@@ -37,11 +40,9 @@ def is_index_folder(path: str | os.PathLike[str]) -> bool:
 
 
 class ServedIndex:
-    """A built index that answers like a :class:`~clipdex.store.collection.Collection` for serving."""
+    """A built index that answers like a collection for serving (it implements ``clipdex.serve.Searchable``)."""
 
     def __init__(self, folder: str | os.PathLike[str], model: str | None = None) -> None:
-        from clipdex.encoders.registry import DEFAULT_SPEC
-
         self.path = Path(folder)
         self.index = EmbeddingIndex(folder)
         self.encoder_spec: str = model or self.index.manifest.get("model") or DEFAULT_SPEC
@@ -61,7 +62,7 @@ class ServedIndex:
 
     def _row(self, item_id: int) -> dict[str, Any]:
         if not 0 <= int(item_id) < len(self.index):
-            raise CollectionError(f"no item with id {item_id} in {self.path}")
+            raise NotFoundError(f"no item with id {item_id} in {self.path}")
         return self.index.metadata(np.array([int(item_id)]))[0]
 
     def item(self, item_id: int) -> ItemRecord:
@@ -76,18 +77,14 @@ class ServedIndex:
         return os.fsencode(path)
 
     def thumbnail(self, item_id: int, size: int = 256) -> bytes:
-        from clipdex.media.thumbnails import thumbnail_jpeg
-
         return thumbnail_jpeg(self.item_path_bytes(item_id), size)
 
-    def search(self, query: Query, encoder: Encoder) -> SearchPage:
+    def search_page(self, query: Query, encoder: Encoder) -> SearchPage:
         """Dense search of the index: the query vector, index candidates, exact re-ranking, metadata.
 
         Raises:
             BadQueryError: the query is invalid, or needs a collection (the reason says which part).
         """
-        from clipdex.search.searcher import embed_query
-
         query.validate()
         _refuse_collection_features(query)
         self.check_encoder(encoder)
@@ -98,12 +95,12 @@ class ServedIndex:
         else:
             vector = embed_query(query, encoder)
         t1 = time.perf_counter()
-        want = query.k + query.offset + (1 if query.item_id is not None else 0)
+        want = query.depth
         found = [h for h in self.index.search(vector, want, max(self.index.rerank, want))
                  if h["row"] != query.item_id]
         if query.min_score is not None:
             found = [h for h in found if h["score"] >= query.min_score]
-        page = found[query.offset:query.offset + query.k]
+        page = found[query.page]
         hits = [Hit(id=h["row"], score=h["score"], path=str(h.get("image_path") or h.get("key") or ""),
                     caption=h.get("caption"), metadata=_rest(h)) for h in page]
         t2 = time.perf_counter()

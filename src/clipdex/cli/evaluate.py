@@ -8,10 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from clipdex.cli import JsonOpt, _emit, app
+from clipdex.cli.output import JsonOpt, emit
 
 evaluate_app = typer.Typer(help="Evaluate models and collections with the field's metrics.", no_args_is_help=True)
-app.add_typer(evaluate_app, name="eval")
 
 ModelOpt = Annotated[str, typer.Option("--model", help="Encoder spec")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Result JSON (a .md table and .png plot go beside it)")]
@@ -27,7 +26,7 @@ def _finish(result: Any, out: Path | None, as_json: bool) -> None:
         typer.echo(f"warning: fields this reader does not use were ignored: {unknown}", err=True)
     data = {**asdict(result), "written": {k: str(v) for k, v in written.items()}}
     data.pop("per_query")
-    _emit(data, as_json, markdown_table(result) + ("".join(f"\n{k}: {v}" for k, v in written.items())))
+    emit(data, as_json, markdown_table(result) + ("".join(f"\n{k}: {v}" for k, v in written.items())))
 
 
 @evaluate_app.command("retrieval")
@@ -42,12 +41,12 @@ def retrieval(data: Annotated[Path | None, typer.Option(help="Karpathy-split JSO
               out: OutOpt = None, seed: SeedOpt = 0, as_json: JsonOpt = False) -> None:
     """Image-text retrieval Recall@K (Flickr30K / COCO Karpathy layout, or an embedding folder)."""
     from clipdex.encoders import load_encoder
-    from clipdex.errors import ClipdexError
+    from clipdex.errors import UsageError
     from clipdex.evaluate import run_retrieval, run_retrieval_embeddings
 
     ks = tuple(sorted(set(k or [1, 5, 10])))
     if (data is None) == (embeddings is None):
-        raise ClipdexError("give one of --data (a Karpathy JSON) or --embeddings (an embedding folder)")
+        raise UsageError("give one of --data (a Karpathy JSON) or --embeddings (an embedding folder)")
     if embeddings is not None:
         result = run_retrieval_embeddings(embeddings, ks, seed)
     else:
@@ -75,8 +74,8 @@ def ranking(data: Annotated[Path, typer.Option(help="queries.jsonl with relevant
             k: Annotated[int, typer.Option(help="Cut-off for AP / nDCG")] = 50,
             out: OutOpt = None, seed: SeedOpt = 0, as_json: JsonOpt = False) -> None:
     """INQUIRE-style ranking: AP@k, mAP@50, nDCG@50, P@k (full rank or rerank)."""
+    from clipdex.collection import Collection
     from clipdex.evaluate import run_ranking
-    from clipdex.store import Collection
 
     with Collection.open(collection) as coll:
         _finish(run_ranking(data, coll, k, seed), out, as_json)
@@ -119,4 +118,4 @@ def compare(a: Annotated[Path, typer.Argument(help="Baseline result JSON")],
     for name, m in res["metrics"].items():
         rows.append(f"| {name} | {m['a']:.4f} | {m['b']:.4f} | {m['difference']:+.4f} | "
                     f"[{m['ci_low']:+.4f}, {m['ci_high']:+.4f}] | {'yes' if m['significant'] else 'no'} |")
-    _emit(res, as_json, "\n".join(rows))
+    emit(res, as_json, "\n".join(rows))

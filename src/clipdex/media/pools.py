@@ -17,15 +17,16 @@ import json
 import os
 import shutil
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from clipdex.errors import SourceError
 from clipdex.media.sources import IMAGE_EXTENSIONS
 
-__all__ = ["POOL_FORMATS", "Pool", "PoolOptions", "Sample", "Shard", "open_pool", "text_if_mixed"]
+__all__ = ["POOL_FORMATS", "Pool", "PoolOptions", "Sample", "Shard", "ShardResult", "ShardRunner", "ShardWorker",
+           "open_pool", "text_if_mixed"]
 
 POOL_FORMATS = ("parquet", "csv", "tsv", "webdataset", "folder")
 _IMAGE_COLUMNS = ("path", "image", "image_path", "filepath", "file", "filename")
@@ -53,6 +54,29 @@ class Sample:
 class Shard:
     index: int
     name: str
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What one worker did with one shard."""
+
+    shard: int
+    samples: int = 0
+    failed: int = 0
+    error: str = ""  # the shard could not be read at all
+
+
+class ShardWorker(Protocol):
+    """Built once per process or actor (``setup``), then called once per shard; picklable before setup."""
+
+    def setup(self, threads: int) -> None: ...
+
+    def __call__(self, index: int) -> ShardResult: ...
+
+
+# How shards are spread over workers: (shard indexes, worker, called with each result as it comes back).
+# The caller picks one: in process (the default of each pipeline) or clipdex.scale.ray_runner.
+ShardRunner = Callable[[Sequence[int], ShardWorker, Callable[[ShardResult], None]], object]
 
 
 @dataclass(frozen=True)

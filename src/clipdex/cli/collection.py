@@ -1,74 +1,18 @@
-"""The ``clipdex`` command line: parsing, progress and printing only.
-
-Every command is a call to a public library function. Errors are one line on
-stderr with a hint, and a documented exit code:
-
-    0 ok · 1 other error · 2 bad input (query, source, usage) · 3 model spec
-    4 collection error · 5 collection locked by another writer · 130 interrupted
-"""
+"""Collection commands: index, search, heatmap, info, remove."""
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from clipdex.errors import BadQueryError, ClipdexError
+from clipdex.cli.output import JsonOpt, emit, progress_printer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="clipdex: index, search, curate, train and evaluate image-text collections.")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+__all__ = ["heatmap", "index", "info", "remove", "search"]
 
 
-def _emit(data: Any, as_json: bool, human: str) -> None:
-    if as_json:
-        typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-    else:
-        typer.echo(human)
-
-
-def _progress_printer(label: str) -> Any:
-    """Rich progress bar (items/s, ETA) on a terminal; a log line per ~10% otherwise."""
-    if sys.stderr.isatty():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]}"),
-                            TimeRemainingColumn(), transient=True)
-        state: dict[str, Any] = {}
-
-        def update(done: int, total: int, failed: int) -> None:
-            import time
-
-            if "task" not in state:
-                progress.start()
-                state["task"] = progress.add_task(label, total=total, rate="")
-                state["t0"] = time.perf_counter()
-            rate = done / max(time.perf_counter() - state["t0"], 1e-9)
-            progress.update(state["task"], completed=done, rate=f"{rate:.1f} img/s, {failed} failed")
-            if done >= total:
-                progress.stop()
-
-        return update
-    last = {"pct": -10}
-
-    def log(done: int, total: int, failed: int) -> None:
-        if total == 0:
-            return
-        pct = 100 * done // max(total, 1)
-        if pct >= last["pct"] + 10 or done == total:
-            last["pct"] = pct
-            typer.echo(f"{label}: {done}/{total} ({pct}%), {failed} failed", err=True)
-
-    return log
-
-
-@app.command()
 def index(
     source: Annotated[Path, typer.Argument(help="Folder, .csv/.tsv/.parquet/.jsonl table, or Karpathy .json")],
     collection: Annotated[Path, typer.Option("--collection", "-c", help="Collection folder (created if missing)")],
@@ -91,56 +35,23 @@ def index(
     as_json: JsonOpt = False,
 ) -> None:
     """Embed new or changed images (and their captions) into a collection."""
-    from clipdex.encoders import DEFAULT_SPEC, load_encoder
+    from clipdex.collection import index_into
+    from clipdex.indexing import IndexOptions, parse_grids
     from clipdex.media import SourceOptions
-    from clipdex.store import Collection, IndexOptions
 
-    if (collection / "collection.json").exists():
-        coll = Collection.open(collection)
-        coll.check_encoder(model or coll.encoder_spec)
-        encoder = load_encoder(coll.encoder_spec, precision=precision)
-    else:
-        if not source.exists():
-            raise BadQueryError(f"source not found: {source}")
-        encoder = load_encoder(model or DEFAULT_SPEC, precision=precision)
-        coll = Collection.create(collection, encoder.spec, encoder.dim)
     options = IndexOptions(batch_size=batch_size, workers=workers, prune=prune, wait=wait,
                            index_factory=index_factory, embed_captions=not no_captions, ocr=ocr,
-                           regions=_parse_grids(regions), video_every=video_every,
+                           regions=parse_grids(regions), video_every=video_every,
                            source=SourceOptions(image_col, caption_col, image_root))
-    with coll:
-        report = coll.add(source, encoder, options, progress=_progress_printer("index"))
+    report = index_into(collection, source, model, precision, options, progress=progress_printer("index"))
     data = {**asdict(report), "images_per_second": round(report.images_per_second, 2)}
     lines = [f"indexed {report.added} new, {report.updated} changed, {report.skipped} unchanged, "
              f"{report.failed} failed, {report.pruned} pruned; {report.captions} captions; "
              f"{report.images_per_second:.1f} img/s; search: {report.index}"]
     lines += [f"  failed: {e['path']}: {e['error']}" for e in report.errors]
-    _emit(data, as_json, "\n".join(lines))
+    emit(data, as_json, "\n".join(lines))
 
 
-def _parse_where(pairs: list[str]) -> dict[str, str]:
-    where = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise BadQueryError(f"--where takes key=value, got {pair!r}")
-        where[key] = value
-    return where
-
-
-def _parse_grids(text: str | None) -> tuple[int, ...]:
-    if not text:
-        return ()
-    try:
-        grids = tuple(int(g) for g in text.split(","))
-    except ValueError:
-        raise BadQueryError(f"--regions takes grid sizes like 2,3, got {text!r}") from None
-    if any(not 1 <= g <= 8 for g in grids):
-        raise BadQueryError("--regions grid sizes must be between 1 and 8")
-    return grids
-
-
-@app.command()
 def search(
     collection: Annotated[Path, typer.Argument(help="Collection folder")],
     text: Annotated[str | None, typer.Argument(help="Text query")] = None,
@@ -165,11 +76,12 @@ def search(
     as_json: JsonOpt = False,
 ) -> None:
     """Search a collection by text, by image, or by weighted terms."""
+    from clipdex.collection import Collection
     from clipdex.search import Query, Target
+    from clipdex.search.query import parse_where
     from clipdex.search.terms import parse_terms
-    from clipdex.store import Collection
 
-    query = Query(text=text, image=str(image) if image else None, k=k, where=_parse_where(where or []),
+    query = Query(text=text, image=str(image) if image else None, k=k, where=parse_where(where or []),
                   min_score=min_score, target=Target.CAPTIONS if captions else Target.IMAGES,
                   terms=tuple(parse_terms(terms)) if terms is not None else None, diversity=diversity,
                   collapse=collapse, mode=mode, fusion=fusion, alpha=alpha, item_id=item, compose=compose,
@@ -179,11 +91,10 @@ def search(
         hits = coll.search(query)
     rows = [f"{i + 1:>3}  {h.score:.4f}  {h.path}" + (f"  | {h.caption}" if h.caption else "")
             for i, h in enumerate(hits)]
-    _emit({"query": text or terms or str(image), "hits": [h.to_dict() for h in hits]}, as_json,
+    emit({"query": text or terms or str(image), "hits": [h.to_dict() for h in hits]}, as_json,
           "\n".join(rows) if rows else "no results")
 
 
-@app.command()
 def heatmap(
     collection: Annotated[Path, typer.Argument(help="Collection folder")],
     item: Annotated[int, typer.Argument(help="Item id (from search results)")],
@@ -193,19 +104,18 @@ def heatmap(
     as_json: JsonOpt = False,
 ) -> None:
     """Write the item's image with a heat map of where TEXT matches (red = most alike)."""
+    from clipdex.collection import Collection
     from clipdex.search.heatmap import item_heatmap
-    from clipdex.store import Collection
 
     with Collection.open(collection) as coll:
         data = item_heatmap(coll, item, text, coll.encoder(), grid)
     out.write_bytes(data)
-    _emit({"item": item, "out": str(out), "bytes": len(data)}, as_json, f"wrote {out}")
+    emit({"item": item, "out": str(out), "bytes": len(data)}, as_json, f"wrote {out}")
 
 
-@app.command()
 def info(collection: Annotated[Path, typer.Argument(help="Collection folder")], as_json: JsonOpt = False) -> None:
     """Model, counts, errors and disk size of a collection."""
-    from clipdex.store import Collection
+    from clipdex.collection import Collection
 
     with Collection.open(collection) as coll:
         facts = coll.info()
@@ -215,10 +125,9 @@ def info(collection: Annotated[Path, typer.Argument(help="Collection folder")], 
              f"captions    {facts.captions}", f"search      {facts.index}",
              f"disk        {facts.disk_bytes / 1e6:.2f} MB"]
     human += [f"  failed: {e['path']}: {e['error']}" for e in facts.error_list]
-    _emit(asdict(facts), as_json, "\n".join(human))
+    emit(asdict(facts), as_json, "\n".join(human))
 
 
-@app.command()
 def remove(
     collection: Annotated[Path, typer.Argument(help="Collection folder")],
     path: Annotated[str, typer.Option("--path", help="Glob over item paths, e.g. 'old/*'")],
@@ -226,38 +135,10 @@ def remove(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove items whose path matches a glob."""
-    from clipdex.store import Collection
+    from clipdex.collection import Collection
 
     with Collection.open(collection) as coll:
         n = coll.remove(path, wait=wait)
-    _emit({"removed": n}, as_json, f"removed {n} items")
+    emit({"removed": n}, as_json, f"removed {n} items")
 
 
-def app_main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (tests call this in-process)."""
-    from clipdex import cli_curate, cli_eval, cli_more  # noqa: F401  (register the other commands)
-
-    try:
-        result = app(args=argv, standalone_mode=False, prog_name="clipdex")
-        return result if isinstance(result, int) else 0
-    except ClipdexError as e:
-        typer.echo(f"error: {e}", err=True)
-        return e.exit_code
-    except typer.Exit as e:
-        return int(getattr(e, "exit_code", 0) or 0)
-    except typer.Abort:
-        typer.echo("interrupted", err=True)
-        return 130
-    except typer.TyperException as e:  # usage errors: bad option, missing argument
-        message = e.format_message() if hasattr(e, "format_message") else str(e)
-        if not message.strip():
-            return 0  # bare `clipdex`: the help was printed
-        typer.echo(f"error: {message} (see --help)", err=True)
-        return 2
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        return 130
-
-
-def main() -> None:
-    sys.exit(app_main())

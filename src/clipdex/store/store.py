@@ -1,4 +1,9 @@
-"""The on-disk collection: a folder with a manifest, SQLite and vector shards.
+"""The on-disk store of a collection: a folder with a manifest, SQLite and vector shards.
+
+:class:`Store` is the only code that knows the schema. It answers whole
+questions (the items a filter allows, the live vectors of a kind, the rows of
+these hits) and knows nothing of encoders or search: :class:`clipdex.Collection`
+adds those on top.
 
 Layout::
 
@@ -21,23 +26,17 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Self
 
 import numpy as np
 
-from clipdex.errors import CollectionError
+from clipdex.errors import CollectionError, NotFoundError
 from clipdex.store import ann as ann_mod
 from clipdex.store.db import bump_version, connect, get_meta
 from clipdex.store.lock import WriteLock
 from clipdex.store.vectors import VectorView, load_view, remove_orphan_shards
 
-if TYPE_CHECKING:
-    from clipdex.encoders.base import Encoder
-    from clipdex.media.sources import Item
-    from clipdex.search.query import Hit, Query
-    from clipdex.store.indexing import IndexOptions, IndexReport, ProgressFn
-
-__all__ = ["FORMAT_VERSION", "Collection", "CollectionInfo", "ItemRecord"]
+__all__ = ["FORMAT_VERSION", "CollectionInfo", "ItemRecord", "Store"]
 
 FORMAT_VERSION = 1
 MANIFEST = "collection.json"
@@ -76,13 +75,12 @@ class CollectionInfo:
     region_vectors: int = 0
 
 
-class Collection:
-    """A collection of images, captions and their embeddings in one folder.
+class Store:
+    """The images, captions and embeddings of one collection folder (no encoder, no search).
 
     Example:
-        >>> c = Collection.create("photos.clipdex", encoder_spec="builtin:shapes-tiny", dim=256)
-        >>> c.add("~/photos")            # doctest: +SKIP
-        >>> c.search("a red car", k=5)   # doctest: +SKIP
+        >>> s = Store.create("photos.clipdex", encoder_spec="builtin:shapes-tiny", dim=256)
+        >>> s.vectors("image").matrix.shape   # doctest: +SKIP
     """
 
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
@@ -95,14 +93,13 @@ class Collection:
         self._all_conns: list[sqlite3.Connection] = []
         self._views: dict[str, tuple[int, VectorView]] = {}
         self._ann: tuple[int, ann_mod.AnnIndex | None] | None = None
-        self._encoder: Encoder | None = None
         self._lock = threading.RLock()
         self.scan_lock = threading.Lock()  # see clipdex.search.searcher: one vector scan at a time
 
     # -- opening --------------------------------------------------------
     @classmethod
     def create(cls, path: str | os.PathLike[str], encoder_spec: str, dim: int,
-               vector_dtype: str = "float16", exist_ok: bool = False) -> Collection:
+               vector_dtype: str = "float16", exist_ok: bool = False) -> Self:
         """Create an empty collection (or open it when ``exist_ok`` and it matches).
 
         Raises:
@@ -129,7 +126,7 @@ class Collection:
         return cls(folder, manifest)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Collection:
+    def open(cls, path: str | os.PathLike[str]) -> Self:
         """Open an existing collection.
 
         Raises:
@@ -176,7 +173,7 @@ class Collection:
         self._views.clear()
         self._ann = None
 
-    def __enter__(self) -> Collection:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -189,31 +186,7 @@ class Collection:
             remove_orphan_shards(self.conn, self.path / "vectors")
             yield self.conn
 
-    # -- the encoder of this collection ---------------------------------
-    def encoder(self) -> Encoder:
-        """The encoder this collection was built with, loaded on first use."""
-        if self._encoder is None:
-            from clipdex.encoders.registry import load_encoder
-
-            self._encoder = load_encoder(self.encoder_spec)
-        return self._encoder
-
-    def use_encoder(self, encoder: Encoder) -> None:
-        """Share an already-loaded encoder (it must match this collection's spec)."""
-        self.check_encoder(encoder.spec)
-        self._encoder = encoder
-
     # -- writing --------------------------------------------------------
-    def add(self, source: str | os.PathLike[str] | Iterable[Item], encoder: Encoder | None = None,
-            options: IndexOptions | None = None, progress: ProgressFn | None = None) -> IndexReport:
-        """Embed and store new or changed items of a source (folder, table, JSON or items).
-
-        See :func:`clipdex.store.indexing.index_items` for the details.
-        """
-        from clipdex.store.indexing import IndexOptions, index_source
-
-        return index_source(self, source, encoder or self.encoder(), options or IndexOptions(), progress)
-
     def remove(self, pattern: str, wait: float = 0.0) -> int:
         """Remove items whose path (or path relative to its source) matches a glob.
 
@@ -303,32 +276,32 @@ class Collection:
         """One item by id.
 
         Raises:
-            CollectionError: no such item.
+            NotFoundError: no such item.
         """
         found = self.items([item_id]).get(int(item_id))
         if found is None:
-            raise CollectionError(f"no item with id {item_id} in {self.path}")
+            raise NotFoundError(f"no item with id {item_id} in {self.path}")
         return found
 
     def item_path_bytes(self, item_id: int) -> bytes:
         """The exact OS path of an item's image (for serving or re-decoding)."""
         row = self.conn.execute("SELECT path_bytes FROM items WHERE id = ?", (int(item_id),)).fetchone()
         if row is None:
-            raise CollectionError(f"no item with id {item_id} in {self.path}")
+            raise NotFoundError(f"no item with id {item_id} in {self.path}")
         return bytes(row[0])
 
     def thumbnail(self, item_id: int, size: int = 256) -> bytes:
         """A cached JPEG thumbnail of an item's image (``thumbs/SIZE/ID-FINGERPRINT.jpg``).
 
         Raises:
-            CollectionError: no such item.
+            NotFoundError: no such item.
             DecodeError: its image can no longer be decoded.
         """
         from clipdex.media.thumbnails import thumbnail_jpeg
 
         row = self.conn.execute("SELECT path_bytes, fingerprint FROM items WHERE id = ?", (int(item_id),)).fetchone()
         if row is None:
-            raise CollectionError(f"no item with id {item_id} in {self.path}")
+            raise NotFoundError(f"no item with id {item_id} in {self.path}")
         tag = hashlib.sha1(row["fingerprint"].encode()).hexdigest()[:10]
         cached = self.path / "thumbs" / str(size) / f"{int(item_id)}-{tag}.jpg"
         if cached.exists():
@@ -349,6 +322,36 @@ class Collection:
             out.update(self.conn.execute(f"SELECT id, text FROM captions WHERE id IN ({marks})", chunk).fetchall())
         return out
 
+    def hit_rows(self, item_ids: Iterable[int],
+                 caption_ids: Iterable[int] = ()) -> tuple[dict[int, ItemRecord], dict[int, str]]:
+        """The rows a page of hits shows: item records by id, and the texts of matched captions by id."""
+        return self.items(item_ids), self.caption_texts(caption_ids)
+
+    def region_boxes(self, vec_ids: Iterable[int]) -> dict[int, tuple[float, float, float, float]]:
+        """The crop box ``(x0, y0, x1, y1)`` (fractions of the image) of each region vector."""
+        ids = [int(i) for i in vec_ids]
+        out: dict[int, tuple[float, float, float, float]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(f"SELECT vec_id, x0, y0, x1, y1 FROM regions WHERE vec_id IN ({marks})",
+                                         chunk):
+                out[row[0]] = (row[1], row[2], row[3], row[4])
+        return out
+
+    def text_rows(self) -> Iterator[tuple[int, str, dict[str, Any], list[str]]]:
+        """``(item id, path, metadata, captions)`` of every ok item, by id: what lexical search indexes."""
+        captions: dict[int, list[str]] = {}
+        for item_id, text in self.conn.execute("SELECT item_id, text FROM captions ORDER BY id"):
+            captions.setdefault(item_id, []).append(text)
+        for item_id, path, metadata in self.conn.execute(
+                "SELECT id, path, metadata FROM items WHERE status = 'ok' ORDER BY id"):
+            try:
+                meta = json.loads(metadata or "{}")
+            except json.JSONDecodeError:
+                meta = {}
+            yield item_id, path, meta if isinstance(meta, dict) else {}, captions.get(item_id, [])
+
     def filter_item_ids(self, where: dict[str, str]) -> np.ndarray:
         """Ids of ok items whose metadata equals every ``key=value`` in ``where``."""
         sql = "SELECT id FROM items WHERE status = 'ok'"
@@ -357,18 +360,6 @@ class Collection:
             sql += " AND CAST(json_extract(metadata, ?) AS TEXT) = ?"
             args += [f'$."{key}"', str(value)]
         return np.asarray([r[0] for r in self.conn.execute(sql, args)], dtype=np.int64)
-
-    def search(self, query: str | Query, k: int = 10, **kwargs: Any) -> list[Hit]:
-        """Search with this collection's encoder; see :func:`clipdex.search.search`.
-
-        Example:
-            >>> c.search("a red circle", k=5)  # doctest: +SKIP
-        """
-        from clipdex.search.query import Query
-        from clipdex.search.searcher import search
-
-        q = query if isinstance(query, Query) else Query(text=query, k=k, **kwargs)
-        return search(self, q, self.encoder())
 
     def info(self, max_errors: int = 50) -> CollectionInfo:
         """Counts, disk size, index kind and the recorded per-item errors."""

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from clipdex.evaluate.metrics import recall_at_k, relevant_recall_at_k
+from clipdex.metrics import recall_at_k, relevant_recall_at_k
 from clipdex.synth.render import render_scene
 from clipdex.synth.world import (
     FLIP,

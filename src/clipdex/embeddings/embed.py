@@ -22,12 +22,17 @@ from typing import Any
 
 import numpy as np
 
-from clipdex.curate.embeddings import parquet_bytes, save_atomic, write_clip_retrieval
-from clipdex.curate.pool import PoolOptions, Sample, Shard, open_pool, text_if_mixed
+from clipdex.embeddings.layout import (
+    parquet_bytes,
+    read_model_card,
+    read_parts,
+    record_model,
+    save_atomic,
+    write_clip_retrieval,
+)
+from clipdex.encode import embed_stream
 from clipdex.encoders.base import Encoder
-from clipdex.media.decode import DecodeOptions
-from clipdex.media.pipeline import embed_stream
-from clipdex.scale.ray_engine import RayOptions, ShardResult, run_shards
+from clipdex.media.pools import PoolOptions, Sample, Shard, ShardResult, ShardRunner, open_pool, text_if_mixed
 
 __all__ = ["EmbedReport", "EmbedWorker", "embed_pool"]
 
@@ -48,11 +53,12 @@ class EmbedReport:
 
 def embed_pool(pool_location: str | os.PathLike[str], out: str | os.PathLike[str], encoder: Encoder,
                options: PoolOptions = PoolOptions(), batch_size: int = 64,
-               progress: ProgressFn | None = None, ray: RayOptions | None = None) -> EmbedReport:
+               progress: ProgressFn | None = None, runner: ShardRunner | None = None) -> EmbedReport:
     """Embed every shard of a pool not embedded yet into ``out`` (see the module doc for the layout).
 
-    With ``ray``, the shards are shared out to Ray actors that each load ``encoder.spec`` themselves;
-    otherwise they are embedded here, one after the other, with ``encoder``.
+    With a ``runner`` (e.g. :func:`clipdex.scale.ray_runner`), the shards are shared out to workers that
+    each load ``encoder.spec`` themselves; otherwise they are embedded here, one after the other, with
+    ``encoder``.
     """
     import time
 
@@ -61,7 +67,7 @@ def embed_pool(pool_location: str | os.PathLike[str], out: str | os.PathLike[str
     out = Path(out)
     for sub in ("img_emb", "text_emb", "metadata", "failures"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    _record_model(out, encoder)
+    record_model(out, encoder.spec, encoder.dim)
     shards = pool.shards()
     report = EmbedReport(str(out), parts=len(shards))
     todo = [s.index for s in shards if not (out / "metadata" / f"metadata_{s.index}.parquet").exists()]
@@ -80,29 +86,14 @@ def embed_pool(pool_location: str | os.PathLike[str], out: str | os.PathLike[str
                      report.failed)
 
     worker = EmbedWorker(str(pool.location), options, str(out), encoder.spec, batch_size)
-    if ray is not None:
-        run_shards(todo, worker, ray, record)
+    if runner is not None:
+        runner(todo, worker, record)
     else:
         worker.setup(encoder=encoder)
         for index in todo:
             record(worker(index))
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _record_model(out: Path, encoder: Encoder) -> None:
-    """Write (or check) ``embed.json``: one folder never mixes vectors of two models."""
-    import json
-
-    from clipdex.errors import ClipdexError
-
-    made_with = read_model_card(out)
-    if made_with is not None:
-        if made_with != encoder.spec:
-            raise ClipdexError(f"{out} holds vectors of {made_with}, not {encoder.spec}: "
-                               "embed into another --out, or pass the same --model")
-        return
-    save_atomic(out / "embed.json", json.dumps({"model": encoder.spec, "dim": encoder.dim}).encode())
 
 
 @dataclass
@@ -139,7 +130,7 @@ def _embed_shard(samples: Any, shard: Shard, out: Path, encoder: Encoder, batch_
     vectors: list[np.ndarray] = []
     failures: dict[str, list[str]] = {"key": [], "error": []}
     stream = embed_stream(encoder, samples, lambda s: s.image if s.image is not None else b"",
-                          DecodeOptions(draft_size=encoder.image_size), batch_size)
+                          batch_size=batch_size)
     for sample, vector, error in stream:
         if vector is None:
             failures["key"].append(sample.key)
@@ -171,14 +162,6 @@ def _write(out: Path, index: int, rows: list[Sample], images: np.ndarray, texts:
     write_clip_retrieval(out, images, columns, texts, part=index)  # metadata last: then the part is done
 
 
-def read_model_card(emb: str | os.PathLike[str]) -> str | None:
-    """The encoder spec ``clipdex embed`` recorded in ``emb/embed.json`` (None for folders of other tools)."""
-    import json
-
-    card = Path(emb) / "embed.json"
-    return json.loads(card.read_text()).get("model") if card.exists() else None
-
-
 def import_embeddings(emb: str | os.PathLike[str], collection_path: str | os.PathLike[str],
                       model: str | None = None, skip_bad: bool = False,
                       progress: ProgressFn | None = None) -> dict[str, Any]:
@@ -195,15 +178,13 @@ def import_embeddings(emb: str | os.PathLike[str], collection_path: str | os.Pat
 
     from clipdex.errors import ClipdexError
     from clipdex.media.sources import Item
-    from clipdex.scale.index import read_parts
-    from clipdex.store.collection import Collection
-    from clipdex.store.indexing import add_embedded
+    from clipdex.store import Store, add_embedded
 
     spec = model or read_model_card(emb)
     if spec is None:
         raise ClipdexError(f"{emb} does not record its model (no embed.json): pass --model")
     parts, skipped = read_parts(emb, skip_bad)
-    collection = Collection.create(collection_path, spec, parts[0].dim, exist_ok=True)
+    collection = Store.create(collection_path, spec, parts[0].dim, exist_ok=True)
     if collection.dim != parts[0].dim:
         raise ClipdexError(f"{collection_path} holds {collection.dim}-d vectors, {emb} {parts[0].dim}-d ones")
     stored = 0

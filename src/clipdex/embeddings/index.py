@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from clipdex.embeddings.layout import read_model_card, read_parts
 from clipdex.encoders.base import l2_normalize
-from clipdex.errors import ClipdexError, SourceError
+from clipdex.errors import BadQueryError, ClipdexError, SourceError
 from clipdex.store.vectors import gather_rows
 
-__all__ = ["EmbeddingIndex", "IndexPlan", "Part", "RowReader", "build_index", "calibrate_index", "exact_neighbours",
-           "merge_index", "parse_size", "plan_index", "read_parts"]
+__all__ = ["EmbeddingIndex", "IndexPlan", "RowReader", "build_index", "calibrate_index", "exact_neighbours",
+           "merge_index", "parse_size", "plan_index", "search_index_text"]
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -90,64 +91,6 @@ def plan_index(n: int, dim: int, budget: int) -> IndexPlan:
                        f"the smallest index ({smallest.factory}) needs {smallest.total_bytes(n):,} bytes")
 
 
-@dataclass(frozen=True)
-class Part:
-    """One part of an embedding folder: image vectors and the metadata rows aligned with them."""
-
-    npy: Path
-    metadata: Path
-    rows: int
-    dim: int
-
-
-def read_parts(emb: str | os.PathLike[str], skip_bad: bool = False) -> tuple[list[Part], dict[str, str]]:
-    """The parts of a clip-retrieval folder, checked: each ``img_emb_{i}.npy`` must be a whole 2-D float
-    array with the same width as the others, and ``metadata_{i}.parquet`` must exist with as many rows.
-
-    Returns the good parts and, with ``skip_bad``, ``{file: reason}`` for the parts left out.
-
-    Raises:
-        SourceError: no parts, or (without ``skip_bad``) the first bad part, named with the reason.
-    """
-    import pyarrow.parquet as pq
-
-    emb = Path(emb)
-    files = sorted((emb / "img_emb").glob("img_emb_*.npy"), key=lambda p: int(re.findall(r"\d+", p.stem)[-1]))
-    if not files:
-        raise SourceError(f"{emb}: no img_emb/img_emb_*.npy files (clip-retrieval's layout)")
-    good: list[Part] = []
-    skipped: dict[str, str] = {}
-    for npy in files:
-        meta = emb / "metadata" / npy.name.replace("img_emb", "metadata").replace(".npy", ".parquet")
-        try:
-            try:
-                array = np.load(npy, mmap_mode="r")
-            except (ValueError, OSError, EOFError) as e:
-                raise SourceError(f"{npy}: truncated or not a .npy array ({e})") from e
-            if array.ndim != 2 or array.dtype.kind != "f":
-                raise SourceError(f"{npy}: wrong schema: a {array.ndim}-d {array.dtype} array, "
-                                  "expected 2-d float rows")
-            if good and array.shape[1] != good[0].dim:
-                raise SourceError(f"{npy}: wrong schema: {array.shape[1]}-d vectors where the first part "
-                                  f"has {good[0].dim}")
-            if not meta.exists():
-                raise SourceError(f"{npy}: missing its metadata part {meta}")
-            try:
-                meta_rows = pq.ParquetFile(meta).metadata.num_rows
-            except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a damaged file
-                raise SourceError(f"{meta}: truncated or not Parquet ({str(e).splitlines()[0]})") from e
-            if meta_rows != len(array):
-                raise SourceError(f"{meta}: {meta_rows:,} metadata rows for {len(array):,} vectors in {npy.name}")
-            good.append(Part(npy, meta, len(array), int(array.shape[1])))
-        except SourceError as e:
-            if not skip_bad:
-                raise
-            skipped[npy.name] = str(e)
-    if not good:
-        raise SourceError(f"{emb}: no readable part ({len(skipped)} skipped)")
-    return good, skipped
-
-
 def build_index(emb: str | os.PathLike[str], out: str | os.PathLike[str], memory_budget: int,
                 factory: str | None = None, shards: int = 1, skip_bad: bool = False,
                 progress: Callable[[int, int], None] | None = None,
@@ -194,8 +137,6 @@ def build_index(emb: str | os.PathLike[str], out: str | os.PathLike[str], memory
         arrow = _arrow_metadata(part.metadata, out / "metadata" / f"meta_{i}.arrow")
         part_entries.append({"npy": str(part.npy.resolve()), "metadata": str(part.metadata.resolve()),
                              "arrow": arrow, "rows": part.rows})
-    from clipdex.scale.embed import read_model_card
-
     model = read_model_card(emb)  # written by clipdex embed: the model the vectors came from
     manifest = {"factory": chosen, "vectors": n, "dim": dim, "nprobe": plan.nprobe, "model": model,
                 "emb": str(Path(emb).resolve()), "parts": part_entries, "shards": shard_entries,
@@ -423,6 +364,28 @@ class EmbeddingIndex:
             for i, row, batch in zip(where, local, batch_of, strict=True):
                 out[i] = reader.get_batch(int(batch)).slice(int(row - starts[batch]), 1).to_pylist()[0]
         return out
+
+
+def search_index_text(folder: str | os.PathLike[str], text: str, k: int = 10, rerank: int | None = None,
+                      model: str | None = None) -> list[dict[str, Any]]:
+    """Search an index folder by text with the model its embeddings were made with (``clipdex search-index``).
+
+    Args:
+        model: the encoder spec; default: the one the index records, else the built-in model.
+
+    Raises:
+        BadQueryError: blank text, or a model whose vectors have another width than the index's.
+    """
+    from clipdex.encoders.registry import DEFAULT_SPEC, load_encoder
+
+    if not text.strip():
+        raise BadQueryError("empty query: the text is blank")
+    opened = EmbeddingIndex(folder)
+    encoder = load_encoder(model or opened.manifest.get("model") or DEFAULT_SPEC)
+    if encoder.dim != opened.manifest["dim"]:
+        raise BadQueryError(f"{encoder.spec} makes {encoder.dim}-d vectors but the index holds "
+                            f"{opened.manifest['dim']}-d ones: pass the --model the embeddings were made with")
+    return opened.search(encoder.encode_texts([text.strip()])[0], k, rerank)
 
 
 class RowReader:

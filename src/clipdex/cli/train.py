@@ -1,55 +1,20 @@
-"""CLI commands for the synthetic world, training and export (thin wrappers)."""
+"""Training commands: train and export."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from clipdex.cli import JsonOpt, _emit, _progress_printer, app
-
-if TYPE_CHECKING:
-    from clipdex.train import TrainConfig
-
-
-@app.command()
-def synth(
-    out: Annotated[Path, typer.Option(help="Folder to write (must be new or empty)")],
-    kind: Annotated[str, typer.Option(help="scenes, composed (CIRR triplets) or noisy-pool")] = "scenes",
-    n: Annotated[int, typer.Option(min=1, help="Number of images")] = 1000,
-    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
-    fmt: Annotated[str, typer.Option("--format", help="scenes: folder, parquet, webdataset, karpathy; "
-                                     "composed: cirr; noisy-pool: parquet, webdataset, folder")] = "folder",
-    size: Annotated[int, typer.Option(help="Image size in pixels")] = 64,
-    words: Annotated[float, typer.Option(help="Share of scenes with a rendered word on a sign")] = 0.0,
-    as_json: JsonOpt = False,
-) -> None:
-    """Write a synthetic image-caption dataset (deterministic from --seed)."""
-    from clipdex.errors import ClipdexError
-    from clipdex.synth import WorldConfig, write_scenes
-    from clipdex.synth.companions import write_composed, write_noisy_pool
-
-    if kind == "scenes":
-        report = write_scenes(out, n, seed, fmt, size, world=WorldConfig(p_word=words),
-                              progress=_progress_printer("synth"))
-    elif kind == "composed":
-        if fmt not in ("cirr", "folder"):
-            raise ClipdexError("--kind composed writes --format cirr")
-        report = write_composed(out, n, seed, size)
-    elif kind == "noisy-pool":
-        report = write_noisy_pool(out, n, seed, size, fmt=fmt)
-    else:
-        raise ClipdexError(f"unknown --kind {kind!r}. Available: scenes, composed, noisy-pool")
-    _emit(asdict(report), as_json, f"wrote {report.images} images, {report.captions} captions to {report.out}")
-
+from clipdex.cli.output import JsonOpt, emit, progress_printer
+from clipdex.train.config import TrainConfig
 
 # With --config, the file sets every training option; these are the ones that still go with it.
 _WITH_CONFIG = {"config", "out", "init", "resume", "as_json"}
 
 
-@app.command("train")
 def train_cmd(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, log.jsonl, train_config.json")],
@@ -61,7 +26,7 @@ def train_cmd(
     loss: Annotated[str, typer.Option(help="clip or siglip")] = "clip",
     steps: Annotated[int, typer.Option(min=1)] = 1000,
     epochs: Annotated[int | None, typer.Option(min=1, help="For a source: epochs instead of --steps")] = None,
-    batch_size: Annotated[int, typer.Option(min=2)] = 128,
+    batch_size: Annotated[int, typer.Option(min=2)] = TrainConfig.batch_size,
     accum: Annotated[int, typer.Option(min=1, help="Gradient accumulation steps")] = 1,
     lr: float = 2e-3,
     warmup: int = 100,
@@ -108,46 +73,15 @@ def train_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train or fine-tune a dual encoder with a contrastive loss."""
-    from clipdex.train import TrainConfig, train
+    from clipdex.train import config_from_options, train
 
     if config is not None:
         cfg = _config_from_file(ctx, config, out, init)
     else:
-        cfg = TrainConfig(
-            out=str(out),
-            model=model,
-            data=data,
-            loss=loss,
-            steps=steps,
-            epochs=epochs,
-            batch_size=batch_size,
-            accum=accum,
-            lr=lr,
-            warmup=warmup,
-            hard_negatives=hard_negatives,
-            binding_weight=binding_weight,
-            p_relation=p_relation,
-            counterfactuals=counterfactuals,
-            twin_margin=twin_margin, scene_weight=scene_weight, role_weight=role_weight,
-            place_weight=place_weight,
-            init=str(init) if init else None,
-            stem=stem,
-            text_conv=text_conv,
-            grid_readout=grid_readout,
-            embed_dim=embed_dim,
-            p_cross=p_cross,
-            p_position=p_position,
-            seed=seed,
-            val_every=val_every,
-            checkpoint_every=checkpoint_every,
-            bf16=bf16,
-            freeze=freeze,
-            image_col=image_col,
-            caption_col=caption_col,
-        )
-    show = _progress_printer("train")
+        cfg = config_from_options(ctx.params)
+    show = progress_printer("train")
     result = train(cfg, resume=resume, on_log=lambda r: show(r["step"], r["total"], 0))
-    _emit(
+    emit(
         asdict(result),
         as_json,
         f"trained {result.steps} steps in {result.seconds:.0f}s, "
@@ -157,7 +91,7 @@ def train_cmd(
 
 def _config_from_file(ctx: typer.Context, config: Path, out: Path, init: Path | None) -> TrainConfig:
     """The run's TrainConfig from ``config``, refusing training flags that the file would silently override."""
-    from clipdex.errors import ClipdexError
+    from clipdex.errors import UsageError
     from clipdex.train import load_train_config
 
     def on_command_line(name: str) -> bool:
@@ -168,14 +102,13 @@ def _config_from_file(ctx: typer.Context, config: Path, out: Path, init: Path | 
     given = sorted(name for name in ctx.params if name not in _WITH_CONFIG and on_command_line(name))
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise ClipdexError(f"--config sets every training option; drop {flags} or edit the file")
+        raise UsageError(f"--config sets every training option; drop {flags} or edit the file")
     overrides: dict[str, object] = {"out": str(out)}
     if init is not None:
         overrides["init"] = str(init)
     return load_train_config(config, **overrides)
 
 
-@app.command()
 def export(
     run: Annotated[Path, typer.Argument(help="A training run folder")],
     out: Annotated[Path, typer.Argument(help="onnx model folder to write")],
@@ -186,35 +119,6 @@ def export(
     from clipdex.train import export_trained
 
     folder = export_trained(run, out, force=force)
-    _emit({"out": str(folder), "spec": f"onnx:{folder}"}, as_json, f"exported to {folder} (spec onnx:{folder})")
+    emit({"out": str(folder), "spec": f"onnx:{folder}"}, as_json, f"exported to {folder} (spec onnx:{folder})")
 
 
-@app.command()
-def serve(
-    collections: Annotated[list[str], typer.Argument(
-        help="Collection folders, index folders (clipdex build-index), or a JSON file naming them")],
-    host: Annotated[str, typer.Option(help="Address to bind (loopback by default)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
-    api_key: Annotated[str | None, typer.Option(envvar="CLIPDEX_API_KEY", help="Require X-API-Key on /api")] = None,
-    cors: Annotated[list[str] | None, typer.Option(help="Allowed CORS origin (repeatable); off by default")] = None,
-    max_upload_mb: Annotated[float, typer.Option(help="Largest query image upload")] = 10.0,
-    timeout: Annotated[float, typer.Option(help="Seconds before a search answers 504")] = 30.0,
-    rerank_model: Annotated[list[str] | None, typer.Option(
-        help="Encoder spec requests may use as rerank model:SPEC (repeatable)")] = None,
-    model: Annotated[str | None, typer.Option(
-        help="Served indexes: the encoder their embeddings were made with, when the index does not record it")] = None,
-) -> None:
-    """Serve collections (or indexes, with the same API) over HTTP with a search page (OpenAPI at /docs)."""
-    try:
-        import uvicorn
-
-        from clipdex.serve import ServeConfig, create_app, resolve_collections
-    except ImportError as e:
-        from clipdex.errors import MissingExtraError
-
-        raise MissingExtraError(f"serve needs {e.name}; install it with `pip install 'clipdex[serve]'`") from e
-    config = ServeConfig(collections=resolve_collections(collections), api_key=api_key, cors_origins=tuple(cors or ()),
-                         max_upload_bytes=int(max_upload_mb * 1024 * 1024), request_timeout_s=timeout,
-                         rerank_models=tuple(rerank_model or ()), index_model=model)
-    typer.echo(f"serving {', '.join(config.collections)} on http://{host}:{port}  (API docs: /docs)", err=True)
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")

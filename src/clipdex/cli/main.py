@@ -1,0 +1,49 @@
+"""The ``clipdex`` command line: every command registered here, explicitly, by topic.
+
+Each command is a thin wrapper over a public library function (see the topic
+modules); :mod:`clipdex.cli.output` prints and maps errors to exit codes.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from clipdex.cli import collection, curate, embeddings, evaluate, serve, synth, train
+from clipdex.cli.output import run
+
+__all__ = ["app", "app_main", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="clipdex: index, search, curate, train and evaluate image-text collections.")
+
+# collection
+app.command("index")(collection.index)
+app.command("search")(collection.search)
+app.command("heatmap")(collection.heatmap)
+app.command("info")(collection.info)
+app.command("remove")(collection.remove)
+# curation and clip-retrieval embedding folders
+app.command("curate")(curate.curate_cmd)
+app.command("embed")(embeddings.embed_cmd)
+app.command("import-embeddings")(embeddings.import_embeddings_cmd)
+app.command("build-index")(embeddings.build_index_cmd)
+app.command("merge-index")(embeddings.merge_index_cmd)
+app.command("search-index")(embeddings.search_index_cmd)
+# evaluation
+app.add_typer(evaluate.evaluate_app, name="eval")
+# synthetic data, training, export, serving
+app.command("synth")(synth.synth)
+app.command("train")(train.train_cmd)
+app.command("export")(train.export)
+app.command("serve")(serve.serve)
+
+
+def app_main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (tests call this in-process)."""
+    return run(app, argv)
+
+
+def main() -> None:
+    sys.exit(app_main())

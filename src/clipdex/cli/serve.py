@@ -1,0 +1,39 @@
+"""``clipdex serve``: collections and indexes over HTTP with the search page."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from clipdex.errors import MissingExtraError
+
+__all__ = ["serve"]
+
+
+def serve(
+    collections: Annotated[list[str], typer.Argument(
+        help="Collection folders, index folders (clipdex build-index), or a JSON file naming them")],
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    api_key: Annotated[str | None, typer.Option(envvar="CLIPDEX_API_KEY", help="Require X-API-Key on /api")] = None,
+    cors: Annotated[list[str] | None, typer.Option(help="Allowed CORS origin (repeatable); off by default")] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest query image upload")] = 10.0,
+    timeout: Annotated[float, typer.Option(help="Seconds before a search answers 504")] = 30.0,
+    rerank_model: Annotated[list[str] | None, typer.Option(
+        help="Encoder spec requests may use as rerank model:SPEC (repeatable)")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Served indexes: the encoder their embeddings were made with, when the index does not record it")] = None,
+) -> None:
+    """Serve collections (or indexes, with the same API) over HTTP with a search page (OpenAPI at /docs)."""
+    try:
+        import uvicorn
+
+        from clipdex.serve import ServeConfig, create_app, resolve_collections
+    except ImportError as e:
+        raise MissingExtraError(f"serve needs {e.name}; install it with `pip install 'clipdex[serve]'`") from e
+    config = ServeConfig(collections=resolve_collections(collections), api_key=api_key, cors_origins=tuple(cors or ()),
+                         max_upload_bytes=int(max_upload_mb * 1024 * 1024), request_timeout_s=timeout,
+                         rerank_models=tuple(rerank_model or ()), index_model=model)
+    typer.echo(f"serving {', '.join(config.collections)} on http://{host}:{port}  (API docs: /docs)", err=True)
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")

@@ -1,0 +1,95 @@
+"""``clipdex.Collection``: the façade users and the layers above use.
+
+A collection is a :class:`~clipdex.store.Store` (the folder: SQLite, vector
+shards, ANN files) plus the encoder it was built with, loaded on first use,
+plus the searcher. ``store/`` itself knows nothing of encoders or search; this
+module is where the three meet.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from clipdex.encoders.base import Encoder
+from clipdex.encoders.registry import DEFAULT_SPEC, load_encoder
+from clipdex.errors import SourceError
+from clipdex.indexing import IndexOptions, ProgressFn, index_source
+from clipdex.media.sources import Item
+from clipdex.search.query import Hit, Query, SearchPage
+from clipdex.search.searcher import search_page
+from clipdex.store.store import Store
+from clipdex.store.writes import IndexReport
+
+__all__ = ["Collection", "index_into"]
+
+
+class Collection(Store):
+    """A collection of images, captions and their embeddings in one folder.
+
+    Example:
+        >>> c = Collection.create("photos.clipdex", encoder_spec="builtin:shapes-tiny", dim=256)
+        >>> c.add("~/photos")            # doctest: +SKIP
+        >>> c.search("a red car", k=5)   # doctest: +SKIP
+    """
+
+    _encoder: Encoder | None = None
+
+    def encoder(self) -> Encoder:
+        """The encoder this collection was built with, loaded on first use."""
+        if self._encoder is None:
+            self._encoder = load_encoder(self.encoder_spec)
+        return self._encoder
+
+    def use_encoder(self, encoder: Encoder) -> None:
+        """Share an already-loaded encoder (it must match this collection's spec)."""
+        self.check_encoder(encoder.spec)
+        self._encoder = encoder
+
+    def add(self, source: str | os.PathLike[str] | Iterable[Item], encoder: Encoder | None = None,
+            options: IndexOptions | None = None, progress: ProgressFn | None = None) -> IndexReport:
+        """Embed and store new or changed items of a source (folder, table, JSON or items).
+
+        See :func:`clipdex.indexing.index_items` for the details.
+        """
+        return index_source(self, source, encoder or self.encoder(), options or IndexOptions(), progress)
+
+    def search(self, query: str | Query, k: int = 10, **kwargs: Any) -> list[Hit]:
+        """Search with this collection's encoder; see :func:`clipdex.search.search`.
+
+        Example:
+            >>> c.search("a red circle", k=5)  # doctest: +SKIP
+        """
+        q = query if isinstance(query, Query) else Query(text=query, k=k, **kwargs)
+        return self.search_page(q).hits
+
+    def search_page(self, query: Query, encoder: Encoder | None = None) -> SearchPage:
+        """One page of hits with its stage timings (``encoder``: this collection's when None)."""
+        return search_page(self, query, encoder or self.encoder())
+
+
+def index_into(collection: str | os.PathLike[str], source: str | os.PathLike[str], model: str | None = None,
+               precision: str = "fp32", options: IndexOptions = IndexOptions(),
+               progress: ProgressFn | None = None) -> IndexReport:
+    """Index ``source`` into the collection folder, creating it for ``model`` (default: the built-in) if missing.
+
+    An existing collection keeps its model: ``model``, when given, must be the same.
+
+    Raises:
+        SourceError: a new collection's source does not exist.
+        CollectionError: the collection was built with another model.
+    """
+    folder = Path(collection)
+    if (folder / "collection.json").exists():
+        coll = Collection.open(folder)
+        coll.check_encoder(model or coll.encoder_spec)
+        encoder = load_encoder(coll.encoder_spec, precision=precision)
+    else:
+        if not Path(source).exists():
+            raise SourceError(f"source not found: {source}")
+        encoder = load_encoder(model or DEFAULT_SPEC, precision=precision)
+        coll = Collection.create(folder, encoder.spec, encoder.dim)
+    with coll:
+        return coll.add(source, encoder, options, progress)

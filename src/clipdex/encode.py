@@ -1,0 +1,92 @@
+"""The one loop that turns image files (or bytes) into vectors.
+
+Images are decoded and preprocessed on threads (:func:`clipdex.media.decode_stream`)
+while the encoder runs on the previous batch, with one set of decode options for
+every caller: reduced JPEG decoding to the model's input size unless a caller
+needs every pixel. Indexing, curation, evaluation, the embedding folders, the
+model re-ranker and the Ray workers all call this module; none keeps a loop of
+its own. A file that cannot be decoded is a per-item failure with its reason,
+never an exception.
+
+Example:
+    >>> vectors, ok = embed_images(encoder, ["a.jpg", "b.png"])   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+import numpy as np
+
+from clipdex.encoders.base import Encoder
+from clipdex.media.decode import DecodeOptions, ImageInput
+from clipdex.media.pipeline import Decoded, decode_stream
+
+__all__ = ["decode_options", "decoded_batches", "embed_images", "embed_stream"]
+
+T = TypeVar("T")
+
+
+def decode_options(encoder: Encoder, base: DecodeOptions = DecodeOptions(), full_size: bool = False) -> DecodeOptions:
+    """The decode options for embedding with ``encoder``.
+
+    JPEGs are decoded at a reduced scale no smaller than the model's input
+    (``draft_size``), which the encoder's resize would throw away anyway;
+    ``full_size`` keeps every pixel (OCR and image measurements want them), and
+    a ``base`` that sets its own draft size is kept as it is.
+    """
+    if base.draft_size is not None or full_size:
+        return base
+    return DecodeOptions(base.max_pixels, encoder.image_size, base.max_bytes)
+
+
+def decoded_batches(items: Iterable[T], path_of: Callable[[T], ImageInput], encoder: Encoder,
+                    options: DecodeOptions | None = None, batch_size: int = 64, workers: int | None = None,
+                    transform: Callable[[Any], Any] | None = None) -> Iterator[list[Decoded[T]]]:
+    """Items decoded and preprocessed on threads, in input order, ``batch_size`` at a time.
+
+    Args:
+        items: anything; ``path_of(item)`` names its image file or gives its bytes.
+        encoder: whose ``preprocess`` (and input size) prepares the pixels.
+        options: decode limits (default: :func:`decode_options` for ``encoder``).
+        batch_size: items per batch, failed ones included (a batch is a unit of commit for indexing).
+        workers: decode threads (default: from the machine).
+        transform: replaces ``encoder.preprocess`` in the decode threads (e.g. to also cut crops).
+
+    Yields:
+        Lists of :class:`Decoded`; a failed item carries its reason in ``error``.
+    """
+    batch: list[Decoded[T]] = []
+    stream = decode_stream(items, path_of, options or decode_options(encoder), transform or encoder.preprocess,
+                           workers, prefetch=max(2 * batch_size, 32))
+    for decoded in stream:
+        batch.append(decoded)
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def embed_stream(encoder: Encoder, items: Iterable[T], path_of: Callable[[T], ImageInput],
+                 options: DecodeOptions | None = None, batch_size: int = 64,
+                 workers: int | None = None) -> Iterator[tuple[T, np.ndarray | None, str | None]]:
+    """``(item, unit vector, None)`` per item in input order, or ``(item, None, reason)`` when its image
+    cannot be decoded (see :func:`decoded_batches` for the arguments)."""
+    for batch in decoded_batches(items, path_of, encoder, options, batch_size, workers):
+        good = [d.value for d in batch if d.error is None]
+        vectors = iter(encoder.encode_pixels(np.stack(good)) if good else ())
+        for d in batch:
+            yield (d.item, None, d.error) if d.error is not None else (d.item, next(vectors), None)
+
+
+def embed_images(encoder: Encoder, paths: list[str], workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors ``(len(paths), dim)`` of the images that decode (zero rows elsewhere), and the mask of which did."""
+    emb = np.zeros((len(paths), encoder.dim), np.float32)
+    ok = np.zeros(len(paths), bool)
+    for i, vector, _error in embed_stream(encoder, range(len(paths)), lambda i: paths[i], workers=workers):
+        if vector is not None:
+            emb[i] = vector
+            ok[i] = True
+    return emb, ok

@@ -1,0 +1,220 @@
+"""Writing items into a store: plan what changed, then commit batches of rows and vectors.
+
+Each batch is one shard file plus one SQLite transaction, so a killed process
+loses at most the batch in flight, and re-running the same command skips what
+was committed (by path, size, mtime and a hash of captions and metadata). The
+vectors arrive computed (by :mod:`clipdex.indexing`, or by another tool through
+:func:`add_embedded`): nothing here knows an encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from clipdex.encoders.base import l2_normalize
+from clipdex.media.sources import Item, display_path
+from clipdex.media.video import split_frame_path
+from clipdex.store.db import bump_version, dumps, get_meta, set_meta
+from clipdex.store.store import Store
+from clipdex.store.vectors import write_shard
+
+__all__ = ["EncodedBatch", "IndexReport", "PlannedItem", "add_embedded", "fingerprint", "plan_items", "write_batch"]
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class IndexReport:
+    """What one ``index`` run did."""
+
+    seen: int = 0
+    added: int = 0
+    updated: int = 0
+    skipped: int = 0
+    failed: int = 0
+    pruned: int = 0
+    captions: int = 0
+    seconds: float = 0.0
+    index: str = "exact"
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        embedded = self.added + self.updated
+        return embedded / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class PlannedItem:
+    """An item to (re-)embed: its exact OS path, what it looks like now, and the row it replaces."""
+
+    item: Item
+    path_bytes: bytes
+    fingerprint: str
+    old_id: int | None
+    rel: str
+    source: str
+
+
+@dataclass
+class EncodedBatch:
+    """One batch ready to commit: every planned item with its error (None: ok), and the vectors of the ok ones.
+
+    ``image_vectors`` has one row per ok item, in order; captions and region
+    crops name their ok item by its position among the ok items (``*_owner``).
+    """
+
+    planned: list[PlannedItem]
+    errors: list[str | None]
+    image_vectors: np.ndarray | None = None
+    caption_owner: list[int] = field(default_factory=list)
+    caption_texts: list[str] = field(default_factory=list)
+    caption_vectors: np.ndarray | None = None
+    region_owner: list[int] = field(default_factory=list)
+    region_boxes: list[Box] = field(default_factory=list)
+    region_vectors: np.ndarray | None = None
+
+
+def fingerprint(item: Item) -> str:
+    """What 'changed' means: the file's size and mtime, and a hash of its captions and metadata."""
+    frame = split_frame_path(item.path) if "#t=" in item.path else None
+    try:
+        st = os.stat(frame[0] if frame else item.path)  # a frame changes when its video does
+        stamp = f"{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        stamp = "missing"
+    text = json.dumps([item.captions, item.metadata], sort_keys=True, default=str)
+    return f"{stamp}:{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+
+def plan_items(conn: sqlite3.Connection, items: Iterable[Item], source_key: str, rel_root: str,
+               report: IndexReport) -> tuple[list[PlannedItem], list[int]]:
+    """The new or changed items to embed, and the ids of this source's items whose files are gone."""
+    known = {bytes(r[0]): (r[1], r[2], r[3]) for r in
+             conn.execute("SELECT path_bytes, id, fingerprint, source FROM items")}
+    seen: set[bytes] = set()
+    todo: list[PlannedItem] = []
+    for item in items:
+        path_bytes = os.fsencode(item.path)
+        if path_bytes in seen:
+            continue
+        seen.add(path_bytes)
+        report.seen += 1
+        now = fingerprint(item)
+        old = known.get(path_bytes)
+        if old is not None and old[1] == now:
+            report.skipped += 1
+            continue
+        rel = os.path.relpath(item.path, rel_root) if rel_root else item.path
+        todo.append(PlannedItem(item, path_bytes, now, old[0] if old else None, display_path(rel), source_key))
+    gone = [v[0] for k, v in known.items() if v[2] == source_key and k not in seen]
+    return todo, gone
+
+
+def write_batch(store: Store, conn: sqlite3.Connection, batch: EncodedBatch, report: IndexReport) -> None:
+    """Commit one batch: its shard file, then every row in one transaction (the shard becomes visible with them).
+
+    Captions without vectors (``batch.caption_vectors`` is None) are stored as text only.
+    """
+    parts = [v for v in (batch.image_vectors, batch.caption_vectors, batch.region_vectors) if v is not None]
+    first_vec = int(get_meta(conn, "next_vec", "0"))
+    shard = write_shard(store.path / "vectors", first_vec, np.concatenate(parts), store.vector_dtype) \
+        if parts else None
+    try:
+        item_ids = [_upsert_item(conn, p, e, report) for p, e in zip(batch.planned, batch.errors, strict=True)]
+        good_ids = [i for i, e in zip(item_ids, batch.errors, strict=True) if e is None]
+        next_vec = first_vec
+        for item_id in good_ids:
+            conn.execute("INSERT INTO vectors VALUES (?, ?, NULL, 'image')", (next_vec, item_id))
+            next_vec += 1
+        if batch.caption_vectors is not None:
+            for owner, text in zip(batch.caption_owner, batch.caption_texts, strict=True):
+                cur = conn.execute("INSERT INTO captions (item_id, text) VALUES (?, ?)", (good_ids[owner], text))
+                conn.execute("INSERT INTO vectors VALUES (?, ?, ?, 'caption')",
+                             (next_vec, good_ids[owner], cur.lastrowid))
+                next_vec += 1
+        for owner, box in zip(batch.region_owner, batch.region_boxes, strict=True):
+            conn.execute("INSERT INTO regions VALUES (?, ?, ?, ?, ?, ?)", (next_vec, good_ids[owner], *box))
+            next_vec += 1
+        if batch.caption_vectors is None:
+            good = [p for p, e in zip(batch.planned, batch.errors, strict=True) if e is None]
+            for item_id, planned in zip(good_ids, good, strict=True):
+                conn.executemany("INSERT INTO captions (item_id, text) VALUES (?, ?)",
+                                 [(item_id, t) for t in planned.item.captions])
+        if shard:
+            conn.execute("INSERT INTO shards (file, first_vec, count) VALUES (?, ?, ?)",
+                         (shard, first_vec, next_vec - first_vec))
+        set_meta(conn, "next_vec", next_vec)
+        bump_version(conn)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    report.captions += len(batch.caption_texts) if batch.caption_vectors is not None else 0
+
+
+def _upsert_item(conn: sqlite3.Connection, planned: PlannedItem, error: str | None, report: IndexReport) -> int:
+    status = "ok" if error is None else "error"
+    values: dict[str, Any] = {
+        "path": display_path(planned.item.path), "rel": planned.rel, "source": planned.source,
+        "fingerprint": planned.fingerprint, "status": status, "error": error,
+        "metadata": dumps(planned.item.metadata), "added_at": time.time(),
+    }
+    if error:
+        report.failed += 1
+        report.errors.append({"path": values["path"], "error": error})
+    if planned.old_id is not None:
+        conn.execute("DELETE FROM vectors WHERE item_id = ?", (planned.old_id,))
+        conn.execute("DELETE FROM captions WHERE item_id = ?", (planned.old_id,))
+        conn.execute("DELETE FROM regions WHERE item_id = ?", (planned.old_id,))
+        conn.execute(
+            "UPDATE items SET path=:path, rel=:rel, source=:source, fingerprint=:fingerprint, "
+            "status=:status, error=:error, metadata=:metadata, added_at=:added_at WHERE id=:id",
+            {**values, "id": planned.old_id})
+        if not error:
+            report.updated += 1
+        return planned.old_id
+    cur = conn.execute(
+        "INSERT INTO items (path_bytes, path, rel, source, fingerprint, status, error, metadata, added_at) "
+        "VALUES (:path_bytes, :path, :rel, :source, :fingerprint, :status, :error, :metadata, :added_at)",
+        {**values, "path_bytes": planned.path_bytes})
+    if not error:
+        report.added += 1
+    return int(cur.lastrowid or 0)
+
+
+def add_embedded(store: Store, items: list[Item], image_vectors: np.ndarray, wait: float = 0.0,
+                 batch_size: int = 10_000) -> int:
+    """Store items whose image vectors were computed elsewhere (a Ray job, another tool).
+
+    Vectors are L2-normalised here; items already in the collection (same
+    path) are replaced. Commits in batches, like indexing.
+
+    Returns:
+        How many items were stored.
+
+    Raises:
+        ValueError: the vectors do not match the items or the collection's dimension.
+    """
+    vectors = l2_normalize(image_vectors)
+    if vectors.shape != (len(items), store.dim):
+        raise ValueError(f"expected vectors of shape ({len(items)}, {store.dim}), got {vectors.shape}")
+    report = IndexReport()
+    with store.writing(wait) as conn:
+        known = {bytes(r[0]): r[1] for r in conn.execute("SELECT path_bytes, id FROM items")}
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            planned = [PlannedItem(item, os.fsencode(item.path), fingerprint(item), known.get(os.fsencode(item.path)),
+                                   display_path(item.path), "embedded") for item in chunk]
+            batch = EncodedBatch(planned, [None] * len(planned), vectors[start : start + batch_size])
+            write_batch(store, conn, batch, report)
+    return len(items)
