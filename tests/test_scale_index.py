@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipdex.embeddings.index import EmbeddingIndex, build_index, merge_index, parse_size, plan_index
+from clipdex.embeddings.index import EmbeddingIndex, build_index, merge_index, parse_size
 from clipdex.embeddings.layout import write_clip_retrieval
 from clipdex.errors import ClipdexError
+from clipdex.store.ann import plan_index
 
 pytestmark = pytest.mark.integration
 
@@ -140,7 +141,7 @@ def test_cli_build_and_search(emb: tuple[Path, np.ndarray], tmp_path: Path,
     assert app_main(["build-index", str(folder), "--out", str(tmp_path / "i"), "--memory-budget", "3M",
                      "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["factory"].endswith("SQfp16")
-    assert app_main(["build-index", str(folder), "--out", str(tmp_path / "j"), "--memory-budget", "10K"]) == 1
+    assert app_main(["build-index", str(folder), "--out", str(tmp_path / "j"), "--memory-budget", "10K"]) == 2
     assert "too small" in capsys.readouterr().err
 
 

@@ -41,14 +41,15 @@ def decode_options(encoder: Encoder, base: DecodeOptions = DecodeOptions(), full
     return DecodeOptions(base.max_pixels, encoder.image_size, base.max_bytes)
 
 
-def decoded_batches(items: Iterable[T], path_of: Callable[[T], ImageInput], encoder: Encoder,
+def decoded_batches(items: Iterable[T], path_of: Callable[[T], ImageInput], encoder: Encoder | None,
                     options: DecodeOptions | None = None, batch_size: int = 64, workers: int | None = None,
                     transform: Callable[[Any], Any] | None = None) -> Iterator[list[Decoded[T]]]:
     """Items decoded and preprocessed on threads, in input order, ``batch_size`` at a time.
 
     Args:
         items: anything; ``path_of(item)`` names its image file or gives its bytes.
-        encoder: whose ``preprocess`` (and input size) prepares the pixels.
+        encoder: whose ``preprocess`` (and input size) prepares the pixels; None when a caller only
+            measures images (then ``options`` and ``transform`` are required).
         options: decode limits (default: :func:`decode_options` for ``encoder``).
         batch_size: items per batch, failed ones included (a batch is a unit of commit for indexing).
         workers: decode threads (default: from the machine).
@@ -56,10 +57,16 @@ def decoded_batches(items: Iterable[T], path_of: Callable[[T], ImageInput], enco
 
     Yields:
         Lists of :class:`Decoded`; a failed item carries its reason in ``error``.
+
+    Raises:
+        ValueError: no encoder, and no ``options`` or ``transform`` to stand for it.
     """
+    if encoder is None and (options is None or transform is None):
+        raise ValueError("decoded_batches without an encoder needs both options and transform")
+    options = options or decode_options(encoder)  # type: ignore[arg-type]
+    transform = transform or encoder.preprocess  # type: ignore[union-attr]
     batch: list[Decoded[T]] = []
-    stream = decode_stream(items, path_of, options or decode_options(encoder), transform or encoder.preprocess,
-                           workers, prefetch=max(2 * batch_size, 32))
+    stream = decode_stream(items, path_of, options, transform, workers, prefetch=max(2 * batch_size, 32))
     for decoded in stream:
         batch.append(decoded)
         if len(batch) >= batch_size:

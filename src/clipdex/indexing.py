@@ -22,7 +22,8 @@ from clipdex.encoders.base import Encoder
 from clipdex.errors import BadQueryError, CollectionError, SourceError
 from clipdex.media.decode import DecodeOptions
 from clipdex.media.pipeline import Decoded
-from clipdex.media.sources import Item, SourceOptions, iter_folder, iter_source
+from clipdex.media.pools import iter_source
+from clipdex.media.sources import Item, SourceOptions, iter_folder
 from clipdex.store.ann import ANN_THRESHOLD
 from clipdex.store.store import Store
 from clipdex.store.writes import EncodedBatch, IndexReport, PlannedItem, plan_items, write_batch

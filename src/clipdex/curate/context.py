@@ -100,7 +100,8 @@ class Context:
     def target_set(self, spec: str) -> tuple[list[str], np.ndarray]:
         """Image embeddings of one or more sources (joined by ``|``), cached in the work folder."""
         from clipdex.encode import embed_images
-        from clipdex.media.sources import display_path, iter_source
+        from clipdex.media.pools import iter_source
+        from clipdex.media.sources import display_path
 
         encoder = self.encoder()
         self.check_dim(encoder, "image")

@@ -29,10 +29,10 @@ from PIL import Image
 from clipdex.curate.language import detect_languages
 from clipdex.curate.precomputed import Precomputed, open_precomputed
 from clipdex.embeddings.layout import npy_bytes, save_atomic
+from clipdex.encode import decoded_batches
 from clipdex.encoders.base import Encoder
 from clipdex.errors import DecodeError, SourceError
 from clipdex.media.decode import DecodeOptions, read_image_bytes
-from clipdex.media.pipeline import decode_stream
 from clipdex.media.pools import Pool, PoolOptions, Sample, Shard, open_pool, text_if_mixed
 from clipdex.scale.ray_engine import RayOptions, ShardResult, run_shards
 
@@ -223,19 +223,23 @@ def _inspect_images(rows: list[_Row], res: _Resources, needs: frozenset[str]) ->
         phash = perceptual_hash(im) if wants_hash else None
         return im.width, im.height, float(small.std(axis=0).max()), phash, pixels
 
-    for decoded in decode_stream(todo, lambda r: r.data or b"", options, transform=inspect, workers=None):
-        r = decoded.item
-        if decoded.error:
-            r.error = decoded.error
-            continue
-        r.width, r.height, r.blank_std, r.phash, r.pixels = decoded.value
-    if encoder is not None:
-        pending = [r for r in todo if r.pixels is not None and r.image_vec is None]
-        for start in range(0, len(pending), 64):
-            batch = pending[start:start + 64]
-            vectors = encoder.encode_pixels(np.stack([r.pixels for r in batch]))  # type: ignore[misc]
-            for r, v in zip(batch, vectors, strict=True):
-                r.image_vec = v
+    # one pass of the shared loop: decode threads measure each image (full size) and preprocess it for the
+    # encoder; each batch is encoded as soon as it is decoded
+    for batch in decoded_batches(todo, lambda r: r.data or b"", encoder, options, batch_size=64,
+                                 transform=inspect):
+        for decoded in batch:
+            r = decoded.item
+            if decoded.error:
+                r.error = decoded.error
+                continue
+            r.width, r.height, r.blank_std, r.phash, r.pixels = decoded.value
+        if encoder is not None:
+            pending = [d.item for d in batch if d.item.pixels is not None and d.item.image_vec is None]
+            if pending:
+                vectors = encoder.encode_pixels(np.stack([r.pixels for r in pending]))  # type: ignore[misc]
+                for r, v in zip(pending, vectors, strict=True):
+                    r.image_vec = v
+                    r.pixels = None  # the batch's pixels are not needed any more
 
 
 def _read_bytes(r: _Row, max_bytes: int) -> bytes | None:

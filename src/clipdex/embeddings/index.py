@@ -11,12 +11,11 @@ and hydrates results from the metadata part files by row.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,12 @@ import numpy as np
 
 from clipdex.embeddings.layout import read_model_card, read_parts
 from clipdex.encoders.base import l2_normalize
-from clipdex.errors import BadQueryError, ClipdexError, SourceError
+from clipdex.errors import BadQueryError, ClipdexError, SourceError, UsageError
+from clipdex.store.ann import plan_index
 from clipdex.store.vectors import gather_rows
 
-__all__ = ["EmbeddingIndex", "IndexPlan", "RowReader", "build_index", "calibrate_index", "exact_neighbours",
-           "merge_index", "parse_size", "plan_index", "search_index_text"]
+__all__ = ["EmbeddingIndex", "RowReader", "build_index", "calibrate_index", "exact_neighbours",
+           "merge_index", "parse_size", "search_index_text"]
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -37,58 +37,12 @@ def parse_size(text: str) -> int:
     """``"2G"`` -> bytes (K, M, G, T are powers of 1024).
 
     Raises:
-        ClipdexError: not a size.
+        UsageError: not a size.
     """
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)I?B?\s*", text.upper())
     if not match:
-        raise ClipdexError(f"cannot read the size {text!r}; write e.g. 512M or 2G")
+        raise UsageError(f"cannot read the size {text!r}; write e.g. 512M or 2G")
     return int(float(match[1]) * _UNITS[match[2]])
-
-
-@dataclass(frozen=True)
-class IndexPlan:
-    factory: str
-    bytes_per_vector: int
-    fixed_bytes: int
-    nlist: int
-    nprobe: int
-
-    def total_bytes(self, n: int) -> int:
-        return n * self.bytes_per_vector + self.fixed_bytes
-
-
-def _nlist(n: int) -> int:
-    return int(min(65_536, max(16, 4 * math.sqrt(n)), max(1, n // 39)))
-
-
-def plan_index(n: int, dim: int, budget: int) -> IndexPlan:
-    """The best index for ``n`` vectors of ``dim`` that fits ``budget`` bytes of RAM.
-
-    Raises:
-        ClipdexError: even the smallest codes do not fit; the message gives the minimum budget.
-    """
-    nlist = _nlist(n)
-    nprobe = max(8, nlist // 64)
-    centroids = nlist * dim * 4
-    # past a few thousand lists, finding the nearest lists by brute force costs more than scanning them
-    # (for every added vector and every query): an HNSW graph over the centroids finds them instead
-    ivf = f"IVF{nlist}" if nlist < 4096 else f"IVF{nlist}_HNSW32"
-    if nlist >= 4096:
-        centroids += nlist * 32 * 2 * 4  # the graph's links
-    options = [IndexPlan("Flat", 4 * dim, 0, 0, 0),
-               IndexPlan(f"{ivf},SQfp16", 2 * dim + 8, centroids, nlist, nprobe),
-               IndexPlan(f"{ivf},SQ8", dim + 8, centroids, nlist, nprobe)]
-    # 4-bit fast-scan PQ: trains in a fraction of a second where 8-bit PQ takes a minute on this machine,
-    # and the exact re-ranking from the float16 vectors on disk makes up for the coarser codes
-    for m in (dim // 2, dim // 4, dim // 8, dim // 16):
-        if m >= 4 and m % 2 == 0 and dim % m == 0:
-            options.append(IndexPlan(f"{ivf},PQ{m}x4fs", m // 2 + 8, centroids, nlist, nprobe))
-    for plan in options:
-        if plan.total_bytes(n) <= budget:
-            return plan
-    smallest = options[-1]
-    raise ClipdexError(f"a memory budget of {budget:,} bytes is too small for {n:,} vectors of {dim} dimensions: "
-                       f"the smallest index ({smallest.factory}) needs {smallest.total_bytes(n):,} bytes")
 
 
 def build_index(emb: str | os.PathLike[str], out: str | os.PathLike[str], memory_budget: int,

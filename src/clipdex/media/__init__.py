@@ -2,6 +2,7 @@
 
 from clipdex.media.decode import DecodeOptions, decode_image, to_rgb
 from clipdex.media.pipeline import Decoded, decode_stream, default_workers
+from clipdex.media.pools import iter_source
 from clipdex.media.sources import (
     IMAGE_EXTENSIONS,
     Item,
@@ -9,7 +10,6 @@ from clipdex.media.sources import (
     display_path,
     iter_folder,
     iter_karpathy,
-    iter_source,
     iter_table,
 )
 

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from clipdex.errors import DecodeError
+from clipdex.media.members import read_member, split_member_path
 
 __all__ = ["DecodeOptions", "decode_image", "read_image_bytes", "to_rgb"]
 
@@ -58,6 +59,8 @@ def decode_image(source: ImageInput, options: DecodeOptions = DecodeOptions()) -
         frame = split_frame_path(source)
         if frame is not None:
             return read_frame(*frame)
+    if isinstance(source, str) and split_member_path(source) is not None:
+        source = read_member(source, options.max_bytes)  # an image inside a webdataset tar shard
     try:
         fp = _open_bytes(source, options.max_bytes)
         with Image.open(fp) as im:

@@ -1,4 +1,10 @@
-"""Pools: the image–caption samples a curation run reads, split into shards, and writes back.
+"""Every source clipdex reads: :func:`iter_source` (items to index) and :func:`open_pool` (samples to curate).
+
+Indexing reads a folder (sidecar ``.txt`` captions), a CSV/TSV/Parquet/JSONL
+table, a Karpathy JSON (:mod:`clipdex.media.sources`) or webdataset tar shards
+(members read in place, see :mod:`clipdex.media.members`).
+
+Pools: the image–caption samples a curation run reads, split into shards, and writes back.
 
 A pool is a table (Parquet / CSV / TSV: one row per sample), webdataset tar
 shards as img2dataset writes them (``key.jpg`` + ``key.txt`` + ``key.json``), or
@@ -23,10 +29,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from clipdex.errors import SourceError
-from clipdex.media.sources import IMAGE_EXTENSIONS
+from clipdex.media.members import member_path
+from clipdex.media.sources import IMAGE_EXTENSIONS, Item, SourceOptions, read_source, walk_images
 
 __all__ = ["POOL_FORMATS", "Pool", "PoolOptions", "Sample", "Shard", "ShardResult", "ShardRunner", "ShardWorker",
-           "open_pool", "text_if_mixed"]
+           "is_webdataset", "iter_source", "open_pool", "text_if_mixed"]
 
 POOL_FORMATS = ("parquet", "csv", "tsv", "webdataset", "folder")
 _IMAGE_COLUMNS = ("path", "image", "image_path", "filepath", "file", "filename")
@@ -112,6 +119,28 @@ class Pool:
 
     def finish(self, out: Path, shards: list[Shard]) -> None:
         """Join per-shard outputs where the format is one file (tables)."""
+
+
+def is_webdataset(path: Path) -> bool:
+    """A ``.tar`` shard, or a folder of them with no images of its own (then it is not a photo folder)."""
+    if path.is_file():
+        return path.suffix.lower() == ".tar"
+    if not path.is_dir() or not any(path.glob("*.tar")):
+        return False
+    return not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir())
+
+
+def iter_source(location: str | os.PathLike[str], options: SourceOptions = SourceOptions()) -> Iterator[Item]:
+    """The items to index of any supported source, chosen by what ``location`` is: a folder of images,
+    webdataset tar shards (one ``.tar`` or a folder of them), a CSV/TSV/Parquet/JSONL table or a Karpathy JSON.
+
+    Raises:
+        SourceError: the location does not exist or has an unknown format.
+    """
+    path = Path(location)
+    if is_webdataset(path):
+        return WebdatasetPool(path, PoolOptions()).items()
+    return read_source(path, options)
 
 
 def open_pool(location: str | os.PathLike[str], options: PoolOptions = PoolOptions()) -> Pool:
@@ -294,12 +323,7 @@ class FolderPool(Pool):
 
     def _files(self) -> list[str]:
         if not hasattr(self, "_file_list"):
-            files = []
-            for dirpath, dirnames, filenames in os.walk(self.location):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                        files.append(os.path.relpath(os.path.join(dirpath, name), self.location))
+            files = [os.path.relpath(full, self.location) for full in walk_images(self.location, skip_hidden=True)]
             if not files:
                 raise SourceError(f"{self.location}: no image files in this folder")
             self._file_list = files
@@ -373,14 +397,31 @@ class WebdatasetPool(Pool):
 
     def read(self, shard: Shard, with_images: bool = True) -> Iterator[Sample]:
         for key, members, tar in self._groups(shard):
-            ext = next((e for e in _WDS_IMAGE_EXTS if e in members), None)
-            caption: Any = _member_text(tar, members["txt"]) if "txt" in members else None
-            columns: dict[str, Any] = {}
-            if "json" in members:
-                meta = _member_json(tar, members["json"])
-                columns = {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)}
-            data = _member_bytes(tar, members[ext]) if ext and with_images else None
-            yield Sample(key, caption, image_bytes=data, columns=columns)
+            yield self._sample(key, members, tar, with_images)
+
+    @staticmethod
+    def _sample(key: str, members: dict[str, tarfile.TarInfo], tar: tarfile.TarFile, with_image: bool) -> Sample:
+        ext = next((e for e in _WDS_IMAGE_EXTS if e in members), None)
+        caption: Any = _member_text(tar, members["txt"]) if "txt" in members else None
+        columns: dict[str, Any] = {}
+        if "json" in members:
+            meta = _member_json(tar, members["json"])
+            columns = {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)}
+        data = _member_bytes(tar, members[ext]) if ext and with_image else None
+        return Sample(key, caption, image_bytes=data, columns=columns)
+
+    def items(self) -> Iterator[Item]:
+        """Every sample with an image member as an item to index: its member path, caption and JSON fields."""
+        for shard in self.shards():
+            tar_path = self._tars()[shard.index]
+            for key, members, _tar in self._groups(shard):
+                ext = next((e for e in _WDS_IMAGE_EXTS if e in members), None)
+                if ext is None:
+                    continue  # no image in this sample: nothing to index
+                sample = self._sample(key, members, _tar, with_image=False)
+                captions = [sample.caption] if isinstance(sample.caption, str) and sample.caption else []
+                yield Item(member_path(tar_path.resolve(), members[ext].name), captions,
+                           {"key": key, **sample.columns})
 
     def write(self, out: Path, shard: Shard, keep: set[str], copy_images: bool) -> int:
         target = out / shard.name

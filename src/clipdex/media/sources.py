@@ -23,8 +23,9 @@ __all__ = [
     "display_path",
     "iter_folder",
     "iter_karpathy",
-    "iter_source",
+    "read_source",
     "iter_table",
+    "walk_images",
     "read_jsonl",
 ]
 
@@ -68,8 +69,8 @@ def display_path(path: str) -> str:
     return os.fsencode(path).decode("utf-8", errors="replace")
 
 
-def iter_source(location: str | os.PathLike[str], options: SourceOptions = SourceOptions()) -> Iterator[Item]:
-    """Iterate the items of any supported source, chosen by what ``location`` is.
+def read_source(location: str | os.PathLike[str], options: SourceOptions = SourceOptions()) -> Iterator[Item]:
+    """The items of a folder, table or Karpathy JSON (:func:`clipdex.media.pools.iter_source` adds tar shards).
 
     Raises:
         SourceError: the location does not exist or has an unknown format.
@@ -85,21 +86,20 @@ def iter_source(location: str | os.PathLike[str], options: SourceOptions = Sourc
     if suffix == ".json":
         return iter_karpathy(path, options)
     raise SourceError(
-        f"unknown source format {suffix!r}: use a folder, .csv, .tsv, .parquet, .jsonl "
-        "or a Karpathy-style .json"
+        f"unknown source format {suffix!r}: use a folder, webdataset .tar shards, .csv, .tsv, .parquet, "
+        ".jsonl or a Karpathy-style .json"
     )
 
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"})
 
 
-def iter_folder(root: str | os.PathLike[str], videos: bool = False) -> Iterator[Item]:
-    """Walk a folder recursively for image files (and video files when ``videos``), in sorted order.
+def walk_images(root: str | os.PathLike[str], videos: bool = False, skip_hidden: bool = False) -> Iterator[str]:
+    """The one folder walk: image files (and video files when ``videos``) under ``root``, recursively, sorted.
 
-    Symlinked folders are followed once (loops are detected by inode); a
-    ``name.txt`` beside ``name.jpg`` gives its captions, one per line.
+    Symlinked folders are followed once (loops are detected by inode); dangling
+    links are skipped; ``skip_hidden`` leaves out folders whose name starts with a dot.
     """
-    root = Path(root)
     seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         try:
@@ -111,8 +111,7 @@ def iter_folder(root: str | os.PathLike[str], videos: bool = False) -> Iterator[
             dirnames[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
-        dirnames.sort()
-        names = set(filenames)
+        dirnames[:] = sorted(d for d in dirnames if not (skip_hidden and d.startswith(".")))
         for name in sorted(filenames):
             ext = os.path.splitext(name)[1].lower()
             if ext not in IMAGE_EXTENSIONS and not (videos and ext in VIDEO_EXTENSIONS):
@@ -120,7 +119,19 @@ def iter_folder(root: str | os.PathLike[str], videos: bool = False) -> Iterator[
             full = os.path.join(dirpath, name)
             if os.path.islink(full) and not os.path.exists(full):
                 continue  # dangling or self-referencing link: nothing to read
-            yield Item(path=full, captions=_sidecar_captions(dirpath, name, names))
+            yield full
+
+
+def iter_folder(root: str | os.PathLike[str], videos: bool = False) -> Iterator[Item]:
+    """The images of a folder (:func:`walk_images`) as items; a ``name.txt`` beside ``name.jpg`` gives its
+    captions, one per line."""
+    listed: dict[str, set[str]] = {}
+    for full in walk_images(root, videos):
+        dirpath, name = os.path.split(full)
+        names = listed.get(dirpath)
+        if names is None:
+            names = listed[dirpath] = set(os.listdir(dirpath))
+        yield Item(path=full, captions=_sidecar_captions(dirpath, name, names))
 
 
 def _sidecar_captions(dirpath: str, name: str, names: set[str]) -> list[str]:

@@ -12,6 +12,8 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from clipdex.errors import BadQueryError, CollectionError, DecodeError, NotFoundError
+from clipdex.media.decode import DecodeOptions
+from clipdex.media.members import read_member, split_member_path
 from clipdex.search.query import Query as SearchQuery
 from clipdex.search.query import Target
 from clipdex.serve.schemas import CollectionOut, ErrorOut, ItemOut, SearchIn, SearchOut
@@ -195,12 +197,16 @@ def get_image(item_id: int, state: StateDep, collection: str | None = None) -> R
     path = os.fsdecode(state.collection(collection).item_path_bytes(item_id))
     if "#t=" in path:  # a video frame: served as a JPEG of that frame
         return _frame_jpeg(path)
+    member = split_member_path(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
+        if member is not None:  # an image inside a webdataset tar shard
+            data = read_member(path, DecodeOptions().max_bytes)
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+    except (OSError, DecodeError):
         raise HTTPError(404, "file_gone", "the item's file is no longer readable") from None
-    media = _TYPES.get(os.path.splitext(path)[1].lower(), "application/octet-stream")
+    media = _TYPES.get(os.path.splitext(member[1] if member else path)[1].lower(), "application/octet-stream")
     return Response(data, media_type=media, headers=_CACHE)
 
 

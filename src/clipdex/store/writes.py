@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from clipdex.encoders.base import l2_normalize
+from clipdex.media.members import split_member_path
 from clipdex.media.sources import Item, display_path
 from clipdex.media.video import split_frame_path
 from clipdex.store.db import bump_version, dumps, get_meta, set_meta
@@ -86,9 +87,9 @@ class EncodedBatch:
 
 def fingerprint(item: Item) -> str:
     """What 'changed' means: the file's size and mtime, and a hash of its captions and metadata."""
-    frame = split_frame_path(item.path) if "#t=" in item.path else None
+    container = split_frame_path(item.path) if "#t=" in item.path else split_member_path(item.path)
     try:
-        st = os.stat(frame[0] if frame else item.path)  # a frame changes when its video does
+        st = os.stat(container[0] if container else item.path)  # a frame or tar member changes with its file
         stamp = f"{st.st_size}:{st.st_mtime_ns}"
     except OSError:
         stamp = "missing"

@@ -18,7 +18,8 @@ import numpy as np
 from clipdex.encoders.preprocess import ModelConfig, preprocess_image
 from clipdex.media.decode import DecodeOptions
 from clipdex.media.pipeline import decode_stream
-from clipdex.media.sources import Item, SourceOptions, iter_source
+from clipdex.media.pools import iter_source
+from clipdex.media.sources import Item, SourceOptions
 from clipdex.synth.render import render_scene
 from clipdex.synth.world import (
     COLORS,
