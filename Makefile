@@ -15,7 +15,7 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[serve]'
 	touch $@
 
-# Dev extras: torch 2.13.0 (CPU wheel), transformers, pytest, ruff, mypy, playwright (driver only).
+# Dev extras: torch 2.13.0 (CPU wheel), transformers, pytest, ruff, mypy, import-linter, playwright (driver only).
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.runtime
@@ -43,8 +43,10 @@ demo: $(VENV)/.runtime
 serve-demo: demo
 	$(BIN)/clipdex serve $(DEMO)/collection
 
+# ruff, and import-linter's layers contract in pyproject.toml (every module imports only downward)
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy

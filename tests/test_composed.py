@@ -10,7 +10,7 @@ import pytest
 from clipdex.encoders import load_encoder
 from clipdex.errors import BadQueryError
 from clipdex.evaluate import run_composed
-from clipdex.search.composed import ComposedParams, compose_texts, composed_queries, fusion_scores
+from clipdex.search.composed import compose_texts, composed_queries, fusion_scores
 from clipdex.synth.companions import write_composed
 
 pytestmark = pytest.mark.integration
@@ -29,12 +29,12 @@ def test_pdv_beats_either_side_alone_by_half_again(cirr: Path) -> None:
     assert r1["pdv"] >= 1.5 * max(r1["image"], r1["text"]), r1
 
 
-def test_caption_fusion_uses_gallery_captions(cirr: Path) -> None:
+def test_caption_fusion_beats_the_reference_image_alone(cirr: Path) -> None:
     enc = load_encoder()
-    fused = run_composed(cirr, enc, "caption-fusion", params=ComposedParams(fusion_beta=0.0))
-    plain = run_composed(cirr, enc, "caption-fusion", params=ComposedParams(fusion_beta=0.5))
-    # beta = 0 is the image side alone: the captions must change the ranking when they weigh in
-    assert fused.value("cirr_R@5") != plain.value("cirr_R@5")
+    image = run_composed(cirr, enc, "image").value("cirr_R@1")
+    fused = run_composed(cirr, enc, "caption-fusion").value("cirr_R@1")  # the default weights
+    # measured (seed 5, 200 triplets, built-in model): the reference image alone 0.18, caption-fusion 0.25
+    assert fused >= image + 0.05, (fused, image)
 
 
 def test_methods_and_errors() -> None:

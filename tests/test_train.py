@@ -80,19 +80,34 @@ def test_tiny_run_logs_checkpoints_and_exports_matching_torch(tmp_path: Path, lo
     export_trained(tmp_path / "run", tmp_path / "model", force=True)
 
 
+def _logged_steps(run: Path) -> int:
+    """The last step the run's log.jsonl records (0 before the first)."""
+    try:
+        lines = (run / "log.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    complete = [line for line in lines if line.endswith("}")]
+    return json.loads(complete[-1])["step"] if complete else 0
+
+
 def test_kill9_mid_run_then_resume(tmp_path: Path) -> None:
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "clipdex", "train", "--out", str(run), "--steps", "30", "--batch-size", "8",
            "--warmup", "1", "--val-every", "0", "--checkpoint-every", "3", "--hard-negatives", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the event: the log records a step past the first checkpoint (step 3), so the kill lands mid-run,
+    # between checkpoints; SIGSTOP freezes the run there before the kill, whatever the machine's speed
     deadline = time.monotonic() + 120
-    while not (run / "latest.json").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
+    while _logged_steps(run) < 4:
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never logged step 4"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGSTOP)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    logged = _logged_steps(run)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     meta = json.loads((latest_checkpoint(run) / "meta.json").read_text())
-    assert 3 <= meta["step"] < 30
+    assert 3 <= meta["step"] <= logged < 30
     done = subprocess.run(cmd + ["--resume", "--json"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
