@@ -124,10 +124,10 @@ def regions(work: Path, n: int = 200) -> dict[str, float]:
 
 def latency(work: Path, n: int) -> dict[str, dict[str, float]]:
     from clipdex import Collection
-    from clipdex.indexing import add_embedded
     from clipdex.media.sources import Item
     from clipdex.search import Query
     from clipdex.search.terms import parse_terms
+    from clipdex.store import add_embedded
     from clipdex.synth.world import captions_for, sample_scenes
 
     rng = np.random.default_rng(0)
