@@ -60,7 +60,10 @@ def test_bad_specs_fail_with_one_clear_line(spec: str, error: type[Exception], m
 
 def test_incomplete_onnx_folder_names_what_is_missing(tmp_path: Path) -> None:
     (tmp_path / "visual.onnx").write_bytes(b"")
-    with pytest.raises(ModelNotFoundError, match="missing textual.onnx, tokenizer.json"):
+    with pytest.raises(ModelNotFoundError, match="found visual.onnx.*expected one of: clipdex, immich"):
+        load_encoder(f"onnx:{tmp_path}")
+    (tmp_path / "clipdex_model.json").write_text("{}")
+    with pytest.raises(ModelNotFoundError, match="clipdex model folder missing textual.onnx, tokenizer.json"):
         load_encoder(f"onnx:{tmp_path}")
 
 

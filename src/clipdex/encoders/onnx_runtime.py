@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -10,35 +11,107 @@ import numpy as np
 from PIL import Image
 
 from clipdex.encoders.base import l2_normalize
+from clipdex.encoders.layouts import find_model
 from clipdex.encoders.preprocess import ModelConfig, preprocess_image
+from clipdex.encoders.text import TextTokenizer, load_text_tokenizer
 from clipdex.errors import BadQueryError, EncoderSpecError, ModelNotFoundError
 
 __all__ = ["PRECISIONS", "OnnxEncoder", "check_model_folder"]
 
 PRECISIONS = ("fp32", "int8")
-REQUIRED_FILES = ("visual.onnx", "textual.onnx", "tokenizer.json")
+
+# Graph input and output names, most specific first (clipdex, transformers, immich, rclip, open_clip exports).
+_ID_INPUTS = ("input_ids", "text", "input", "ids", "tokens")
+_OUTPUTS = {"image": ("image_embeds", "embedding", "embeddings", "image_embedding", "image_features", "output"),
+            "text": ("text_embeds", "embedding", "embeddings", "text_embedding", "text_features", "output")}
 
 
 def check_model_folder(folder: str | Path, spec: str) -> Path:
-    """Raise a clear error unless ``folder`` holds a complete ``onnx:`` model."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ModelNotFoundError(f"{spec}: model folder {folder} does not exist")
-    missing = [name for name in (*REQUIRED_FILES, "clipdex_model.json") if not (folder / name).exists()]
-    if missing:
-        raise ModelNotFoundError(
-            f"{spec}: {folder} is not an onnx model folder (missing {', '.join(missing)}); "
-            "create one with `clipdex export`"
-        )
-    return folder
+    """Raise a clear error unless ``folder`` holds a model in a layout clipdex reads."""
+    find_model(str(folder), spec)
+    return Path(folder)
+
+
+@dataclass
+class _Graph:
+    """An ONNX Runtime session and what its own signature says: input names and types, batch, output."""
+
+    session: Any
+    feeds: dict[str, str]  # role ("pixels", "ids", "mask", "type_ids") -> input name
+    types: dict[str, str]  # input name -> ONNX element type, e.g. "tensor(int32)"
+    fixed_batch: bool
+    output: str
+    shape: list[Any]  # the main input's shape, dims as ints where the graph fixes them
+
+    def run(self, arrays: dict[str, np.ndarray], spec: str) -> np.ndarray:
+        feed = {}
+        for role, name in self.feeds.items():
+            value = arrays[role]
+            kind = self.types[name]
+            feed[name] = value.astype(np.int32 if kind == "tensor(int32)" else
+                                      np.float16 if kind == "tensor(float16)" else value.dtype, copy=False)
+        try:
+            if not self.fixed_batch:
+                return np.asarray(self.session.run([self.output], feed)[0], np.float32)
+            rows = [self.session.run([self.output], {k: v[i : i + 1] for k, v in feed.items()})[0]
+                    for i in range(len(next(iter(feed.values()))))]
+            return np.asarray(np.concatenate(rows), np.float32)
+        except Exception as e:  # onnxruntime raises its own pybind classes
+            raise EncoderSpecError(f"{spec}: the model graph refused its inputs: {_first_line(e)}") from e
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(e).__name__
+
+
+def _graph(session: Any, kind: str, spec: str) -> _Graph:
+    inputs = session.get_inputs()
+    types = {i.name: i.type for i in inputs}
+    if kind == "image":
+        main = next((i for i in inputs if "float" in i.type), None)
+        if main is None or len(inputs) != 1:
+            raise EncoderSpecError(f"{spec}: the image graph's inputs are {_describe(inputs)}; expected one "
+                                   "float image tensor")
+        feeds = {"pixels": main.name}
+    else:
+        names = [i.name for i in inputs]
+        ids = next((n for n in _ID_INPUTS if n in names), None) or next(
+            (i.name for i in inputs if "int" in i.type), None)
+        if ids is None:
+            raise EncoderSpecError(f"{spec}: the text graph's inputs are {_describe(inputs)}; expected token ids")
+        main = next(i for i in inputs if i.name == ids)
+        feeds = {"ids": ids}
+        for role, name in (("mask", "attention_mask"), ("type_ids", "token_type_ids")):
+            if name in names:
+                feeds[role] = name
+        unknown = set(names) - set(feeds.values())
+        if unknown:
+            raise EncoderSpecError(f"{spec}: the text graph wants inputs clipdex cannot fill: {sorted(unknown)} "
+                                   f"(all inputs: {_describe(inputs)})")
+    outputs = session.get_outputs()
+    by_name = {o.name: o for o in outputs}
+    output = next((n for n in _OUTPUTS[kind] if n in by_name), None) or next(
+        (o.name for o in outputs if len(o.shape or ()) == 2), None)
+    if output is None:
+        raise EncoderSpecError(f"{spec}: no embedding output in the {kind} graph (outputs: "
+                               f"{', '.join(o.name for o in outputs)})")
+    shape = list(main.shape or ())
+    return _Graph(session, feeds, types, bool(shape) and isinstance(shape[0], int), output, shape)
+
+
+def _describe(inputs: list[Any]) -> str:
+    return ", ".join(f"{i.name} {i.type} {list(i.shape or ())}" for i in inputs) or "none"
 
 
 class OnnxEncoder:
-    """A dual encoder made of ``visual.onnx`` + ``textual.onnx`` + ``tokenizer.json``.
+    """A dual encoder on ONNX Runtime from any layout :func:`~clipdex.encoders.layouts.find_model` reads.
 
-    Sessions load on first use. ``precision="int8"`` runs a dynamically
-    quantised copy of the image tower (made once, cached beside the model or
-    in ``cache_dir``), 2-3x faster on CPUs with VNNI/AMX.
+    Sessions load on first use (or at once, when the files do not give the
+    image size or width). Each graph's inputs, element types, batch dimension
+    and output are read from the graph itself. ``precision="int8"`` runs a
+    dynamically quantised copy of the image tower (made once, cached), 2-3x
+    faster on CPUs with VNNI/AMX.
     """
 
     def __init__(
@@ -52,19 +125,37 @@ class OnnxEncoder:
     ) -> None:
         if precision not in PRECISIONS:
             raise EncoderSpecError(f"unknown precision {precision!r}. Available: {', '.join(PRECISIONS)}")
-        self.folder = Path(folder)
-        self.spec = spec or f"onnx:{self.folder}"
-        check_model_folder(self.folder, self.spec)
-        self.config = ModelConfig.load(self.folder)
-        self.dim = self.config.dim
-        self.image_size = self.config.image_size
+        self.spec = spec or f"onnx:{folder}"
+        self.files = find_model(str(folder), self.spec)
+        self.folder = self.files.visual.parent if self.files.layout == "fastembed" else Path(str(folder))
         self.precision = precision
         self.threads = threads or os.cpu_count() or 1
         self.batch_size = batch_size
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self._visual: Any = None
-        self._textual: Any = None
-        self._tokenizer: Any = None
+        self._visual: _Graph | None = None
+        self._textual: _Graph | None = None
+        self._tokenizer: TextTokenizer | None = None
+        self.config = self._complete(self.files.config)
+        self.dim = self.config.dim
+        self.image_size = self.config.image_size
+
+    def _complete(self, config: ModelConfig) -> ModelConfig:
+        """Fill what the files left open (image size, width, a fixed text length) from the graphs."""
+        if not config.image_size:
+            side = self._visual_graph().shape[-1]
+            if not isinstance(side, int):
+                raise ModelNotFoundError(f"{self.spec}: the image size is neither in the files nor fixed by the "
+                                         "graph; use a folder with its preprocessing config")
+            config = replace(config, image_size=side)
+        if not config.dim:
+            config = replace(config, dim=self._probe_dim(config))
+        return config
+
+    def _probe_dim(self, config: ModelConfig) -> int:
+        graph = self._textual_graph()
+        ids = np.zeros((1, config.context_length), np.int64)
+        out = graph.run({"ids": ids, "mask": np.ones_like(ids), "type_ids": np.zeros_like(ids)}, self.spec)
+        return int(out.shape[-1])
 
     # -- images ---------------------------------------------------------
     def preprocess(self, image: Image.Image) -> np.ndarray:
@@ -77,11 +168,9 @@ class OnnxEncoder:
             raise ValueError(f"expected pixels of shape (n, {expected}), got {pixels.shape}")
         if len(pixels) == 0:
             return np.zeros((0, self.dim), np.float32)
-        session = self._visual_session()
-        outs = [
-            session.run(None, {"pixel_values": pixels[i : i + self.batch_size]})[0]
-            for i in range(0, len(pixels), self.batch_size)
-        ]
+        graph = self._visual_graph()
+        outs = [graph.run({"pixels": pixels[i : i + self.batch_size]}, self.spec)
+                for i in range(0, len(pixels), self.batch_size)]
         return l2_normalize(np.concatenate(outs))
 
     def encode_images(self, images: list[Image.Image]) -> np.ndarray:
@@ -91,38 +180,30 @@ class OnnxEncoder:
 
     # -- texts ----------------------------------------------------------
     def tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids and attention mask, padded only to the longest text."""
-        tok = self._tok()
-        encodings = tok.encode_batch(list(texts))
-        ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
-        mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
-        return ids, mask
+        """Token ids and attention mask, padded to the longest text (or the model's fixed length)."""
+        return self._tok()(list(texts))
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         if isinstance(texts, str):
             raise BadQueryError("encode_texts takes a list of strings, not one string")
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        session = self._textual_session()
-        # A graph that ignores the mask (SigLIP) has no attention_mask input at all.
-        wanted = {i.name for i in session.get_inputs()}
+        graph = self._textual_graph()
         outs = []
         for i in range(0, len(texts), self.batch_size):
             ids, mask = self.tokenize(texts[i : i + self.batch_size])
-            feed = {"input_ids": ids, "attention_mask": mask}
-            outs.append(session.run(None, {k: v for k, v in feed.items() if k in wanted})[0])
+            outs.append(graph.run({"ids": ids, "mask": mask, "type_ids": np.zeros_like(ids)}, self.spec))
         return l2_normalize(np.concatenate(outs))
 
     # -- lazy loading ---------------------------------------------------
-    def _tok(self) -> Any:
+    def _tok(self) -> TextTokenizer:
         if self._tokenizer is None:
-            from tokenizers import Tokenizer
-
-            tok = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
-            tok.enable_truncation(self.config.context_length)
-            length = self.config.context_length if self.config.pad_to_context else None
-            tok.enable_padding(pad_id=self.config.pad_id, length=length)
-            self._tokenizer = tok
+            config = self.config
+            fixed = self._textual_graph().shape[1:2] if self.files.layout != "clipdex" else []
+            length = fixed[0] if fixed and isinstance(fixed[0], int) else config.context_length
+            self._tokenizer = load_text_tokenizer(self.files.tokenizer, length,
+                                                  None if config.pad_id < 0 else config.pad_id,
+                                                  config.pad_to_context or length != config.context_length, self.spec)
         return self._tokenizer
 
     def _session(self, path: Path) -> Any:
@@ -136,19 +217,22 @@ class OnnxEncoder:
         providers = ["CPUExecutionProvider"]
         if "CUDAExecutionProvider" in ort.get_available_providers() and os.environ.get("CUDA_VISIBLE_DEVICES", "x"):
             providers.insert(0, "CUDAExecutionProvider")
-        return ort.InferenceSession(str(path), options, providers=providers)
+        try:
+            return ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as e:  # a damaged or foreign file: onnxruntime's own exception classes
+            raise ModelNotFoundError(f"{self.spec}: {path} is not a loadable ONNX graph: {_first_line(e)}") from e
 
-    def _visual_session(self) -> Any:
+    def _visual_graph(self) -> _Graph:
         if self._visual is None:
-            path = self.folder / "visual.onnx"
+            path = self.files.visual
             if self.precision == "int8":
                 path = quantized_copy(path, self.cache_dir)
-            self._visual = self._session(path)
+            self._visual = _graph(self._session(path), "image", self.spec)
         return self._visual
 
-    def _textual_session(self) -> Any:
+    def _textual_graph(self) -> _Graph:
         if self._textual is None:
-            self._textual = self._session(self.folder / "textual.onnx")
+            self._textual = _graph(self._session(self.files.textual), "text", self.spec)
         return self._textual
 
 

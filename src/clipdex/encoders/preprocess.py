@@ -11,8 +11,9 @@ import numpy as np
 from PIL import Image
 
 from clipdex.errors import ModelNotFoundError
+from clipdex.rgb import upright_rgb
 
-__all__ = ["CLIP_MEAN", "CLIP_STD", "MODEL_JSON", "ModelConfig", "preprocess_image"]
+__all__ = ["CLIP_MEAN", "CLIP_STD", "MODEL_JSON", "RESAMPLE", "ModelConfig", "preprocess_image"]
 
 MODEL_JSON = "clipdex_model.json"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -23,8 +24,13 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 class ModelConfig:
     """What the runtime needs besides the two ONNX graphs and the tokenizer.
 
-    ``resize`` is ``"shortest"`` (resize short side, centre crop; CLIP) or
-    ``"squash"`` (resize both sides; SigLIP). ``pad_id`` pads token batches.
+    ``resize`` is ``"shortest"`` (the short side to ``resize_to``, the long side
+    scaled and truncated, then a centre crop of ``image_size``; CLIP) or
+    ``"squash"`` (both sides to ``image_size``; SigLIP). ``resample`` is the
+    Pillow filter; ``crop_rounding`` places an odd centre crop as transformers
+    does (``"floor"``) or as torchvision / open_clip do (``"round"``).
+    ``pad_id`` pads token batches; ``pad_to_context`` pads every text to
+    ``context_length`` (SigLIP pools the last position).
     """
 
     image_size: int
@@ -35,6 +41,9 @@ class ModelConfig:
     resize: str = "shortest"
     pad_id: int = 0
     pad_to_context: bool = False
+    resample: str = "bicubic"
+    resize_to: int | None = None
+    crop_rounding: str = "floor"
     name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -57,31 +66,44 @@ class ModelConfig:
         return cls(**raw)
 
 
+RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+            "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
+            "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
+
+
 def preprocess_image(image: Image.Image, config: ModelConfig) -> np.ndarray:
-    """RGB image -> normalised ``(3, S, S)`` float32, as the model was trained."""
+    """Any PIL image -> normalised ``(3, S, S)`` float32, as the model's reference preprocessing does.
+
+    The image passes :func:`clipdex.rgb.upright_rgb` first, the conversion every route shares.
+    """
+    image = upright_rgb(image)
     size = config.image_size
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    resample = RESAMPLE[config.resample]
     if config.resize == "squash":
-        image = image.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        if image.size != (size, size):
+            image = image.resize((size, size), resample)
     else:
-        image = _resize_short_side(image, size)
-        image = _center_crop(image, size)
+        image = _resize_short_side(image, config.resize_to or size, resample)
+        image = _center_crop(image, size, config.crop_rounding)
     arr = np.asarray(image, dtype=np.float32) * np.float32(1.0 / 255.0)
     normed = (arr - np.asarray(config.mean, np.float32)) / np.asarray(config.std, np.float32)
     return np.ascontiguousarray(normed.transpose(2, 0, 1), dtype=np.float32)
 
 
-def _resize_short_side(image: Image.Image, size: int) -> Image.Image:
+def _resize_short_side(image: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
+    # the long side is truncated, as transformers, torchvision and OpenAI's CLIP do (640x427 -> 335x224)
     width, height = image.size
-    scale = size / min(width, height)
-    new = (max(size, round(width * scale)), max(size, round(height * scale)))
-    if new == image.size:
-        return image
-    return image.resize(new, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    if width <= height:
+        new = (size, int(size * height / width))
+    else:
+        new = (int(size * width / height), size)
+    return image if new == image.size else image.resize(new, resample)
 
 
-def _center_crop(image: Image.Image, size: int) -> Image.Image:
+def _center_crop(image: Image.Image, size: int, rounding: str) -> Image.Image:
     width, height = image.size
-    left, top = (width - size) // 2, (height - size) // 2
+    if rounding == "round":  # torchvision: int(round((w - s) / 2))
+        left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
+    else:  # transformers: (w - s) // 2
+        left, top = (width - size) // 2, (height - size) // 2
     return image.crop((left, top, left + size, top + size))

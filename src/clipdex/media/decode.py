@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from clipdex.errors import DecodeError
 from clipdex.media.members import read_member, split_member_path
+from clipdex.rgb import to_rgb, upright_rgb
 
 __all__ = ["DecodeOptions", "decode_image", "read_image_bytes", "to_rgb"]
 
@@ -73,8 +73,7 @@ def decode_image(source: ImageInput, options: DecodeOptions = DecodeOptions()) -
             if options.draft_size and im.format == "JPEG":
                 _draft(im, options.draft_size)
             im.load()
-            oriented: Image.Image = ImageOps.exif_transpose(im) or im
-            return to_rgb(oriented)
+            return upright_rgb(im)
     except DecodeError:
         raise
     except Image.DecompressionBombError as e:
@@ -123,31 +122,6 @@ def _draft(im: Image.Image, short_side: int) -> None:
     width, height = im.size
     if min(width, height) >= 2 * short_side:
         im.draft("RGB", (short_side, short_side))
-
-
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to RGB; transparency is composited on white."""
-    if im.mode == "RGB":
-        return im
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        return _high_depth_to_rgb(im)
-    if im.mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = im.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return im.convert("RGB")
-
-
-def _high_depth_to_rgb(im: Image.Image) -> Image.Image:
-    # Pillow's convert() clips 16-bit values at 255 (a white image); scale instead.
-    arr = np.asarray(im, dtype=np.float64)
-    top = 65535.0 if im.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-    if im.mode == "I" and arr.max() <= 255:
-        top = 255.0
-    gray = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
-    return Image.fromarray(gray, mode="L").convert("RGB")
 
 
 def _first_line(e: BaseException) -> str:

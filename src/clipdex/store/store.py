@@ -204,9 +204,7 @@ class Store:
     @staticmethod
     def delete_items(conn: sqlite3.Connection, ids: list[int]) -> None:
         """Delete items (cascading to captions and vector rows) inside a transaction."""
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(ids):
             conn.execute(f"DELETE FROM items WHERE id IN ({marks})", chunk)
         if ids:
             bump_version(conn)
@@ -259,9 +257,7 @@ class Store:
         """Fetch item rows with their captions and metadata, by id."""
         ids = [int(i) for i in ids]
         out: dict[int, ItemRecord] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(ids):
             for r in self.conn.execute(
                 f"SELECT id, path, status, error, metadata FROM items WHERE id IN ({marks})", chunk
             ):
@@ -316,9 +312,7 @@ class Store:
     def caption_texts(self, caption_ids: Iterable[int]) -> dict[int, str]:
         ids = [int(i) for i in caption_ids]
         out: dict[int, str] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(ids):
             out.update(self.conn.execute(f"SELECT id, text FROM captions WHERE id IN ({marks})", chunk).fetchall())
         return out
 
@@ -331,9 +325,7 @@ class Store:
         """The crop box ``(x0, y0, x1, y1)`` (fractions of the image) of each region vector."""
         ids = [int(i) for i in vec_ids]
         out: dict[int, tuple[float, float, float, float]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(ids):
             for row in self.conn.execute(f"SELECT vec_id, x0, y0, x1, y1 FROM regions WHERE vec_id IN ({marks})",
                                          chunk):
                 out[row[0]] = (row[1], row[2], row[3], row[4])
@@ -385,6 +377,13 @@ class Store:
             dead_vectors=stored - live, disk_bytes=_disk_size(self.path),
             index=f"{ann.factory} over {len(ann.vec_ids)}" if ann else "exact", error_list=errors,
         )
+
+
+def _in_chunks(ids: list[int], size: int = 500) -> Iterator[tuple[list[int], str]]:
+    """``(ids, "?,?,...")`` in runs short enough for SQLite's limit on bound parameters."""
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def _mtime(path: Path) -> int:
