@@ -203,3 +203,42 @@ def write_rclip(model: Any, bpe: Path, out: Path) -> Path:
             {"input": {0: "batch"}, "output": {0: "batch"}})
     shutil.copy(bpe / "bpe_simple_vocab_16e6.txt.gz", out / "bpe_simple_vocab_16e6.txt.gz")
     return out
+
+
+def tiny_siglip(folder: Path) -> tuple[Any, Any, Any]:
+    """(SiglipModel, SiglipTokenizer, SiglipImageProcessorPil): random weights, a SentencePiece model trained
+    here with SigLIP's special ids (pad 0, eos 1, unk 2). ``folder/google`` is Google's layout (spiece.model,
+    no tokenizer.json); ``folder/converted`` holds the tokenizer.json transformers converts from it."""
+    import sentencepiece
+    import torch
+    from transformers import SiglipConfig, SiglipModel, SiglipTokenizer
+    from transformers.convert_slow_tokenizer import T5Converter
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    from clipdex.synth.world import vocabulary
+
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join([*WORDS, *(" ".join(vocabulary()[i:i + 6]) for i in range(0, 60, 3))] * 20))
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(folder / "spiece"), vocab_size=100, model_type="unigram",
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
+        minloglevel=2)
+    tokenizer = SiglipTokenizer(vocab_file=str(folder / "spiece.model"))
+    torch.manual_seed(1)
+    text = dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                max_position_embeddings=64, pad_token_id=1, eos_token_id=1)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=SIDE, patch_size=8)
+    model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision)).eval()
+    model.requires_grad_(False)
+    processor = SiglipImageProcessorPil(size={"height": SIDE, "width": SIDE})
+    for layout in ("google", "converted"):
+        model.save_pretrained(folder / layout)
+        tokenizer.save_pretrained(folder / layout)
+        processor.save_pretrained(folder / layout)
+    # the converted file is what SigLIP repos with a tokenizer.json ship (a T5-style Unigram + "</s>")
+    tokenizer._extra_ids = 0  # what T5's converter reads; SigLIP has no extra ids
+    T5Converter(tokenizer).converted().save(str(folder / "converted" / "tokenizer.json"))
+    (folder / "converted" / "spiece.model").unlink()
+    return model, tokenizer, processor

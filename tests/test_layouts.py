@@ -22,8 +22,8 @@ pytestmark = pytest.mark.integration
 
 def real_photos() -> list[Image.Image]:
     """scikit-learn's two sample photos and a few of scikit-image's, plus awkward shapes."""
-    from sklearn.datasets import load_sample_images
     from skimage import data
+    from sklearn.datasets import load_sample_images
 
     photos = [Image.fromarray(a) for a in load_sample_images().images]
     photos += [Image.fromarray(data.astronaut()), Image.fromarray(data.coffee()), Image.fromarray(data.camera())]

@@ -30,7 +30,8 @@ def export_onnx_folder(
     Args:
         image_tower: ``torch.nn.Module``, ``pixel_values (n,3,S,S) -> (n,d)``.
         text_tower: ``torch.nn.Module``, ``(input_ids, attention_mask) -> (n,d)``.
-        tokenizer: a ``tokenizers.Tokenizer`` (saved as ``tokenizer.json``).
+        tokenizer: a ``tokenizers.Tokenizer`` (saved as ``tokenizer.json``), or the path of a tokenizer
+            file to copy as it is (``spiece.model``, ``tokenizer.json``) with the configs beside it.
         config: preprocessing and sizes.
         out_dir: the folder to create; written to a temp folder then renamed,
             so a crash never leaves a half-written model.
@@ -62,7 +63,10 @@ def export_onnx_folder(
                     ["text_embeds"], {"input_ids": {0: "batch", 1: "seq"},
                                       "attention_mask": {0: "batch", 1: "seq"},
                                       "text_embeds": {0: "batch"}})
-        tokenizer.save(str(tmp / "tokenizer.json"))
+        if isinstance(tokenizer, Path):
+            _copy_tokenizer(tokenizer, tmp)
+        else:
+            tokenizer.save(str(tmp / "tokenizer.json"))
         config.save(tmp)
         if out.exists():
             shutil.rmtree(out)
@@ -81,3 +85,11 @@ def _export(module: Any, args: tuple[Any, ...], path: Path, inputs: list[str], o
     # for these small graphs.
     torch.onnx.export(module, args, str(path), dynamo=False, input_names=inputs,
                       output_names=outputs, dynamic_axes=axes, opset_version=OPSET)
+
+
+def _copy_tokenizer(tokenizer: Path, folder: Path) -> None:
+    """A tokenizer file and the configs beside it that name its special tokens."""
+    shutil.copy(tokenizer, folder / tokenizer.name)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if (tokenizer.parent / name).is_file():
+            shutil.copy(tokenizer.parent / name, folder / name)

@@ -93,11 +93,12 @@ def _first(folder: Path, *names: str) -> Path | None:
 def _clipdex(folder: Path, spec: str) -> ModelFiles | None:
     if not (folder / MODEL_JSON).is_file():
         return None
-    missing = [n for n in ("visual.onnx", "textual.onnx", "tokenizer.json") if not (folder / n).exists()]
-    if missing:
+    tokenizer = _first(folder, "tokenizer.json", "spiece.model")
+    missing = [n for n in ("visual.onnx", "textual.onnx") if not (folder / n).exists()]
+    missing += [] if tokenizer else ["tokenizer.json"]
+    if missing or tokenizer is None:
         raise ModelNotFoundError(f"{spec}: {folder} is a clipdex model folder missing {', '.join(missing)}")
-    return ModelFiles("clipdex", folder / "visual.onnx", folder / "textual.onnx", folder / "tokenizer.json",
-                      ModelConfig.load(folder))
+    return ModelFiles("clipdex", folder / "visual.onnx", folder / "textual.onnx", tokenizer, ModelConfig.load(folder))
 
 
 def config_from_preprocessor(pre: dict[str, Any], base: ModelConfig) -> ModelConfig:

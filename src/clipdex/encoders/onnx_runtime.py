@@ -203,7 +203,8 @@ class OnnxEncoder:
             length = fixed[0] if fixed and isinstance(fixed[0], int) else config.context_length
             self._tokenizer = load_text_tokenizer(self.files.tokenizer, length,
                                                   None if config.pad_id < 0 else config.pad_id,
-                                                  config.pad_to_context or length != config.context_length, self.spec)
+                                                  config.pad_to_context or length != config.context_length, self.spec,
+                                                  config.text_canonical)
         return self._tokenizer
 
     def _session(self, path: Path) -> Any:

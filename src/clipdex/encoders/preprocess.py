@@ -30,7 +30,8 @@ class ModelConfig:
     Pillow filter; ``crop_rounding`` places an odd centre crop as transformers
     does (``"floor"``) or as torchvision / open_clip do (``"round"``).
     ``pad_id`` pads token batches; ``pad_to_context`` pads every text to
-    ``context_length`` (SigLIP pools the last position).
+    ``context_length`` (SigLIP pools the last position); ``text_canonical``
+    names a text clean-up the tokenizer file does not hold (``"siglip"``).
     """
 
     image_size: int
@@ -44,6 +45,7 @@ class ModelConfig:
     resample: str = "bicubic"
     resize_to: int | None = None
     crop_rounding: str = "floor"
+    text_canonical: str = ""
     name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from clipdex.errors import MissingExtraError, ModelNotFoundError
 
-__all__ = ["TextTokenizer", "configured_pad_token", "load_text_tokenizer", "openai_bpe"]
+__all__ = ["TextTokenizer", "configured_pad_token", "load_text_tokenizer", "openai_bpe", "siglip_canonical"]
 
 Batch = tuple[np.ndarray, np.ndarray]
 
@@ -83,10 +83,11 @@ def configured_pad_token(folder: Path) -> str | None:
 
 
 def load_text_tokenizer(path: Path, context_length: int, pad_id: int | None, pad_to_context: bool,
-                        spec: str) -> TextTokenizer:
+                        spec: str, canonical: str = "") -> TextTokenizer:
     """The tokenizer stored at ``path`` (``tokenizer.json``, a BPE ``.txt.gz`` or ``spiece.model``).
 
-    ``pad_id`` None: the folder's configured pad token, else 0.
+    ``pad_id`` None: the folder's configured pad token, else 0. ``canonical="siglip"``: SigLIP's text
+    clean-up before tokenizing (always done for ``spiece.model``).
 
     Raises:
         ModelNotFoundError: the file cannot be read as a tokenizer.
@@ -107,7 +108,8 @@ def load_text_tokenizer(path: Path, context_length: int, pad_id: int | None, pad
         pad_id = tok.token_to_id(token) if token else None
     tok.no_padding()
     tok.no_truncation()
-    return TextTokenizer(lambda text: tok.encode(text).ids, context_length, pad_id or 0, pad_to_context,
+    clean = siglip_canonical if canonical == "siglip" else (lambda text: text)
+    return TextTokenizer(lambda text: tok.encode(clean(text)).ids, context_length, pad_id or 0, pad_to_context,
                          _end_id(tok))
 
 

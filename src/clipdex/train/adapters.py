@@ -113,7 +113,7 @@ def _hf(path: str, freeze: str) -> Adapter:
     cls = CLIPModel if kind == "clip" else SiglipModel
     model = cls.from_pretrained(folder, attn_implementation="eager")
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    runtime = model_config(folder, model, kind, tok, f"hf:{path}")
+    runtime = model_config(folder, model, kind, folder / "tokenizer.json", f"hf:{path}")
     tok.enable_truncation(runtime.context_length)
     tok.enable_padding(pad_id=runtime.pad_id, length=runtime.context_length if runtime.pad_to_context else None)
     image, text = _HFImage(model), _HFText(model)
