@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from clipdex.encoders import OnnxEncoder, load_encoder
 from clipdex.errors import EncoderSpecError, MissingExtraError, ModelNotFoundError
@@ -100,3 +102,34 @@ def test_hf_model_is_exported_once_and_matches_torch(tmp_path: Path, kind: str) 
     cached = enc.folder
     again = load_encoder(f"hf:{folder}")
     assert isinstance(again, OnnxEncoder) and again.folder == cached  # exported once, then reused
+
+
+def test_a_relative_model_path_is_recorded_absolute(tmp_path: Path, tiny_model: Path, scenes_folder: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from clipdex.cli import app_main
+
+    shutil.copytree(tiny_model, tmp_path / "work" / "models" / "m")
+    monkeypatch.chdir(tmp_path / "work")
+    assert app_main(["index", str(scenes_folder), "--collection", "c", "--model", "onnx:models/m"]) == 0
+    manifest = json.loads((tmp_path / "work" / "c" / "collection.json").read_text())
+    assert manifest["encoder"] == f"onnx:{(tmp_path / 'work' / 'models' / 'm').resolve()}"
+    monkeypatch.chdir(tmp_path)  # elsewhere: the collection still finds its model
+    assert app_main(["search", "work/c", "a red circle", "-k", "1"]) == 0
+    monkeypatch.chdir(tmp_path / "work")  # the same relative spec again names the same model
+    assert app_main(["index", str(scenes_folder), "--collection", "c", "--model", "onnx:models/m"]) == 0
+
+
+def test_a_query_file_gives_the_vector_its_indexed_copy_has(tmp_path: Path) -> None:
+    from clipdex import Collection, Query
+    from clipdex.encoders import load_encoder
+
+    photo = Image.fromarray((np.random.default_rng(3).random((900, 1200, 3)) * 255).astype(np.uint8))
+    (tmp_path / "photos").mkdir()
+    photo.save(tmp_path / "photos" / "big.jpg", quality=90)  # large enough for reduced JPEG decoding
+    enc = load_encoder()
+    with Collection.create(tmp_path / "c", enc.spec, enc.dim, vector_dtype="float32") as coll:
+        coll.add(tmp_path / "photos", enc)
+        hit = coll.search(Query(image=str(tmp_path / "photos" / "big.jpg"), k=1))[0]
+    assert hit.score >= 0.99999

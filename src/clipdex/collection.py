@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from clipdex.encoders.base import Encoder
-from clipdex.encoders.registry import DEFAULT_SPEC, load_encoder
+from clipdex.encoders.registry import DEFAULT_SPEC, load_encoder, normalize_spec
 from clipdex.errors import SourceError
 from clipdex.indexing import IndexOptions, ProgressFn, index_source
 from clipdex.media.sources import Item
@@ -82,6 +82,7 @@ def index_into(collection: str | os.PathLike[str], source: str | os.PathLike[str
         CollectionError: the collection was built with another model.
     """
     folder = Path(collection)
+    model = normalize_spec(model) if model else None
     if (folder / "collection.json").exists():
         coll = Collection.open(folder)
         coll.check_encoder(model or coll.encoder_spec)

@@ -12,7 +12,7 @@ from clipdex.encoders.base import Encoder
 from clipdex.encoders.onnx_runtime import OnnxEncoder
 from clipdex.errors import EncoderSpecError, MissingExtraError, ModelNotFoundError
 
-__all__ = ["DEFAULT_SPEC", "SCHEMES", "builtin_models", "load_encoder", "resolve_folder"]
+__all__ = ["DEFAULT_SPEC", "SCHEMES", "builtin_models", "load_encoder", "normalize_spec", "resolve_folder"]
 
 DEFAULT_SPEC = "builtin:shapes-tiny"
 SCHEMES = ("builtin", "onnx", "hf", "open_clip")
@@ -24,6 +24,26 @@ def builtin_models() -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "clipdex_model.json").is_file())
+
+
+def normalize_spec(spec: str) -> str:
+    """The spec with any local path made absolute, so a collection that records it works from any folder.
+
+    ``onnx:models/clip`` becomes ``onnx:/home/me/models/clip``; hub names (``hf:openai/clip-vit-base-patch32``)
+    and ``builtin:`` names stay as they are, unless a folder of that name exists here.
+    """
+    scheme, sep, rest = spec.partition(":")
+    if not sep or scheme not in ("onnx", "hf", "open_clip") or not rest:
+        return spec
+    parts = rest.split("+") if scheme == "onnx" else [rest]
+    if scheme == "open_clip":
+        arch, slash, weights = rest.partition("/")
+        if slash and Path(weights).expanduser().exists():
+            return f"open_clip:{arch}/{Path(weights).expanduser().resolve()}"
+        return spec
+    if all(Path(p).expanduser().exists() for p in parts):
+        return f"{scheme}:" + "+".join(str(Path(p).expanduser().resolve()) for p in parts)
+    return spec
 
 
 def resolve_folder(spec: str, cache_dir: Path | None = None) -> Path:
@@ -48,7 +68,7 @@ def resolve_folder(spec: str, cache_dir: Path | None = None) -> Path:
             )
         return Path(str(resources.files("clipdex") / "models" / rest))
     if scheme == "onnx":
-        return Path(rest).expanduser()
+        return Path(rest).expanduser() if "+" not in rest else Path(rest)
     if scheme == "hf":
         from clipdex.encoders.hf import hf_onnx_folder
 
@@ -80,6 +100,7 @@ def load_encoder(
         (1, 256)
     """
     cache = Path(cache_dir) if cache_dir else None
+    spec = normalize_spec(spec)
     folder = resolve_folder(spec, cache)
     return OnnxEncoder(folder, spec=spec, precision=precision, threads=threads,
                        batch_size=batch_size, cache_dir=cache)

@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
+from clipdex.encode import decode_options
 from clipdex.encoders.base import Encoder
 from clipdex.errors import BadQueryError, DecodeError
 from clipdex.media.decode import decode_image
@@ -48,7 +49,9 @@ def embed_query(query: Query, encoder: Encoder, collection: Store | None = None)
     image = query.image
     if not isinstance(image, Image.Image):
         try:
-            image = decode_image(image)  # type: ignore[arg-type]
+            # decoded as indexing decodes (reduced JPEG decoding to the model's size), so a query file
+            # and the same file in the collection give the same vector
+            image = decode_image(image, decode_options(encoder))  # type: ignore[arg-type]
         except DecodeError as e:
             raise BadQueryError(f"query image: {e}") from e
     return encoder.encode_images([image])[0]
