@@ -3,7 +3,8 @@
 =================  ==============================================================================
 layout             files
 =================  ==============================================================================
-clipdex            ``visual.onnx`` ``textual.onnx`` ``tokenizer.json`` ``clipdex_model.json``
+clipdex            ``visual.onnx`` ``textual.onnx`` ``clipdex_model.json`` and a tokenizer
+                   (``tokenizer.json``, ``spiece.model`` or OpenAI's BPE ``*.txt.gz``)
 immich             ``visual/model.onnx`` (+ ``preprocess_cfg.json``), ``textual/model.onnx``
                    (+ ``tokenizer.json``), ``config.json`` (open_clip's model config)
 transformers.js    ``onnx/vision_model.onnx`` ``onnx/text_model.onnx`` (or ``*_quantized``),
@@ -93,7 +94,7 @@ def _first(folder: Path, *names: str) -> Path | None:
 def _clipdex(folder: Path, spec: str) -> ModelFiles | None:
     if not (folder / MODEL_JSON).is_file():
         return None
-    tokenizer = _first(folder, "tokenizer.json", "spiece.model")
+    tokenizer = _first(folder, "tokenizer.json", "spiece.model") or next(iter(sorted(folder.glob("*.txt.gz"))), None)
     missing = [n for n in ("visual.onnx", "textual.onnx") if not (folder / n).exists()]
     missing += [] if tokenizer else ["tokenizer.json"]
     if missing or tokenizer is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from clipdex.encoders.base import Encoder
 from clipdex.encoders.onnx_runtime import OnnxEncoder
-from clipdex.errors import EncoderSpecError, MissingExtraError, ModelNotFoundError
+from clipdex.errors import EncoderSpecError, ModelNotFoundError
 
 __all__ = ["DEFAULT_SPEC", "SCHEMES", "builtin_models", "load_encoder", "normalize_spec", "resolve_folder"]
 
@@ -74,7 +74,9 @@ def resolve_folder(spec: str, cache_dir: Path | None = None) -> Path:
 
         return hf_onnx_folder(rest, cache_dir)
     if scheme == "open_clip":
-        return _open_clip_folder(rest, spec)
+        from clipdex.encoders.open_clip import open_clip_folder
+
+        return open_clip_folder(rest, cache_dir)
     raise EncoderSpecError(f"unknown model scheme {scheme!r} in {spec!r}. Available: {', '.join(SCHEMES)}")
 
 
@@ -104,18 +106,3 @@ def load_encoder(
     folder = resolve_folder(spec, cache)
     return OnnxEncoder(folder, spec=spec, precision=precision, threads=threads,
                        batch_size=batch_size, cache_dir=cache)
-
-
-def _open_clip_folder(rest: str, spec: str) -> Path:
-    arch, _, tag = rest.partition("/")
-    try:
-        import open_clip  # noqa: F401
-    except ImportError as e:
-        raise MissingExtraError(
-            f"{spec}: needs the open_clip package, which is not installed; "
-            "`pip install open_clip_torch`, or use the same weights through hf:REPO_OR_DIR"
-        ) from e
-    raise ModelNotFoundError(
-        f"{spec}: open_clip models are not exported by this version of clipdex "
-        f"(arch {arch!r}, tag {tag!r}); load the transformers port of the checkpoint with hf:REPO_OR_DIR"
-    )
