@@ -242,3 +242,107 @@ def tiny_siglip(folder: Path) -> tuple[Any, Any, Any]:
     T5Converter(tokenizer).converted().save(str(folder / "converted" / "tokenizer.json"))
     (folder / "converted" / "spiece.model").unlink()
     return model, tokenizer, processor
+
+
+def write_mclip_immich(out: Path) -> tuple[Any, Any, Any]:
+    """immich's M-CLIP layout: a multilingual XLM-R-style text tower (mean over the mask, then a linear map,
+    normalised; int32 ``input_ids`` + ``attention_mask`` fixed at 1 x 77) beside an open_clip ViT image tower.
+
+    Returns (text module, tokenizer, image module): the references the test compares against.
+    """
+    import sentencepiece
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizer
+
+    from clipdex.encoders.open_clip_vit import Visual
+
+    corpus = out / "corpus.txt"
+    out.mkdir(parents=True, exist_ok=True)
+    corpus.write_text("\n".join([*WORDS, "un chat rouge sur le canapé", "ein roter Kreis links von einem Stern",
+                                 "una estrella azul", "два кота"] * 30))
+    sentencepiece.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(out / "sp"), vocab_size=60,
+                                             model_type="unigram", minloglevel=2)
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(out / "sp.model"))
+    pieces = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(3, sp.get_piece_size())]
+    vocab = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), *pieces, ("<mask>", 0.0)]
+    tokenizer = XLMRobertaTokenizer(vocab=vocab)
+    torch.manual_seed(3)
+    encoder = XLMRobertaModel(XLMRobertaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                                               num_attention_heads=2, intermediate_size=64,
+                                               max_position_embeddings=80, pad_token_id=1)).eval()
+    head = torch.nn.Linear(32, 16)
+
+    class Text(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder, self.head = encoder, head
+
+        def forward(self, ids: Any, mask: Any) -> Any:
+            ids, mask = ids.long(), mask.long()
+            states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            pooled = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+            return torch.nn.functional.normalize(self.head(pooled), dim=-1)
+
+    visual = Visual({"image_size": SIDE, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32}, 16, True)
+    with torch.no_grad():
+        for p in visual.parameters():
+            p.normal_(0, 0.2)
+
+    class Image(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.visual = visual
+
+        def forward(self, pixels: Any) -> Any:
+            return torch.nn.functional.normalize(self.visual(pixels), dim=-1)
+
+    text, image = Text().eval(), Image().eval()
+    text.requires_grad_(False)
+    image.requires_grad_(False)
+    ids = torch.ones(1, 77, dtype=torch.int32)
+    _export(text, (ids, torch.ones_like(ids)), out / "textual" / "model.onnx", ["input_ids", "attention_mask"],
+            ["embedding"], None)
+    _export(image, (torch.zeros(1, 3, SIDE, SIDE),), out / "visual" / "model.onnx", ["image"], ["embedding"], None)
+    tokenizer.save_pretrained(out / "textual")
+    from clipdex.encoders.preprocess import CLIP_MEAN, CLIP_STD
+
+    (out / "visual" / "preprocess_cfg.json").write_text(json.dumps({
+        "size": [SIDE, SIDE], "mode": "RGB", "mean": list(CLIP_MEAN), "std": list(CLIP_STD),
+        "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0}))
+    (out / "config.json").write_text(json.dumps({"embed_dim": 16, "vision_cfg": {"image_size": SIDE},
+                                                 "text_cfg": {"context_length": 77}}))
+    return text, tokenizer, image
+
+
+_NO_TORCH = """
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "open_clip"):
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, Block())
+from PIL import Image
+from clipdex.encoders import load_encoder
+out = {}
+for name, spec in json.loads(sys.argv[1]).items():
+    enc = load_encoder(spec, cache_dir=sys.argv[2] or None)
+    image = enc.encode_images([Image.new("RGB", (48, 40), (10, 200, 30))])
+    text = enc.encode_texts(["a red circle"])
+    out[name] = [image.shape[1], text.shape[1], "torch" in sys.modules]
+print(json.dumps(out))
+"""
+
+
+def encode_without_torch(specs: dict[str, str], cache_dir: Path | None = None) -> dict[str, list[Any]]:
+    """Load and run each spec in a fresh interpreter where importing torch, transformers or open_clip fails.
+
+    Returns ``{name: [image width, text width, torch imported?]}``; raises with the child's stderr on failure.
+    """
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _NO_TORCH, json.dumps(specs), str(cache_dir or "")],
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise AssertionError(done.stderr)
+    return dict(json.loads(done.stdout))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,25 +69,17 @@ def test_clip_checkpoint_uses_its_processor_and_tokenizer(tmp_path: Path) -> Non
     assert np.sum(enc.encode_images(photos) * image_ref, axis=1).min() >= 0.99999
 
 
-def test_a_cached_export_loads_without_torch(tmp_path: Path) -> None:
+def test_cached_exports_load_without_torch(siglip: tuple[Any, Any, Any, Path], tmp_path: Path) -> None:
+    from model_layouts import encode_without_torch
+
     tiny_clip(tmp_path / "clip")
-    folder = tmp_path / "clip" / "hf"
-    load_encoder(f"hf:{folder}", cache_dir=tmp_path / "cache")  # exported once, here, with torch
-    script = """
-import importlib.abc, json, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers"):
-            raise ImportError(f"{name} is blocked in this test")
-sys.meta_path.insert(0, Block())
-from clipdex.encoders import load_encoder
-enc = load_encoder("hf:" + sys.argv[1], cache_dir=sys.argv[2])
-print(json.dumps([enc.encode_texts(["a red circle"]).shape[1], "torch" in sys.modules]))
-"""
-    done = subprocess.run([sys.executable, "-c", script, str(folder), str(tmp_path / "cache")],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [16, False]
+    root = siglip[3]
+    specs = {"clip": f"hf:{tmp_path / 'clip' / 'hf'}", "siglip-google": f"hf:{root / 'google'}",
+             "siglip-converted": f"hf:{root / 'converted'}"}
+    for spec in specs.values():
+        load_encoder(spec, cache_dir=tmp_path / "cache")  # exported once, here, with torch
+    found = encode_without_torch(specs, tmp_path / "cache")
+    assert found == {"clip": [16, 16, False], "siglip-google": [32, 32, False], "siglip-converted": [32, 32, False]}
 
 
 def test_folders_that_are_not_clip_or_siglip_fail_in_one_line(tmp_path: Path,
@@ -111,3 +101,24 @@ def test_folders_that_are_not_clip_or_siglip_fail_in_one_line(tmp_path: Path,
                          "--model", f"hf:{folder}"]) == 3
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_siglip_in_the_transformers_js_layout(siglip: tuple[Any, Any, Any, Path], tmp_path: Path) -> None:
+    """Xenova's SigLIP export: onnx/ graphs, the converted tokenizer.json, SigLIP's tokenizer_config."""
+    import shutil
+
+    import torch
+
+    from model_layouts import write_transformers_js
+
+    model, tokenizer, processor, root = siglip
+    out = write_transformers_js(model, tokenizer, processor, tmp_path / "tjs")
+    (out / "spiece.model").unlink()
+    shutil.copy(root / "converted" / "tokenizer.json", out / "tokenizer.json")
+    enc = load_encoder(f"onnx:{out}")
+    texts = [*WORDS, "A Photo Of A CAT"]
+    ids = tokenizer(texts, padding="max_length", max_length=64, return_tensors="pt")["input_ids"]
+    assert enc.files.layout == "transformers.js" and enc.tokenize(texts)[0].tolist() == ids.tolist()
+    with torch.no_grad():
+        reference = _unit(model.get_text_features(input_ids=ids))
+    assert np.sum(enc.encode_texts(texts) * reference, axis=1).min() >= 0.99999

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -107,27 +104,28 @@ def test_fastembed_repos_given_as_two_folders(clip: dict[str, Any]) -> None:
     np.testing.assert_allclose(pair.encode_texts(["a red circle"]), whole.encode_texts(["a red circle"]), atol=1e-6)
 
 
-def test_every_layout_loads_and_encodes_without_torch(clip: dict[str, Any]) -> None:
-    """The loader in a fresh interpreter where importing torch or transformers fails."""
-    script = """
-import importlib.abc, json, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers"):
-            raise ImportError(f"{name} is blocked in this test")
-sys.meta_path.insert(0, Block())
-from PIL import Image
-from clipdex.encoders import load_encoder
-out = {}
-for layout, folder in json.loads(sys.argv[1]).items():
-    enc = load_encoder("onnx:" + folder)
-    image = enc.encode_images([Image.new("RGB", (48, 40), (10, 200, 30))])
-    text = enc.encode_texts(["a red circle"])
-    out[layout] = [image.shape[1], text.shape[1], "torch" in sys.modules]
-print(json.dumps(out))
-"""
-    folders = {k: str(v) for k, v in clip["folders"].items()}
-    done = subprocess.run([sys.executable, "-c", script, json.dumps(folders)], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {k: [16, 16, False] for k in folders}
+def test_every_layout_loads_and_encodes_without_torch(clip: dict[str, Any], tmp_path: Path) -> None:
+    """The loader in a fresh interpreter where importing torch, transformers or open_clip fails."""
+    from model_layouts import encode_without_torch, write_mclip_immich
+
+    write_mclip_immich(tmp_path / "mclip")
+    specs = {k: f"onnx:{v}" for k, v in clip["folders"].items()} | {"multilingual": f"onnx:{tmp_path / 'mclip'}"}
+    assert encode_without_torch(specs) == {k: [16, 16, False] for k in specs}
+
+
+def test_immich_multilingual_layout_matches_its_text_tower(tmp_path: Path) -> None:
+    """immich's M-CLIP export: XLM-R tokens (pad <pad>, int32, fixed 77, with a mask), mean-pooled."""
+    import torch
+
+    from model_layouts import write_mclip_immich
+
+    text, tokenizer, _image = write_mclip_immich(tmp_path / "mclip")
+    enc = load_encoder(f"onnx:{tmp_path / 'mclip'}")
+    assert enc.files.layout == "immich" and enc.dim == 16
+    captions = ["un chat rouge sur le canapé", "ein roter Kreis links von einem Stern", "a photo of a cat", "два кота"]
+    tokens = tokenizer(captions, padding="max_length", max_length=77, return_tensors="pt")
+    assert enc.tokenize(captions)[0].tolist() == tokens["input_ids"].tolist()
+    with torch.no_grad():
+        reference = text(tokens["input_ids"], tokens["attention_mask"]).numpy()
+    cos = np.sum(enc.encode_texts(captions) * reference, axis=1)
+    assert cos.min() >= 0.99999, cos

@@ -62,6 +62,14 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def test_an_exported_checkpoint_loads_without_torch(checkpoint: Path, tmp_path: Path) -> None:
+    from model_layouts import encode_without_torch
+
+    spec = f"open_clip:tiny/{checkpoint}"
+    load_encoder(spec, cache_dir=tmp_path)  # exported once, here, with torch
+    assert encode_without_torch({"open_clip": spec}, tmp_path) == {"open_clip": [16, 16, False]}
+
+
 def test_open_clip_specs_that_cannot_load_say_why(checkpoint: Path, tmp_path: Path) -> None:
     cases = {
         "open_clip:ViT-B-32": "expected open_clip:ARCH/TAG",

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from clipdex.cli import collection, curate, embeddings, evaluate, serve, synth, train
+from clipdex.cli import collection, curate, embeddings, evaluate, models, serve, synth, train
 from clipdex.cli.output import run
 
 __all__ = ["app", "app_main", "main"]
@@ -31,8 +31,9 @@ app.command("import-embeddings")(embeddings.import_embeddings_cmd)
 app.command("build-index")(embeddings.build_index_cmd)
 app.command("merge-index")(embeddings.merge_index_cmd)
 app.command("search-index")(embeddings.search_index_cmd)
-# evaluation
+# evaluation, known models
 app.add_typer(evaluate.evaluate_app, name="eval")
+app.add_typer(models.models_app, name="models")
 # synthetic data, training, export, serving
 app.command("synth")(synth.synth)
 app.command("train")(train.train_cmd)

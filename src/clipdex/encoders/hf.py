@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from clipdex.encoders.cache import default_cache_dir
+from clipdex.encoders.hub import fetch_snapshot
 from clipdex.encoders.layouts import config_from_preprocessor
 from clipdex.encoders.preprocess import CLIP_MEAN, CLIP_STD, MODEL_JSON, ModelConfig
 from clipdex.encoders.text import configured_pad_token
@@ -60,12 +61,9 @@ def _resolve_local(name: str, spec: str) -> Path:
     if Path(name).exists() or name.startswith(("/", ".", "~")):
         raise ModelNotFoundError(f"{spec}: {name} is not a model folder")
     try:
-        from huggingface_hub import snapshot_download
-    except ImportError as e:
-        raise MissingExtraError(f"{spec}: not a local folder, and fetching from the hub needs huggingface_hub: "
-                                "pip install huggingface_hub") from e
-    try:
-        return Path(snapshot_download(name))  # the local HF cache first; HF_HUB_OFFLINE=1 never goes online
+        return fetch_snapshot(name)  # the local HF cache first; HF_HUB_OFFLINE=1 never goes online
+    except MissingExtraError:
+        raise
     except Exception as e:  # hub errors are many and vary by version
         raise ModelNotFoundError(
             f"{spec}: not found locally and could not be downloaded ({type(e).__name__}); "

@@ -138,8 +138,9 @@ def config_from_open_clip(preprocess: dict[str, Any], model_cfg: dict[str, Any],
         context_length=int(text.get("context_length", base.context_length)))
 
 
-def _text_settings(config: dict[str, Any], base: ModelConfig) -> ModelConfig:
-    """Context length, width and SigLIP's fixed-length padding from a transformers ``config.json``."""
+def _text_settings(config: dict[str, Any], base: ModelConfig, tokenizer_config: dict[str, Any]) -> ModelConfig:
+    """Context length, width, SigLIP's fixed-length padding and text canonicalisation from a transformers
+    ``config.json`` and ``tokenizer_config.json``."""
     kind = config.get("model_type", "")
     text = config.get("text_config", config)
     siglip = "siglip" in kind
@@ -147,7 +148,8 @@ def _text_settings(config: dict[str, Any], base: ModelConfig) -> ModelConfig:
     return replace(base, context_length=int(text.get("max_position_embeddings", base.context_length)),
                    dim=int(dim or 0), pad_to_context=siglip or base.pad_to_context,
                    mean=SIGLIP_MEAN if siglip else base.mean, std=SIGLIP_MEAN if siglip else base.std,
-                   resize="squash" if siglip else base.resize)
+                   resize="squash" if siglip else base.resize,
+                   text_canonical="siglip" if tokenizer_config.get("tokenizer_class") == "SiglipTokenizer" else "")
 
 
 _UNKNOWN = ModelConfig(image_size=224, dim=0, pad_id=-1)
@@ -174,7 +176,8 @@ def _transformers_js(folder: Path, spec: str) -> ModelFiles | None:
     tokenizer = _first(folder, "tokenizer.json", "spiece.model")
     if tokenizer is None:
         raise ModelNotFoundError(f"{spec}: {folder} looks like a transformers.js export but has no tokenizer.json")
-    config = _text_settings(_json(folder / "config.json", spec), _UNKNOWN)
+    config = _text_settings(_json(folder / "config.json", spec), _UNKNOWN,
+                            _json(folder / "tokenizer_config.json", spec))
     config = config_from_preprocessor(_json(folder / "preprocessor_config.json", spec), config)
     return ModelFiles("transformers.js", visual, textual, tokenizer, config)
 
@@ -193,7 +196,8 @@ def _fastembed(vision: Path, text: Path, spec: str) -> ModelFiles:
         if not (part / "model.onnx").is_file() or not (part / needs).is_file():
             raise ModelNotFoundError(f"{spec}: {part} is not a fastembed {'vision' if part == vision else 'text'} "
                                      f"folder (model.onnx + {needs})")
-    config = _text_settings({**_json(vision / "config.json", spec), **_json(text / "config.json", spec)}, _UNKNOWN)
+    config = _text_settings({**_json(vision / "config.json", spec), **_json(text / "config.json", spec)}, _UNKNOWN,
+                            _json(text / "tokenizer_config.json", spec))
     config = config_from_preprocessor(_json(vision / "preprocessor_config.json", spec), config)
     return ModelFiles("fastembed", vision / "model.onnx", text / "model.onnx", text / "tokenizer.json", config)
 

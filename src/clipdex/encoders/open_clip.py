@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from clipdex.encoders.cache import default_cache_dir
+from clipdex.encoders.hub import fetch_snapshot
 from clipdex.encoders.layouts import config_from_open_clip
 from clipdex.encoders.preprocess import CLIP_MEAN, CLIP_STD, MODEL_JSON, ModelConfig
 from clipdex.errors import MissingExtraError, ModelNotFoundError
@@ -110,11 +111,9 @@ def _weights(arch: str, tag: str, spec: str) -> tuple[Path, bool]:
                                  f"Available tags: {', '.join(tags) or 'none for this architecture'}")
     repo, quick_gelu = known
     try:
-        from huggingface_hub import snapshot_download
-    except ImportError as e:
-        raise MissingExtraError(f"{spec}: fetching {repo} needs huggingface_hub: pip install huggingface_hub") from e
-    try:
-        folder = Path(snapshot_download(repo))  # the local HF cache first; HF_HUB_OFFLINE=1 stays offline
+        folder = fetch_snapshot(repo)  # the local HF cache first; HF_HUB_OFFLINE=1 stays offline
+    except MissingExtraError:
+        raise
     except Exception as e:  # hub errors vary by version
         raise ModelNotFoundError(f"{spec}: {repo} is not in the Hugging Face cache and could not be downloaded "
                                  f"({type(e).__name__}); fetch it where there is internet (`hf download {repo}`)"
