@@ -18,13 +18,14 @@ pytestmark = pytest.mark.integration
 
 
 def real_photos() -> list[Image.Image]:
-    """scikit-learn's two sample photos and a few of scikit-image's, plus awkward shapes."""
+    """scikit-learn's two sample photos and a few of scikit-image's (one grey), plus awkward shapes and a CMYK one."""
     from skimage import data
     from sklearn.datasets import load_sample_images
 
     photos = [Image.fromarray(a) for a in load_sample_images().images]
     photos += [Image.fromarray(data.astronaut()), Image.fromarray(data.coffee()), Image.fromarray(data.camera())]
-    return photos + [Image.new("RGB", (8, 8), (200, 30, 30)), photos[0].resize((900, 60)), photos[1].resize((50, 700))]
+    return photos + [Image.new("RGB", (8, 8), (200, 30, 30)), photos[0].resize((900, 60)), photos[1].resize((50, 700)),
+                     photos[3].convert("CMYK")]
 
 
 @pytest.fixture(scope="module")
