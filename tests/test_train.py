@@ -451,3 +451,21 @@ def test_the_recipe_runs_its_checked_in_configs() -> None:
     # the built-in model's shape: both stages train the same 256-d CNN architecture, stage 2 from stage 1
     assert {(s.stem, s.text_conv, s.grid_readout, s.embed_dim) for s in stages} == {("cnn", 2, True, 256)}
     assert stages[1].init == "runs/shapes-tiny-stage1" and stages[0].init is None
+
+
+def test_resume_never_runs_code_from_a_checkpoint(tmp_path: Path) -> None:
+    """A run folder prepared by someone else: its state.pt unpickles a call, which must not run."""
+    import pickle
+
+    train(_cfg(tmp_path / "run", steps=2))
+    witness = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (Path.touch, (str(witness),))  # type: ignore[return-value]
+
+    state = latest_checkpoint(tmp_path / "run") / "state.pt"
+    state.write_bytes(pickle.dumps({"optimizer": Payload(), "step": 2}))
+    with pytest.raises(ClipdexError, match="not a clipdex optimiser state"):
+        train(_cfg(tmp_path / "run", steps=4), resume=True)
+    assert not witness.exists()

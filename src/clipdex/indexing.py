@@ -126,7 +126,12 @@ def _embed_all(collection: Store, conn: sqlite3.Connection, todo: list[PlannedIt
     total, done = len(todo), 0
     if progress:
         progress(0, total, 0)
-    for batch in decoded_batches(todo, lambda t: t.item.path, encoder, decode, options.batch_size,
+    refused = [t for t in todo if t.item.error]
+    if refused:  # the source refused these before any read: recorded as failures, never opened
+        write_batch(collection, conn, EncodedBatch(refused, [t.item.error for t in refused]), report)
+        done += len(refused)
+    readable = [t for t in todo if not t.item.error]
+    for batch in decoded_batches(readable, lambda t: t.item.path, encoder, decode, options.batch_size,
                                  options.workers, transform):
         write_batch(collection, conn, _encode_batch(batch, encoder, options.embed_captions), report)
         done += len(batch)
@@ -230,6 +235,9 @@ def _refresh_index(collection: Store, options: IndexOptions, changed: int) -> st
     ann = collection.ann()
     live = len(collection.vectors("image"))
     forced = options.index_factory is not None
+    if collection.ann_problem() is not None:  # a refused (damaged) index: built again as it was, never kept
+        return collection.build_index(options.index_factory or collection.recorded_index_factory(),
+                                      options.ann_threshold)
     if ann is None and live < options.ann_threshold and not forced:
         return "exact"
     stale = ann is None or changed > 0.05 * max(len(ann.vec_ids), 1)

@@ -20,6 +20,8 @@ def index(
     image_col: Annotated[str | None, typer.Option(help="Table column with image paths")] = None,
     caption_col: Annotated[str | None, typer.Option(help="Table column with captions")] = None,
     image_root: Annotated[str | None, typer.Option(help="Folder that relative image paths start from")] = None,
+    allow_outside_root: Annotated[bool, typer.Option(
+        help="Tables and JSON: also index files outside the image root (refused by default)")] = False,
     prune: Annotated[bool, typer.Option(help="Remove items of this source whose files are gone")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     workers: Annotated[int | None, typer.Option(min=1, help="Decode threads")] = None,
@@ -42,7 +44,7 @@ def index(
     options = IndexOptions(batch_size=batch_size, workers=workers, prune=prune, wait=wait,
                            index_factory=index_factory, embed_captions=not no_captions, ocr=ocr,
                            regions=parse_grids(regions), video_every=video_every,
-                           source=SourceOptions(image_col, caption_col, image_root))
+                           source=SourceOptions(image_col, caption_col, image_root, allow_outside_root))
     report = index_into(collection, source, model, precision, options, progress=progress_printer("index"))
     data = {**asdict(report), "images_per_second": round(report.images_per_second, 2)}
     lines = [f"indexed {report.added} new, {report.updated} changed, {report.skipped} unchanged, "

@@ -49,6 +49,7 @@ class Item:
     path: str
     captions: list[str] = field(default_factory=list)
     metadata: Metadata = field(default_factory=dict)
+    error: str | None = None  # refused by its source before any read (recorded as the item's failure)
 
     @property
     def key(self) -> str:
@@ -62,6 +63,7 @@ class SourceOptions:
     image_col: str | None = None
     caption_col: str | None = None
     image_root: str | None = None
+    allow_outside_root: bool = False  # tables and JSON may name files outside their image root
 
 
 def display_path(path: str) -> str:
@@ -161,7 +163,7 @@ def iter_table(path: str | os.PathLike[str], options: SourceOptions = SourceOpti
         if ref is None or str(ref).strip() == "":
             continue
         full = str(ref) if os.path.isabs(str(ref)) else str(root / str(ref))
-        item = merged.setdefault(full, Item(path=full))
+        item = merged.setdefault(full, Item(path=full, error=_outside(full, root, options)))
         caption = row.get(caption_col) if caption_col else None
         if caption is not None and str(caption).strip():
             item.captions.append(str(caption).strip())
@@ -234,6 +236,19 @@ def _pick_optional(columns: list[str], wanted: str | None, guesses: tuple[str, .
     return next((g for g in guesses if g in columns), None)
 
 
+def _outside(full: str, root: Path, options: SourceOptions) -> str | None:
+    """Why a table or JSON row's file is refused: it resolves outside the source's image root
+    (``../../etc/passwd``, an absolute path elsewhere, a link out), unless the user allowed that."""
+    if options.allow_outside_root:
+        return None
+    base = os.path.realpath(root)
+    target = os.path.realpath(full)
+    if os.path.commonpath([base, target]) == base:
+        return None
+    return (f"outside the source's image root {display_path(base)} "
+            "(pass --image-root, or --allow-outside-root to index it anyway)")
+
+
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool) or value is None
 
@@ -262,4 +277,5 @@ def iter_karpathy(path: str | os.PathLike[str], options: SourceOptions = SourceO
         for key in ("imgid", "cocoid"):
             if key in entry:
                 metadata[key] = entry[key]
-        yield Item(path=str(full), captions=[c for c in captions if c], metadata=metadata)
+        yield Item(path=str(full), captions=[c for c in captions if c], metadata=metadata,
+                   error=_outside(str(full), root, options))

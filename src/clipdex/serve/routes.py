@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,8 +13,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from clipdex.errors import BadQueryError, CollectionError, DecodeError, NotFoundError
-from clipdex.media.decode import DecodeOptions
-from clipdex.media.members import read_member, split_member_path
+from clipdex.media.thumbnails import image_response
 from clipdex.search.query import Query as SearchQuery
 from clipdex.search.query import Target
 from clipdex.serve.schemas import CollectionOut, ErrorOut, ItemOut, SearchIn, SearchOut
@@ -184,44 +184,21 @@ def get_item(item_id: int, state: StateDep, request: Request, collection: str | 
 
 
 _CACHE = {"Cache-Control": "private, max-age=86400"}
-_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
-          ".gif": "image/gif", ".tif": "image/tiff", ".tiff": "image/tiff", ".bmp": "image/bmp"}
 
 
 @api.get("/items/{item_id}/image", response_class=Response,
-         responses={200: {"content": {"image/*": {}}}})
+         responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
 def get_image(item_id: int, state: StateDep, collection: str | None = None) -> Response:
-    """The item's original file (only files of the collection are ever served)."""
-    import os
-
-    path = os.fsdecode(state.collection(collection).item_path_bytes(item_id))
-    if "#t=" in path:  # a video frame: served as a JPEG of that frame
-        return _frame_jpeg(path)
-    member = split_member_path(path)
+    """The item's image, decoded and encoded again here: no byte of a file leaves unless it decoded as an
+    image, and items that failed to index (a link to a text file, a table row naming another file) are 404."""
+    coll = state.collection(collection)
+    if coll.item(item_id).status != "ok":
+        raise HTTPError(404, "not_an_image", "this item failed to index: it has no image to send")
     try:
-        if member is not None:  # an image inside a webdataset tar shard
-            data = read_member(path, DecodeOptions().max_bytes)
-        else:
-            with open(path, "rb") as f:
-                data = f.read()
-    except (OSError, DecodeError):
-        raise HTTPError(404, "file_gone", "the item's file is no longer readable") from None
-    media = _TYPES.get(os.path.splitext(member[1] if member else path)[1].lower(), "application/octet-stream")
-    return Response(data, media_type=media, headers=_CACHE)
-
-
-def _frame_jpeg(path: str) -> Response:
-    import io
-
-    from clipdex.media.decode import decode_image
-
-    try:
-        frame = decode_image(path)
+        data, media = image_response(os.fsdecode(coll.item_path_bytes(item_id)))
     except DecodeError as e:
-        raise HTTPError(404, "file_gone", f"the video frame cannot be read: {e}") from None
-    buf = io.BytesIO()
-    frame.save(buf, format="JPEG", quality=90)
-    return Response(buf.getvalue(), media_type="image/jpeg", headers=_CACHE)
+        raise HTTPError(404, "file_gone", f"the item's image can no longer be read: {e}") from None
+    return Response(data, media_type=media, headers=_CACHE)
 
 
 @api.get("/items/{item_id}/heatmap", response_class=Response,

@@ -3,13 +3,23 @@
 The index covers the vectors that were live when it was built; vectors added
 later are searched exactly beside it and removed ones are filtered out, so a
 stale index costs speed, never correctness.
+
+On disk the index and its id map are one unit: both files are written into a
+new folder (``index/v<version>-<stamp>/``), then one atomic replace of
+``index/manifest.json`` points at it, recording each file's size and the id
+map's sha256. A killed writer leaves the previous unit in force; a unit whose
+files do not match its manifest is refused on open (search falls back to exact,
+``info`` says so, and the next ``index`` rebuilds it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +28,8 @@ import numpy as np
 
 from clipdex.errors import CollectionError, UsageError
 
-__all__ = ["ANN_THRESHOLD", "AnnIndex", "IndexPlan", "build_ann", "default_factory", "load_ann", "plan_index"]
+__all__ = ["ANN_THRESHOLD", "AnnIndex", "IndexPlan", "build_ann", "default_factory", "load_ann", "open_ann",
+           "plan_index"]
 
 # Exact search over float32 is memory-bound: ~25 ms per 100k x 512 on a laptop core.
 ANN_THRESHOLD = 200_000
@@ -132,34 +143,94 @@ def build_ann(matrix: np.ndarray, vec_ids: np.ndarray, factory: str | None = Non
 
 
 def save_ann(ann: AnnIndex, folder: Path, version: int) -> None:
-    """Write the index atomically: data first, then the manifest that names it."""
+    """Write the index and its id map as one unit (see the module doc); older units are removed after."""
     import faiss
 
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".images.faiss.tmp"
-    faiss.write_index(ann.index, str(tmp))
-    os.replace(tmp, folder / "images.faiss")
-    np.save(folder / ".vec_ids.tmp.npy", ann.vec_ids)
-    os.replace(folder / ".vec_ids.tmp.npy", folder / "vec_ids.npy")
-    manifest = {"factory": ann.factory, "nprobe": ann.nprobe, "count": len(ann.vec_ids), "version": version}
-    (folder / ".manifest.tmp").write_text(json.dumps(manifest))
-    os.replace(folder / ".manifest.tmp", folder / "manifest.json")
+    name = f"v{version}-{time.time_ns()}"
+    tmp = folder / f".{name}.tmp"
+    tmp.mkdir()
+    faiss.write_index(ann.index, str(tmp / "images.faiss"))
+    np.save(tmp / "vec_ids.npy", np.asarray(ann.vec_ids, np.int64))
+    for f in (tmp / "images.faiss", tmp / "vec_ids.npy"):
+        _fsync(f)
+    os.replace(tmp, folder / name)
+    manifest = {"factory": ann.factory, "nprobe": ann.nprobe, "count": len(ann.vec_ids), "version": version,
+                "unit": name, "index_bytes": (folder / name / "images.faiss").stat().st_size,
+                "vec_ids_sha256": _sha256(folder / name / "vec_ids.npy")}
+    pointer = folder / ".manifest.tmp"
+    pointer.write_text(json.dumps(manifest))
+    _fsync(pointer)
+    os.replace(pointer, folder / "manifest.json")  # the one switch from the old unit to the new
+    _remove_other_units(folder, keep=name)
 
 
 def load_ann(folder: Path) -> AnnIndex | None:
-    """The saved index, or None when there is none (or it is incomplete)."""
+    """The saved index, or None when there is none. See :func:`check_ann` for a damaged one."""
+    return open_ann(folder)[0]
+
+
+def open_ann(folder: Path) -> tuple[AnnIndex | None, str | None]:
+    """(the saved index or None, the reason it was refused or None)."""
     import faiss
 
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
-        vec_ids = np.load(folder / "vec_ids.npy")
-        index = faiss.read_index(str(folder / "images.faiss"))
-    except (OSError, ValueError, RuntimeError):
-        return None
-    if index.ntotal != len(vec_ids):
-        return None  # a crash between the files: ignore, rebuilt on next index
-    return AnnIndex(index, vec_ids, manifest["factory"], int(manifest.get("nprobe", 0)))
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as e:
+        return None, f"index manifest unreadable ({e})"
+    if not isinstance(manifest, dict) or "factory" not in manifest:
+        return None, "index manifest has no factory"
+    unit = folder / str(manifest.get("unit", "")) if manifest.get("unit") else folder  # older collections
+    problem = _check_unit(unit, manifest) if manifest.get("unit") else None
+    if problem:
+        return None, problem
+    try:
+        vec_ids = np.load(unit / "vec_ids.npy")
+        index = faiss.read_index(str(unit / "images.faiss"))
+    except (OSError, ValueError, RuntimeError) as e:
+        return None, f"index files unreadable ({str(e).splitlines()[0][:120]})"
+    if index.ntotal != len(vec_ids) or ("count" in manifest and len(vec_ids) != int(manifest["count"])):
+        return None, f"index holds {index.ntotal} vectors but its id map {len(vec_ids)}"
+    return AnnIndex(index, vec_ids, str(manifest["factory"]), int(manifest.get("nprobe", 0))), None
+
+
+def _check_unit(unit: Path, manifest: dict[str, Any]) -> str | None:
+    try:
+        size = (unit / "images.faiss").stat().st_size
+        digest = _sha256(unit / "vec_ids.npy")
+    except OSError:
+        return f"index unit {unit.name} is missing its files"
+    if size != manifest.get("index_bytes"):
+        return f"index file is {size} bytes, its manifest says {manifest.get('index_bytes')}"
+    if digest != manifest.get("vec_ids_sha256"):
+        return "index id map does not match its manifest (changed or damaged)"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _remove_other_units(folder: Path, keep: str) -> None:
+    for entry in folder.iterdir():
+        if entry.is_dir() and entry.name != keep and entry.name.lstrip(".").startswith("v"):
+            shutil.rmtree(entry, ignore_errors=True)
+    for legacy in ("images.faiss", "vec_ids.npy"):  # the layout before units
+        (folder / legacy).unlink(missing_ok=True)
 
 
 def drop_ann(folder: Path) -> None:
     (folder / "manifest.json").unlink(missing_ok=True)
+    if folder.is_dir():
+        _remove_other_units(folder, keep="")

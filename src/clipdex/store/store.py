@@ -92,7 +92,7 @@ class Store:
         self._local = threading.local()  # one SQLite connection per thread (WAL: readers never block)
         self._all_conns: list[sqlite3.Connection] = []
         self._views: dict[str, tuple[int, VectorView]] = {}
-        self._ann: tuple[int, ann_mod.AnnIndex | None] | None = None
+        self._ann: tuple[int, ann_mod.AnnIndex | None, str | None] | None = None
         self._lock = threading.RLock()
         self.scan_lock = threading.Lock()  # see clipdex.search.searcher: one vector scan at a time
 
@@ -228,8 +228,20 @@ class Store:
         with self._lock:
             stamp = _mtime(self.path / "index" / "manifest.json")
             if self._ann is None or self._ann[0] != stamp:
-                self._ann = (stamp, ann_mod.load_ann(self.path / "index") if stamp else None)
+                self._ann = (stamp, *ann_mod.open_ann(self.path / "index")) if stamp else (stamp, None, None)
             return self._ann[1]
+
+    def recorded_index_factory(self) -> str | None:
+        """The factory string the saved index manifest records (also when the index itself is refused)."""
+        try:
+            return str(json.loads((self.path / "index" / "manifest.json").read_text())["factory"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def ann_problem(self) -> str | None:
+        """Why the saved index was refused (search is exact meanwhile), or None."""
+        self.ann()
+        return self._ann[2] if self._ann else None
 
     def build_index(self, factory: str | None = None, threshold: int = ann_mod.ANN_THRESHOLD,
                     nprobe: int | None = None) -> str:
@@ -295,9 +307,12 @@ class Store:
         """
         from clipdex.media.thumbnails import thumbnail_jpeg
 
-        row = self.conn.execute("SELECT path_bytes, fingerprint FROM items WHERE id = ?", (int(item_id),)).fetchone()
+        row = self.conn.execute("SELECT path_bytes, fingerprint, status FROM items WHERE id = ?",
+                                (int(item_id),)).fetchone()
         if row is None:
             raise NotFoundError(f"no item with id {item_id} in {self.path}")
+        if row["status"] != "ok":
+            raise NotFoundError(f"item {item_id} failed to index: it has no image")
         tag = hashlib.sha1(row["fingerprint"].encode()).hexdigest()[:10]
         cached = self.path / "thumbs" / str(size) / f"{int(item_id)}-{tag}.jpg"
         if cached.exists():
@@ -375,7 +390,9 @@ class Store:
             image_vectors=count("SELECT COUNT(*) FROM vectors WHERE kind = 'image'"),
             caption_vectors=count("SELECT COUNT(*) FROM vectors WHERE kind = 'caption'"), region_vectors=regions,
             dead_vectors=stored - live, disk_bytes=_disk_size(self.path),
-            index=f"{ann.factory} over {len(ann.vec_ids)}" if ann else "exact", error_list=errors,
+            index=f"{ann.factory} over {len(ann.vec_ids)}" if ann else (
+                f"exact (saved index refused: {self.ann_problem()}; `clipdex index` rebuilds it)"
+                if self.ann_problem() else "exact"), error_list=errors,
         )
 
 

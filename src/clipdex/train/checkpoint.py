@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,15 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: Any, arch: 
             f"({meta.get('arch')} vs {arch}); start a new --out folder"
         )
     model.load_state_dict(load_file(str(path / "model.safetensors")))
-    state = torch.load(path / "state.pt", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"])
+    try:
+        # weights only: tensors and plain values, so a run folder from elsewhere cannot run code on load
+        state = torch.load(path / "state.pt", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        return int(state["step"])
+    except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, EOFError, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ClipdexError(f"cannot resume from {path / 'state.pt'}: not a clipdex optimiser state ({first}); "
+                           "start a new --out folder") from e
 
 
 def load_weights(folder: Path, model: torch.nn.Module, arch: dict[str, Any]) -> None:
