@@ -92,3 +92,73 @@ def test_the_index_and_its_id_map_are_one_unit(tmp_path: Path, tiny_spec: str, s
     torn.add(scenes_folder, enc)
     assert torn.ann_problem() is None and torn.info().index == "Flat over 60"
     assert not (index / "v999-1").exists()
+
+
+def test_paths_are_stored_absolute_and_one_file_is_one_item(tmp_path: Path, tiny_spec: str, scenes_folder: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(scenes_folder, tmp_path / "lib")
+    enc = load_encoder(tiny_spec)
+    monkeypatch.chdir(tmp_path)
+    with Collection.create(tmp_path / "c", enc.spec, enc.dim) as coll:
+        first = coll.add("lib", enc)
+        again = [coll.add(spelling, enc) for spelling in ("./lib", str(tmp_path / "lib"), "lib/../lib")]
+        assert first.added == 60 and all((r.added, r.updated, r.skipped) == (0, 0, 60) for r in again)
+        assert coll.info().items == 60
+        paths = [r.path for r in coll.items(range(1, 61)).values()]
+        assert all(os.path.isabs(p) and p.startswith(str(tmp_path / "lib")) for p in paths)
+        # a collection from an older clipdex stored the path as typed: matched again, updated, not duplicated
+        coll.conn.execute("UPDATE items SET path_bytes = CAST(substr(path, ?) AS BLOB), path = substr(path, ?)",
+                          (len(str(tmp_path)) + 2, len(str(tmp_path)) + 2))
+        coll.conn.commit()
+        assert coll.item(1).path.startswith("lib/")
+        healed = coll.add("lib", enc)
+        assert (healed.added, healed.updated, healed.skipped) == (0, 0, 60) and coll.info().items == 60
+        assert coll.item(1).path.startswith(str(tmp_path / "lib"))
+    monkeypatch.chdir(tmp_path / "lib")  # elsewhere, thumbnails still find their files
+    with TestClient(create_app(ServeConfig(collections={"c": tmp_path / "c"}))) as client:
+        assert client.get("/api/items/1/thumbnail").status_code == 200
+
+
+@pytest.fixture()
+def small_server(tmp_path: Path, tiny_spec: str, scenes_folder: Path) -> TestClient:
+    enc = load_encoder(tiny_spec)
+    with Collection.create(tmp_path / "c", enc.spec, enc.dim) as coll:
+        coll.add(scenes_folder, enc)
+    return TestClient(create_app(ServeConfig(collections={"c": tmp_path / "c"}, max_upload_bytes=100_000)))
+
+
+def test_uploads_are_capped_as_they_stream(small_server: TestClient) -> None:
+    def chunks(total: int, size: int = 16_384) -> object:
+        sent = 0
+        while sent < total:
+            sent += size
+            yield b" " * size
+
+    with small_server as client:
+        # a chunked JSON body (no Content-Length) far over the cap
+        got = client.post("/api/search", content=chunks(5_000_000), headers={"content-type": "application/json"})
+        assert got.status_code == 413 and got.json()["error"] == "too_large"
+        boundary = "xyz"
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n"
+                "Content-Type: image/png\r\n\r\n").encode()
+
+        def multipart() -> object:
+            yield head
+            yield from chunks(3_000_000)  # type: ignore[misc]
+
+        got = client.post("/api/search", content=multipart(),
+                          headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+        assert got.status_code == 413
+
+
+def test_a_small_file_that_decodes_huge_is_refused(small_server: TestClient) -> None:
+    big = io.BytesIO()
+    Image.new("1", (7999, 7999)).save(big, format="PNG")  # a few kB on disk, 64 M pixels decoded
+    assert len(big.getvalue()) < 100_000
+    with small_server as client:
+        got = client.post("/api/search", files={"image": ("big.png", big.getvalue(), "image/png")})
+        assert got.status_code == 400 and "too large" in got.json()["detail"]
+        fine = io.BytesIO()
+        Image.new("RGB", (64, 48), (200, 20, 20)).save(fine, format="PNG")
+        ok = client.post("/api/search", files={"image": ("q.png", fine.getvalue(), "image/png")}, data={"k": "3"})
+        assert ok.status_code == 200 and len(ok.json()["hits"]) == 3

@@ -79,7 +79,9 @@ def index_source(collection: Store, source: str | os.PathLike[str] | Iterable[It
         CollectionLockedError: another process is writing.
     """
     if isinstance(source, str | os.PathLike):
-        root = Path(source).expanduser()
+        # absolute from here on: stored paths work from any folder, and `photos`, `./photos` and
+        # `/home/me/photos` are one source with the same items (links in the path are kept, not resolved)
+        root = Path(os.path.abspath(Path(source).expanduser()))
         items: Iterable[Item] = iter_source(root, options.source)
         if options.video_every is not None:
             from clipdex.media.video import expand_videos

@@ -156,7 +156,7 @@ def iter_table(path: str | os.PathLike[str], options: SourceOptions = SourceOpti
     columns = list(rows[0].keys())
     image_col = _pick_column(columns, options.image_col, _IMAGE_COLUMNS, "image", path)
     caption_col = _pick_optional(columns, options.caption_col, _CAPTION_COLUMNS, path)
-    root = Path(options.image_root) if options.image_root else path.parent
+    root = Path(os.path.abspath(Path(options.image_root).expanduser() if options.image_root else path.parent))
     merged: dict[str, Item] = {}
     for row in rows:
         ref = row.get(image_col)
@@ -266,7 +266,7 @@ def iter_karpathy(path: str | os.PathLike[str], options: SourceOptions = SourceO
         raise SourceError(f"cannot read {path}: {e}") from e
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise SourceError(f"{path}: not a Karpathy-style JSON (expected a top-level 'images' list)")
-    root = Path(options.image_root) if options.image_root else path.parent
+    root = Path(os.path.abspath(Path(options.image_root).expanduser() if options.image_root else path.parent))
     for entry in data["images"]:
         name = entry.get("filename")
         if not name:

@@ -20,7 +20,9 @@ class ServeConfig:
         collections: public name -> collection folder, in display order.
         api_key: when set, every ``/api`` call needs header ``X-API-Key``.
         cors_origins: origins allowed by CORS (none by default).
-        max_upload_bytes: largest accepted query image / request body.
+        max_upload_bytes: largest accepted query image / request body (counted as it streams in).
+        max_query_pixels: largest query image, in pixels (a small PNG can decode to gigabytes).
+        query_decodes: query images decoded at once; others wait (bounds the memory uploads take).
         request_timeout_s: a search that takes longer answers 504.
         thumbnail_sizes: sizes a client may ask for (others are clamped).
         rerank_models: encoder specs a request may name as ``rerank: "model:SPEC"``
@@ -32,6 +34,8 @@ class ServeConfig:
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ()
     max_upload_bytes: int = 10 * 1024 * 1024
+    max_query_pixels: int = 24_000_000
+    query_decodes: int = 2
     request_timeout_s: float = 30.0
     thumbnail_sizes: tuple[int, ...] = (128, 256, 512)
     rerank_models: tuple[str, ...] = ()

@@ -66,10 +66,11 @@ async def post_search(request: Request, state: StateDep) -> dict[str, Any]:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > cap:
         raise HTTPError(413, "too_large", f"request body over the {cap:,} byte limit")
+    raw = await _capped_body(request, cap)  # counted as it arrives: chunked bodies are capped too
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        body, image = await _multipart(request, cap)
+        body, image = await _multipart(request, raw, cap)
     else:
-        body, image = _json_body(await request.body(), cap), None
+        body, image = _json_body(raw, cap), None
     try:
         parsed = SearchIn.model_validate(body)
     except ValidationError as e:
@@ -88,9 +89,24 @@ async def get_search(request: Request, state: StateDep, q: Annotated[str, Query(
     return await _run_search(request, state, parsed, None)
 
 
-async def _multipart(request: Request, cap: int) -> tuple[dict[str, Any], bytes]:
-    try:
-        form = await request.form(max_files=1, max_fields=20, max_part_size=cap)
+async def _capped_body(request: Request, cap: int) -> bytes:
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > cap:
+            raise HTTPError(413, "too_large", f"request body over the {cap:,} byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _multipart(request: Request, raw: bytes, cap: int) -> tuple[dict[str, Any], bytes]:
+    from starlette.formparsers import MultiPartParser
+
+    async def once() -> Any:
+        yield raw
+
+    try:  # parsed from the capped bytes in memory: nothing is spooled to disk
+        form = await MultiPartParser(request.headers, once(), max_files=1, max_fields=20, max_part_size=cap).parse()
     except Exception as e:  # starlette raises its own parse errors
         raise HTTPError(400, "bad_multipart", f"cannot parse the upload: {e}") from None
     upload = form.get("image")
@@ -133,7 +149,8 @@ async def _run_search(request: Request, state: StateDep, req: SearchIn, image: b
         allowed = ", ".join(["prf", *(f"model:{m}" for m in state.config.rerank_models)])
         raise HTTPError(400, "bad_query", f"rerank {req.rerank!r} is not allowed here. Available: {allowed}")
     name = req.collection or state.names()[0]
-    query = SearchQuery(text=req.text, image=image, item_id=req.image_id,
+    picture = await run_in_threadpool(state.query_image, name, image) if image is not None else None
+    query = SearchQuery(text=req.text, image=picture, item_id=req.image_id,
                         vector=None if req.embedding is None else _vector(req.embedding), k=req.k,
                         offset=req.offset, where={k: str(v) for k, v in req.where.items()},
                         min_score=req.min_score, target=Target(req.target), terms=_terms(req),

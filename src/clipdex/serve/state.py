@@ -7,12 +7,14 @@ from collections import defaultdict, deque
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from clipdex.collection import Collection
 from clipdex.embeddings.served import ServedIndex, is_index_folder
 from clipdex.encoders.base import Encoder
 from clipdex.encoders.registry import load_encoder
-from clipdex.errors import NotFoundError
+from clipdex.errors import BadQueryError, DecodeError, NotFoundError
+from clipdex.media.decode import DecodeOptions, decode_image
 from clipdex.search.query import Query, SearchPage
 from clipdex.serve.config import ServeConfig
 from clipdex.serve.searchable import Searchable
@@ -56,6 +58,7 @@ class ServerState:
         self.config = config
         self.metrics = Metrics()
         self._lock = threading.Lock()
+        self._decode_slots = threading.BoundedSemaphore(max(1, config.query_decodes))
         self._collections: dict[str, Searchable] = {}
         self._encoders: dict[str, Encoder] = {}
         for name, path in config.collections.items():
@@ -85,6 +88,23 @@ class ServerState:
                 enc = self._encoders[coll.encoder_spec] = load_encoder(coll.encoder_spec)
             return enc
 
+    def query_image(self, name: str | None, data: bytes) -> Image.Image:
+        """An uploaded query image decoded as indexing decodes (reduced JPEG decoding to the model's size),
+        under the query pixel cap, at most ``config.query_decodes`` at a time.
+
+        Raises:
+            BadQueryError: not a readable image, or larger than the cap.
+        """
+        encoder = self.encoder(self.collection(name))
+        options = DecodeOptions(self.config.max_query_pixels, encoder.image_size, self.config.max_upload_bytes)
+        with self._decode_slots:
+            try:
+                return decode_image(data, options)
+            except DecodeError as e:
+                raise BadQueryError(f"query image: {e}") from e
+            finally:
+                release_memory()
+
     def search(self, name: str | None, query: Query) -> SearchPage:
         coll = self.collection(name)
         encoder = self.encoder(coll)
@@ -97,3 +117,16 @@ class ServerState:
     def close(self) -> None:
         for coll in self._collections.values():
             coll.close()
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the OS (glibc keeps it otherwise, and the process looks like it leaks)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name:
+        try:
+            ctypes.CDLL(name).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass  # not glibc: nothing to trim

@@ -99,9 +99,16 @@ def fingerprint(item: Item) -> str:
 
 def plan_items(conn: sqlite3.Connection, items: Iterable[Item], source_key: str, rel_root: str,
                report: IndexReport) -> tuple[list[PlannedItem], list[int]]:
-    """The new or changed items to embed, and the ids of this source's items whose files are gone."""
+    """The new or changed items to embed, and the ids of this source's items whose files are gone.
+
+    An item stored under another spelling of the same file (a relative path recorded by an older
+    clipdex, the same source named another way) is matched by its source and path within it, and
+    its stored path is brought up to date instead of adding it twice.
+    """
     known = {bytes(r[0]): (r[1], r[2], r[3]) for r in
              conn.execute("SELECT path_bytes, id, fingerprint, source FROM items")}
+    by_rel = {r[1]: bytes(r[0]) for r in
+              conn.execute("SELECT path_bytes, rel FROM items WHERE source = ?", (source_key,))}
     seen: set[bytes] = set()
     todo: list[PlannedItem] = []
     for item in items:
@@ -110,15 +117,25 @@ def plan_items(conn: sqlite3.Connection, items: Iterable[Item], source_key: str,
             continue
         seen.add(path_bytes)
         report.seen += 1
+        rel = display_path(os.path.relpath(item.path, rel_root) if rel_root else item.path)
+        old_bytes = by_rel.get(rel)
+        if path_bytes not in known and old_bytes is not None and old_bytes not in seen and old_bytes in known:
+            _relocate(conn, known[old_bytes][0], path_bytes, item.path)
+            known[path_bytes] = known.pop(old_bytes)
         now = fingerprint(item)
         old = known.get(path_bytes)
         if old is not None and old[1] == now:
             report.skipped += 1
             continue
-        rel = os.path.relpath(item.path, rel_root) if rel_root else item.path
-        todo.append(PlannedItem(item, path_bytes, now, old[0] if old else None, display_path(rel), source_key))
+        todo.append(PlannedItem(item, path_bytes, now, old[0] if old else None, rel, source_key))
     gone = [v[0] for k, v in known.items() if v[2] == source_key and k not in seen]
+    conn.commit()
     return todo, gone
+
+
+def _relocate(conn: sqlite3.Connection, item_id: int, path_bytes: bytes, path: str) -> None:
+    conn.execute("UPDATE items SET path_bytes = ?, path = ? WHERE id = ?", (path_bytes, display_path(path), item_id))
+    bump_version(conn)
 
 
 def write_batch(store: Store, conn: sqlite3.Connection, batch: EncodedBatch, report: IndexReport) -> None:
