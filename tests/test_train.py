@@ -469,3 +469,31 @@ def test_resume_never_runs_code_from_a_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(ClipdexError, match="not a clipdex optimiser state"):
         train(_cfg(tmp_path / "run", steps=4), resume=True)
     assert not witness.exists()
+
+
+def test_resume_keeps_the_runs_recorded_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import asdict
+
+    from clipdex.cli import app_main
+
+    run = tmp_path / "run"
+    first = ["train", "--out", str(run), "--steps", "3", "--batch-size", "8", "--warmup", "1", "--val-every", "0",
+             "--checkpoint-every", "2", "--hard-negatives", "1"]
+    assert app_main(first) == 0
+    capsys.readouterr()
+    recorded = json.loads((run / "train_config.json").read_text())
+    # --resume alone continues with the recorded settings, not the command's defaults
+    assert app_main(["train", "--out", str(run), "--resume", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["steps"] == 3 and json.loads((run / "train_config.json").read_text()) == recorded
+    # a setting that differs from the record is refused, naming what was recorded
+    assert app_main(["train", "--out", str(run), "--resume", "--batch-size", "64"]) == 2
+    assert "--batch-size (recorded: 8)" in capsys.readouterr().err
+    # a run killed before its first checkpoint: its recorded settings, from step 0
+    early = tmp_path / "early"
+    early.mkdir()
+    (early / "train_config.json").write_text(json.dumps(asdict(_cfg(early, steps=2))))
+    assert app_main(["train", "--out", str(early), "--resume", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 2
+    assert app_main(["train", "--out", str(tmp_path / "nothing"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err

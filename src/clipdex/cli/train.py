@@ -73,10 +73,13 @@ def train_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train or fine-tune a dual encoder with a contrastive loss."""
-    from clipdex.train import config_from_options, train
+    from clipdex.train import config_from_options, resume_config, train
 
     if config is not None:
         cfg = _config_from_file(ctx, config, out, init)
+    elif resume:
+        given = {name: ctx.params[name] for name in ctx.params if name not in _WITH_CONFIG and _typed(ctx, name)}
+        cfg = resume_config(out, given)
     else:
         cfg = config_from_options(ctx.params)
     show = progress_printer("train")
@@ -89,17 +92,19 @@ def train_cmd(
     )
 
 
+def _typed(ctx: typer.Context, name: str) -> bool:
+    """Whether the user typed option ``name`` (by name: typer ships its own copy of click, whose
+    ParameterSource is not click's)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 def _config_from_file(ctx: typer.Context, config: Path, out: Path, init: Path | None) -> TrainConfig:
     """The run's TrainConfig from ``config``, refusing training flags that the file would silently override."""
     from clipdex.errors import UsageError
     from clipdex.train import load_train_config
 
-    def on_command_line(name: str) -> bool:
-        # by name: typer ships its own copy of click, whose ParameterSource is not click's
-        source = ctx.get_parameter_source(name)
-        return source is not None and source.name == "COMMANDLINE"
-
-    given = sorted(name for name in ctx.params if name not in _WITH_CONFIG and on_command_line(name))
+    given = sorted(name for name in ctx.params if name not in _WITH_CONFIG and _typed(ctx, name))
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise UsageError(f"--config sets every training option; drop {flags} or edit the file")

@@ -6,10 +6,10 @@ export load it on first use.
 
 from typing import Any
 
-from clipdex.train.config import TrainConfig, config_from_options, load_train_config
+from clipdex.train.config import TrainConfig, config_from_options, load_train_config, resume_config
 
-__all__ = ["TrainConfig", "TrainResult", "config_from_options", "export_trained", "load_train_config", "train",
-           "validate"]
+__all__ = ["TrainConfig", "TrainResult", "config_from_options", "export_trained", "load_train_config",
+           "resume_config", "train", "validate"]
 
 _NEEDS_TORCH = ("TrainResult", "export_trained", "train", "validate")
 

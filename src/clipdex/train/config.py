@@ -16,7 +16,7 @@ from typing import Any
 
 from clipdex.errors import ClipdexError, UsageError
 
-__all__ = ["TrainConfig", "config_from_options", "load_train_config"]
+__all__ = ["TrainConfig", "config_from_options", "load_train_config", "resume_config"]
 
 
 @dataclass(frozen=True)
@@ -123,3 +123,25 @@ def config_from_options(options: Mapping[str, Any]) -> TrainConfig:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     chosen: dict[str, Any] = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items() if k in names}
     return TrainConfig(**chosen)
+
+
+def resume_config(out: str | Path, given: Mapping[str, Any]) -> TrainConfig:
+    """The settings a resumed run continues with: the ones it recorded in ``out/train_config.json``.
+
+    ``given`` holds the options a user typed beside ``--resume``; each must equal the recorded value
+    (a run is never continued with other settings than it started with).
+
+    Raises:
+        UsageError: no recorded run in ``out``, or a given option that differs from the record.
+    """
+    path = Path(out) / "train_config.json"
+    if not path.exists():
+        raise UsageError(f"nothing to resume in {out}: no train_config.json (start the run without --resume)")
+    recorded = load_train_config(path, out=str(out))
+    values = dataclasses.asdict(recorded)
+    differs = sorted(name for name, value in given.items() if name in values and name != "out"
+                     and (str(value) if isinstance(value, Path) else value) != values[name])
+    if differs:
+        flags = ", ".join(f"--{n.replace('_', '-')} (recorded: {values[n]})" for n in differs)
+        raise UsageError(f"--resume continues {out} with its recorded settings; drop {flags} or start a new --out")
+    return recorded

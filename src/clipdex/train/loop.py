@@ -83,7 +83,9 @@ def train(cfg: TrainConfig, resume: bool = False, on_log: LogFn | None = None) -
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
-    start = load_checkpoint(out, adapter.module, optimizer, adapter.arch) if resume else 0
+    # a run killed before its first checkpoint resumes from step 0, with its recorded settings
+    start = load_checkpoint(out, adapter.module, optimizer, adapter.arch) \
+        if resume and (out / "latest.json").exists() else 0
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     _truncate_log(out / "log.jsonl", start)
     log = (out / "log.jsonl").open("a")
