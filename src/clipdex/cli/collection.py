@@ -9,8 +9,11 @@ from typing import Annotated
 import typer
 
 from clipdex.cli.output import JsonOpt, emit, progress_printer
+from clipdex.errors import ClipdexError
 
 __all__ = ["heatmap", "index", "info", "remove", "search"]
+
+_SHOWN_FAILURES = 20  # failure lines printed after an index run; `info` lists them all
 
 
 def index(
@@ -50,8 +53,14 @@ def index(
     lines = [f"indexed {report.added} new, {report.updated} changed, {report.skipped} unchanged, "
              f"{report.failed} failed, {report.pruned} pruned; {report.captions} captions; "
              f"{report.images_per_second:.1f} img/s; search: {report.index}"]
-    lines += [f"  failed: {e['path']}: {e['error']}" for e in report.errors]
+    lines += [f"  failed: {e['path']}: {e['error']}" for e in report.errors[:_SHOWN_FAILURES]]
+    if len(report.errors) > _SHOWN_FAILURES:
+        lines.append(f"  ... and {len(report.errors) - _SHOWN_FAILURES} more (`clipdex info {collection}` lists them)")
     emit(data, as_json, "\n".join(lines))
+    if report.failed and not report.added + report.updated:
+        first = report.errors[0]
+        raise ClipdexError(f"none of the {report.failed} images could be indexed "
+                           f"(first: {first['path']}: {first['error']})")
 
 
 def search(

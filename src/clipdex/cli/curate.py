@@ -68,3 +68,6 @@ def curate_cmd(
     if result.report_html:
         lines.append(f"report: {result.report_html}")
     emit(result.to_dict(), as_json, "\n".join(lines))
+    if result.samples and not result.kept:
+        typer.echo(f"warning: the filters kept none of the {result.samples:,} samples; look at each step above "
+                   "(a size filter above the images' size rejects them all)", err=True)

@@ -89,6 +89,12 @@ def build_index_cmd(
                            progress=lambda done, total: bar(done, total, 0), target_recall=target_recall)
     skipped = manifest["skipped_parts"]
     calibration = manifest["calibration"]
+    if not calibration.get("reached", True):
+        typer.echo(f"warning: no re-ranking depth reached recall@10 {target_recall}; the deepest measured is "
+                   f"used (a larger --memory-budget allows finer codes)", err=True)
+    if manifest["index_bytes"] > manifest["memory_budget"]:
+        typer.echo(f"warning: the index is {manifest['index_bytes']:,} bytes, over the "
+                   f"{manifest['memory_budget']:,}-byte budget", err=True)
     emit(manifest, as_json, f"{manifest['factory']} over {manifest['vectors']:,} vectors in "
           f"{len(manifest['shards'])} file(s): {manifest['index_bytes']:,} bytes, built in "
           f"{manifest['build_seconds']} s -> {out}\n  recall@10 "

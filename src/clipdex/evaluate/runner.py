@@ -194,13 +194,20 @@ def run_ranking(data: str | Path, collection: Collection, k: int = 50, seed: int
     ds = load_ranking(data)
     encoder = collection.encoder()
     view = collection.vectors("image")
-    paths = {i: os.path.normpath(r.path) for i, r in collection.items(view.item_ids.tolist()).items()}
+    paths = {i: os.path.abspath(r.path) for i, r in collection.items(view.item_ids.tolist()).items()}
     row_of_path = {paths[int(item)]: row for row, item in enumerate(view.item_ids) if int(item) in paths}
+    # stored paths are absolute; the file's are taken from the working directory, as `index` takes them
+    relevant_sets = [{os.path.abspath(p) for p in rel} for rel in ds.relevant]
+    candidate_lists = [None if c is None else [os.path.abspath(p) for p in c] for c in ds.candidates]
+    named = set().union(*relevant_sets) if relevant_sets else set()
+    if not named & set(paths.values()):
+        raise SourceError(f"{data}: none of its {len(named)} relevant paths is an image of {collection.path} "
+                          "(they are compared as absolute paths); check the paths against `clipdex info`")
     ranked = np.zeros((len(ds.queries), k))
     n_rel = np.zeros(len(ds.queries))
-    for q, (text, relevant, cands) in enumerate(zip(ds.queries, ds.relevant, ds.candidates, strict=True)):
+    for q, (text, relevant, cands) in enumerate(zip(ds.queries, relevant_sets, candidate_lists, strict=True)):
         if cands is None:
-            order = [os.path.normpath(h.path) for h in search(collection, Query(text=text, k=k), encoder)]
+            order = [os.path.abspath(h.path) for h in search(collection, Query(text=text, k=k), encoder)]
             n_rel[q] = len(relevant)
         else:  # rerank mode: score only the given candidates
             vec = encoder.encode_texts([text])[0]
@@ -296,6 +303,8 @@ def run_alignment(data: str | Path, encoder: Encoder, images_root: str | Path | 
     ds = load_alignment(data, images_root)
     flat = [p for images in ds.images for p in images]
     image_emb, ok = embed_images(encoder, flat)
+    if not ok.any():
+        raise SourceError(f"{data}: none of its {len(flat)} images could be read (check the paths and --images)")
     text_emb = encoder.encode_texts(ds.prompts)
     owner = np.repeat(np.arange(len(ds.prompts)), [len(i) for i in ds.images])
     scores = M.clipscore(image_emb, text_emb[owner])

@@ -1,0 +1,51 @@
+"""A run that achieved nothing says so: exit codes and warnings instead of a quiet success."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from clipdex.cli import app_main
+
+pytestmark = pytest.mark.e2e
+
+
+def test_index_where_every_image_fails_exits_1_and_caps_its_list(tmp_path: Path, tiny_spec: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(30):
+        (bad / f"{i:03d}.jpg").write_bytes(b"not an image")
+    assert app_main(["index", str(bad), "--collection", str(tmp_path / "c"), "--model", tiny_spec]) == 1
+    out, err = capsys.readouterr()
+    assert "0 new" in out and "30 failed" in out and "... and 10 more" in out
+    assert len([line for line in out.splitlines() if line.startswith("  failed:")]) == 20
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # beside the progress lines
+    assert len(errors) == 1 and errors[0].startswith("error: none of the 30 images could be indexed")
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(bad / "good.png")  # one good image: a partial success is exit 0
+    assert app_main(["index", str(bad), "--collection", str(tmp_path / "c")]) == 0
+
+
+def test_curate_that_keeps_nothing_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from clipdex.synth import write_scenes
+
+    write_scenes(tmp_path / "pool", 12, seed=1, fmt="folder", size=48)
+    assert app_main(["curate", str(tmp_path / "pool"), "--out", str(tmp_path / "out"), "-f", "size:min_side=200",
+                     "--no-report"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the filters kept none of the 12 samples" in err
+
+
+def test_evaluations_refuse_inputs_they_cannot_match(tmp_path: Path, tiny_spec: str, scenes_folder: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert app_main(["index", str(scenes_folder), "--collection", str(tmp_path / "c"), "--model", tiny_spec]) == 0
+    (tmp_path / "q.jsonl").write_text(json.dumps({"query": "a red circle", "relevant": ["nowhere/x.png"]}) + "\n")
+    capsys.readouterr()
+    assert app_main(["eval", "ranking", "--data", str(tmp_path / "q.jsonl"), "--collection", str(tmp_path / "c")]) == 2
+    assert "none of its 1 relevant paths is an image of" in capsys.readouterr().err
+    (tmp_path / "p.jsonl").write_text(json.dumps({"prompt": "a cat", "images": ["missing.png"]}) + "\n")
+    assert app_main(["eval", "alignment", "--prompts", str(tmp_path / "p.jsonl"), "--model", tiny_spec]) == 2
+    assert "none of its 1 images could be read" in capsys.readouterr().err
