@@ -162,3 +162,24 @@ def test_a_small_file_that_decodes_huge_is_refused(small_server: TestClient) -> 
         Image.new("RGB", (64, 48), (200, 20, 20)).save(fine, format="PNG")
         ok = client.post("/api/search", files={"image": ("q.png", fine.getvalue(), "image/png")}, data={"k": "3"})
         assert ok.status_code == 200 and len(ok.json()["hits"]) == 3
+
+
+def test_copied_images_keep_one_file_per_key(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clipdex.curate import CurateOptions, curate
+
+    colours = {"a/b": (200, 0, 0), "a_b": (0, 200, 0), "a?b": (0, 0, 200), "../up": (200, 200, 0)}
+    for i, colour in enumerate(colours.values()):
+        Image.new("RGB", (40, 40), colour).save(tmp_path / f"{i}.png")
+    pq.write_table(pa.table({"key": list(colours), "path": [f"{i}.png" for i in range(len(colours))],
+                             "caption": ["a square"] * len(colours)}), tmp_path / "pool.parquet")
+    report = curate(tmp_path / "pool.parquet", tmp_path / "out", ["size:min_side=16"], CurateOptions(copy_images=True,
+                                                                                          report=False))
+    assert report.kept == 4
+    rows = pq.read_table(tmp_path / "out" / "pool.parquet").to_pylist()
+    files = [tmp_path / "out" / r["path"] for r in rows]
+    assert len({f.name for f in files}) == 4 and all(f.parent == tmp_path / "out" / "images" for f in files)
+    for row, f in zip(rows, files, strict=True):
+        assert Image.open(f).getpixel((5, 5)) == colours[row["key"]]

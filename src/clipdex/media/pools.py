@@ -18,6 +18,7 @@ rows / files for tables and folders.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -306,7 +307,15 @@ def _pick(names: list[str], wanted: str | None, guesses: tuple[str, ...], what: 
 
 
 def _safe(key: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+    """A file name for a sample key: readable, and unique per key (``a/b``, ``a_b`` and ``a?b`` differ).
+
+    Characters outside ``[A-Za-z0-9-_.]`` become ``_``; when that changed the key, a short hash of the
+    original keeps it apart from the keys it now resembles. Leading dots go, so no name hides or climbs.
+    """
+    clean = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in key).lstrip(".") or "_"
+    if clean == key:
+        return clean
+    return f"{clean[:100]}-{hashlib.sha1(key.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
 
 def _copy_image(src: str, out: Path, stem: str) -> str:
