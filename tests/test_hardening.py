@@ -183,3 +183,28 @@ def test_copied_images_keep_one_file_per_key(tmp_path: Path) -> None:
     assert len({f.name for f in files}) == 4 and all(f.parent == tmp_path / "out" / "images" for f in files)
     for row, f in zip(rows, files, strict=True):
         assert Image.open(f).getpixel((5, 5)) == colours[row["key"]]
+
+
+def test_an_oversized_tar_member_is_never_read(tmp_path: Path) -> None:
+    """A gzip'd shard whose caption member decompresses to megabytes: the sample is refused by its header."""
+    import tarfile
+
+    import pyarrow.parquet as pq
+
+    from clipdex.curate import curate
+
+    shard = tmp_path / "pool" / "00000.tar"
+    shard.parent.mkdir()
+    png = io.BytesIO()
+    Image.new("RGB", (40, 40), (9, 9, 9)).save(png, format="PNG")
+    with tarfile.open(shard, "w:gz") as tar:
+        for key, caption in (("ok", b"a dark square"), ("huge", b"a" * 5_000_000)):
+            for ext, data in (("png", png.getvalue()), ("txt", caption)):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    assert shard.stat().st_size < 100_000
+    report = curate(tmp_path / "pool", tmp_path / "out", ["size:min_side=8"])
+    assert report.samples == 2 and report.kept == 1
+    decisions = {r["key"]: r for r in pq.read_table(report.decisions).to_pylist()}
+    assert "caption member of 5,000,000 bytes" in str(decisions["huge"]["reason"])

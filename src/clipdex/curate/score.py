@@ -153,8 +153,11 @@ def _batched(items: Iterable[Sample], n: int) -> Iterator[list[Sample]]:
 
 def _caption_row(sample: Sample) -> _Row:
     row = _Row(sample)
+    row.error = sample.error
     value = sample.caption
-    if value is None:
+    if sample.caption_error:
+        row.caption_error = sample.caption_error
+    elif value is None:
         row.caption_error = "no caption"
     elif not isinstance(value, str):
         row.caption_error = f"caption is not text ({type(value).__name__})"
@@ -244,6 +247,9 @@ def _inspect_images(rows: list[_Row], res: _Resources, needs: frozenset[str]) ->
 
 def _read_bytes(r: _Row, max_bytes: int) -> bytes | None:
     """The sample's image bytes (for hashing and decoding), or None with ``r.error`` set."""
+    if r.sample.error:
+        r.error = r.sample.error
+        return None
     if r.sample.image_bytes is not None:
         if not r.sample.image_bytes:
             r.error = "empty file (0 bytes)"

@@ -41,6 +41,8 @@ _IMAGE_COLUMNS = ("path", "image", "image_path", "filepath", "file", "filename")
 _CAPTION_COLUMNS = ("caption", "text", "title", "description", "alt")
 _KEY_COLUMNS = ("key", "uid", "id", "sample_id")
 _WDS_IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+MAX_TEXT_MEMBER = 1 << 20  # captions and JSON: no real one comes near 1 MiB
+MAX_IMAGE_MEMBER = 256 << 20  # as decoding's own file cap
 
 
 @dataclass
@@ -52,6 +54,8 @@ class Sample:
     image_path: str | None = None
     image_bytes: bytes | None = None
     columns: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # why its image cannot be used, found while reading (an oversized member)
+    caption_error: str | None = None  # the same for its caption
 
     @property
     def image(self) -> str | bytes | None:
@@ -410,14 +414,23 @@ class WebdatasetPool(Pool):
 
     @staticmethod
     def _sample(key: str, members: dict[str, tarfile.TarInfo], tar: tarfile.TarFile, with_image: bool) -> Sample:
+        """One sample; a member larger than its cap (by its header, before any of it is read or decompressed)
+        is not read and the sample carries the reason."""
         ext = next((e for e in _WDS_IMAGE_EXTS if e in members), None)
-        caption: Any = _member_text(tar, members["txt"]) if "txt" in members else None
-        columns: dict[str, Any] = {}
-        if "json" in members:
+        sample = Sample(key, None)
+        if "txt" in members:
+            if members["txt"].size > MAX_TEXT_MEMBER:
+                sample.caption_error = f"caption member of {members['txt'].size:,} bytes (over {MAX_TEXT_MEMBER:,})"
+            else:
+                sample.caption = _member_text(tar, members["txt"])
+        if "json" in members and members["json"].size <= MAX_TEXT_MEMBER:
             meta = _member_json(tar, members["json"])
-            columns = {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)}
-        data = _member_bytes(tar, members[ext]) if ext and with_image else None
-        return Sample(key, caption, image_bytes=data, columns=columns)
+            sample.columns = {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)}
+        if ext and members[ext].size > MAX_IMAGE_MEMBER:
+            sample.error = f"image member of {members[ext].size:,} bytes (over {MAX_IMAGE_MEMBER:,})"
+        elif ext and with_image:
+            sample.image_bytes = _member_bytes(tar, members[ext])
+        return sample
 
     def items(self) -> Iterator[Item]:
         """Every sample with an image member as an item to index: its member path, caption and JSON fields."""
