@@ -208,3 +208,106 @@ def test_an_oversized_tar_member_is_never_read(tmp_path: Path) -> None:
     assert report.samples == 2 and report.kept == 1
     decisions = {r["key"]: r for r in pq.read_table(report.decisions).to_pylist()}
     assert "caption member of 5,000,000 bytes" in str(decisions["huge"]["reason"])
+
+
+def test_http_abuse_gets_4xx_never_500(small_server: TestClient) -> None:
+    with small_server as client:
+        deep = "[" * 5000 + "]" * 5000
+        assert client.post("/api/search", content=deep, headers={"content-type": "application/json"}
+                           ).status_code == 400
+        where = {f"k{i}": "v" for i in range(1000)}
+        assert client.post("/api/search", json={"text": "a red circle", "where": where}).status_code == 422
+        for route in ("image", "thumbnail", ""):
+            got = client.get(f"/api/items/99999999999999999999999/{route}".rstrip("/"))
+            assert got.status_code == 404, route
+
+
+def test_the_key_guards_meta_routes_and_query_keys_only_open_images(tmp_path: Path, tiny_spec: str,
+                                                                    scenes_folder: Path) -> None:
+    from clipdex.errors import UsageError
+
+    enc = load_encoder(tiny_spec)
+    with Collection.create(tmp_path / "c", enc.spec, enc.dim) as coll:
+        coll.add(scenes_folder, enc)
+    with pytest.raises(UsageError, match="set but empty"):
+        ServeConfig(collections={"c": tmp_path / "c"}, api_key="  ")
+    app = create_app(ServeConfig(collections={"c": tmp_path / "c"}, api_key="s3cret", bound_host="127.0.0.1"))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        for path in ("/metrics", "/docs", "/openapi.json", "/api/collections"):
+            assert client.get(path).status_code == 401, path
+            assert client.get(path, headers={"X-API-Key": "s3cret"}).status_code == 200, path
+        assert client.get("/api/collections?key=s3cret").status_code == 401  # not an image route
+        assert client.get("/api/items/1/thumbnail?key=s3cret").status_code == 200
+        assert client.get("/healthz").status_code == 200
+    with TestClient(app, base_url="http://attacker.example:8000") as client:  # DNS rebinding
+        assert client.get("/healthz").status_code == 421
+
+
+def test_fuzzed_search_bodies_never_answer_500(small_server: TestClient) -> None:
+    """Hypothesis, bounded: JSON bodies built from the search schema's own fields with hostile values."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    scalar = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
+                       st.text(max_size=40))
+    value = st.recursive(scalar, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8),
+                                                                                              inner, max_size=4),
+                         max_leaves=12)
+    fields = ["text", "k", "offset", "image_id", "embedding", "where", "min_score", "target", "mode", "fusion",
+              "alpha", "terms", "diversity", "collapse", "compose", "rerank", "rerank_depth", "regions", "collection"]
+    body = st.dictionaries(st.sampled_from(fields), value, max_size=5)
+
+    with small_server as client:
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(body)
+        def check(payload: dict[str, object]) -> None:
+            got = client.post("/api/search", content=json.dumps(payload, default=str).encode(),
+                              headers={"content-type": "application/json"})
+            assert got.status_code < 500, (payload, got.text)
+            assert len(got.content) < 1_000_000
+
+        check()
+
+
+def test_cli_output_stays_json_and_escapes_control_characters(tmp_path: Path, tiny_spec: str,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from clipdex.cli import app_main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (32, 32), (5, 5, 5)).save(folder / "ok.png")
+    (folder / "evil\x1b[2Jname.jpg").write_bytes(b"not an image")
+    assert app_main(["index", str(folder), "--collection", str(tmp_path / "c"), "--model", tiny_spec]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "evil\\x1b[2Jname.jpg" in out
+    (tmp_path / "k.json").write_text(json.dumps({"images": [{"filename": 7, "sentences": "x"}]}))
+    assert app_main(["index", str(tmp_path / "k.json"), "--collection", str(tmp_path / "k")]) == 2
+    assert "images[0] has a field of the wrong type" in capsys.readouterr().err
+
+
+def test_json_output_turns_non_finite_numbers_into_null(capsys: pytest.CaptureFixture[str]) -> None:
+    from clipdex.cli.output import emit
+
+    emit({"score": float("nan"), "rows": [1.5, float("inf")]}, True, "")
+    assert json.loads(capsys.readouterr().out) == {"score": None, "rows": [1.5, None]}
+
+
+def test_curated_tar_members_stay_inside_their_folder(tmp_path: Path) -> None:
+    import tarfile
+
+    from clipdex.curate import curate
+
+    png = io.BytesIO()
+    Image.new("RGB", (40, 40), (99, 9, 9)).save(png, format="PNG")
+    (tmp_path / "pool").mkdir()
+    with tarfile.open(tmp_path / "pool" / "00000.tar", "w") as tar:
+        for name, data in (("../../evil.png", png.getvalue()), ("../../evil.txt", b"a red square"),
+                           ("/abs/x.png", png.getvalue()), ("/abs/x.txt", b"another")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    report = curate(tmp_path / "pool", tmp_path / "out", ["size:min_side=8"])
+    assert report.kept == 2
+    with tarfile.open(tmp_path / "out" / "00000.tar") as out:
+        names = out.getnames()
+    assert names and all(not n.startswith("/") and ".." not in n.split("/") for n in names), names

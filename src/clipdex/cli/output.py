@@ -7,6 +7,7 @@ Exit codes: 0 ok · 1 other failure · 2 bad input (usage, query, source) · 3 m
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Annotated, Any
 
@@ -14,17 +15,33 @@ import typer
 
 from clipdex.errors import ClipdexError
 
-__all__ = ["JsonOpt", "emit", "progress_printer", "run"]
+__all__ = ["JsonOpt", "emit", "printable", "progress_printer", "run"]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
 def emit(data: Any, as_json: bool, human: str) -> None:
-    """One JSON document (``--json``) or the human lines on stdout."""
+    """One JSON document (``--json``; NaN and infinities become null, so it stays JSON) or the human
+    lines on stdout (control characters in them, from a file name say, shown escaped)."""
     if as_json:
-        typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+        typer.echo(json.dumps(_finite(data), ensure_ascii=False, indent=2, default=str, allow_nan=False))
     else:
-        typer.echo(human)
+        typer.echo(printable(human))
+
+
+def printable(text: str) -> str:
+    """``text`` with terminal control characters (escape sequences, bells) shown as ``\\x1b`` etc."""
+    return "".join(c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode() for c in text)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def progress_printer(label: str) -> Any:
@@ -69,7 +86,7 @@ def run(app: typer.Typer, argv: list[str] | None = None) -> int:
         result = app(args=argv, standalone_mode=False, prog_name="clipdex")
         return result if isinstance(result, int) else 0
     except ClipdexError as e:
-        typer.echo(f"error: {e}", err=True)
+        typer.echo(f"error: {printable(str(e))}", err=True)
         return e.exit_code
     except typer.Exit as e:
         return int(getattr(e, "exit_code", 0) or 0)

@@ -22,6 +22,8 @@ def serve(
     timeout: Annotated[float, typer.Option(help="Seconds before a search answers 504")] = 30.0,
     rerank_model: Annotated[list[str] | None, typer.Option(
         help="Encoder spec requests may use as rerank model:SPEC (repeatable)")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        help="Host names to answer (repeatable); default: the loopback names, or any when bound to 0.0.0.0")] = None,
     model: Annotated[str | None, typer.Option(
         help="Served indexes: the encoder their embeddings were made with, when the index does not record it")] = None,
 ) -> None:
@@ -33,6 +35,7 @@ def serve(
     except ImportError as e:
         raise MissingExtraError(f"serve needs {e.name}; install it with `pip install 'clipdex[serve]'`") from e
     config = ServeConfig(collections=resolve_collections(collections), api_key=api_key, cors_origins=tuple(cors or ()),
+                         allowed_hosts=tuple(allowed_host or ()), bound_host=host,
                          max_upload_bytes=int(max_upload_mb * 1024 * 1024), request_timeout_s=timeout,
                          rerank_models=tuple(rerank_model or ()), index_model=model)
     typer.echo(f"serving {', '.join(config.collections)} on http://{host}:{port}  (API docs: /docs)", err=True)

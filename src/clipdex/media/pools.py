@@ -454,10 +454,19 @@ class WebdatasetPool(Pool):
                 if key not in keep:
                     continue
                 for member in members.values():
-                    dst.addfile(member, io.BytesIO(_member_bytes(tar, member)))
+                    data = _member_bytes(tar, member)
+                    copy = tarfile.TarInfo(_contained(member.name))  # never an absolute or climbing name
+                    copy.size, copy.mtime, copy.mode = len(data), member.mtime, 0o644
+                    dst.addfile(copy, io.BytesIO(data))
                 kept += 1
         os.replace(tmp, target)
         return kept
+
+
+def _contained(name: str) -> str:
+    """A member name that stays inside the folder a tar is unpacked in (``/abs`` and ``../x`` lose those parts)."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    return "/".join(parts) or "_"
 
 
 def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:

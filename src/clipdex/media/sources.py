@@ -267,12 +267,19 @@ def iter_karpathy(path: str | os.PathLike[str], options: SourceOptions = SourceO
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise SourceError(f"{path}: not a Karpathy-style JSON (expected a top-level 'images' list)")
     root = Path(os.path.abspath(Path(options.image_root).expanduser() if options.image_root else path.parent))
-    for entry in data["images"]:
+    for n, entry in enumerate(data["images"]):
+        if not isinstance(entry, dict):
+            raise SourceError(f"{path}: images[{n}] is not an object")
         name = entry.get("filename")
         if not name:
             continue
+        sentences = entry.get("sentences", [])
+        if not isinstance(name, str) or not isinstance(entry.get("filepath", ""), str) \
+                or not isinstance(sentences, list) or not all(isinstance(s, dict) for s in sentences):
+            raise SourceError(f"{path}: images[{n}] has a field of the wrong type (filename and filepath are "
+                              "text, sentences a list of objects)")
         full = root / entry.get("filepath", "") / name
-        captions = [s.get("raw", "").strip() for s in entry.get("sentences", [])]
+        captions = [str(s.get("raw", "")).strip() for s in sentences]
         metadata: Metadata = {"split": entry.get("split", "")}
         for key in ("imgid", "cocoid"):
             if key in entry:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -91,16 +92,36 @@ def _install_errors(app: FastAPI) -> None:
         return _error(exc.status_code, code, str(exc.detail))
 
 
+_KEYED = ("/api", "/metrics", "/docs", "/redoc", "/openapi.json")
+_IMAGE_ROUTE = re.compile(r"/api/items/\d+/(image|thumbnail|heatmap)")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def allowed_hosts(config: ServeConfig) -> frozenset[str] | None:
+    """The Host names the server answers; None: any (bound to every interface, or an app made in-process
+    with no list given). ``clipdex serve`` on loopback answers only the loopback names and its own host."""
+    if config.allowed_hosts:
+        return frozenset(h.lower() for h in config.allowed_hosts)
+    if config.bound_host is None or config.bound_host in ("0.0.0.0", "::"):
+        return None
+    return frozenset({*LOOPBACK_HOSTS, config.bound_host.lower()})
+
+
 def _install_guard(app: FastAPI, config: ServeConfig) -> None:
+    hosts = allowed_hosts(config)
+
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
         start = time.perf_counter()
         path = request.url.path
-        # <img> tags cannot send headers: image GETs may carry the key as ?key=.
+        # <img> tags cannot send headers: image GETs (only those) may carry the key as ?key=.
         given = request.headers.get("x-api-key")
-        if given is None and request.method == "GET":
+        if given is None and request.method == "GET" and _IMAGE_ROUTE.fullmatch(path):
             given = request.query_params.get("key")
-        if config.api_key and path.startswith("/api") and given != config.api_key:
+        host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
+        if hosts is not None and host not in hosts:
+            response = _error(421, "wrong_host", f"this server does not answer for host {host!r}")
+        elif config.api_key and path.startswith(_KEYED) and given != config.api_key:
             response = _error(401, "unauthorized", "missing or wrong X-API-Key header")
         else:
             response = await call_next(request)

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clipdex.errors import ClipdexError
+from clipdex.errors import ClipdexError, UsageError
 
 __all__ = ["ServeConfig", "resolve_collections"]
 
@@ -18,7 +18,10 @@ class ServeConfig:
 
     Attributes:
         collections: public name -> collection folder, in display order.
-        api_key: when set, every ``/api`` call needs header ``X-API-Key``.
+        api_key: when set, every ``/api`` call and ``/metrics``, ``/docs``, ``/openapi.json`` need header
+            ``X-API-Key`` (image routes, which ``<img>`` tags load, also take ``?key=``); an empty key is refused.
+        allowed_hosts: Host header values accepted (DNS rebinding defence); empty: the loopback names,
+            or any host when bound to all interfaces.
         cors_origins: origins allowed by CORS (none by default).
         max_upload_bytes: largest accepted query image / request body (counted as it streams in).
         max_query_pixels: largest query image, in pixels (a small PNG can decode to gigabytes).
@@ -32,6 +35,8 @@ class ServeConfig:
 
     collections: dict[str, Path] = field(default_factory=dict)
     api_key: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    bound_host: str | None = None  # the address uvicorn binds (set by ``clipdex serve``)
     cors_origins: tuple[str, ...] = ()
     max_upload_bytes: int = 10 * 1024 * 1024
     max_query_pixels: int = 24_000_000
@@ -40,6 +45,10 @@ class ServeConfig:
     thumbnail_sizes: tuple[int, ...] = (128, 256, 512)
     rerank_models: tuple[str, ...] = ()
     index_model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.api_key is not None and not self.api_key.strip():
+            raise UsageError("the API key is set but empty (CLIPDEX_API_KEY=?): give a real key, or unset it")
 
 
 def resolve_collections(args: list[str]) -> dict[str, Path]:

@@ -138,6 +138,8 @@ def _json_body(raw: bytes, cap: int) -> dict[str, Any]:
         body = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as e:
         raise HTTPError(400, "malformed_json", f"the body is not valid JSON ({e})") from None
+    except RecursionError:
+        raise HTTPError(400, "malformed_json", "the body nests too deeply") from None
     if not isinstance(body, dict):
         raise HTTPError(400, "malformed_json", "the body must be a JSON object")
     return body

@@ -45,7 +45,8 @@ class SearchIn(BaseModel):
     k: int = Field(20, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=100_000)
     min_score: float | None = Field(None, ge=-1.0, le=1.0)
-    where: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Metadata equality filter")
+    where: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=32,
+                                                        description="Metadata equality filter (at most 32 keys)")
     target: Literal["images", "captions"] = "images"
     terms: list[TermIn] | None = Field(None, max_length=32, description="Weighted / negative terms")
     diversity: float | None = Field(None, ge=0.0, le=1.0, description="MMR weight of relevance (1 = plain)")

@@ -266,8 +266,8 @@ class Store:
         return built.factory
 
     def items(self, ids: Iterable[int]) -> dict[int, ItemRecord]:
-        """Fetch item rows with their captions and metadata, by id."""
-        ids = [int(i) for i in ids]
+        """Fetch item rows with their captions and metadata, by id (ids no row can have are simply absent)."""
+        ids = [int(i) for i in ids if 0 <= int(i) < _MAX_ID]
         out: dict[int, ItemRecord] = {}
         for chunk, marks in _in_chunks(ids):
             for r in self.conn.execute(
@@ -293,7 +293,7 @@ class Store:
 
     def item_path_bytes(self, item_id: int) -> bytes:
         """The exact OS path of an item's image (for serving or re-decoding)."""
-        row = self.conn.execute("SELECT path_bytes FROM items WHERE id = ?", (int(item_id),)).fetchone()
+        row = self.conn.execute("SELECT path_bytes FROM items WHERE id = ?", (_row_id(item_id),)).fetchone()
         if row is None:
             raise NotFoundError(f"no item with id {item_id} in {self.path}")
         return bytes(row[0])
@@ -308,7 +308,7 @@ class Store:
         from clipdex.media.thumbnails import thumbnail_jpeg
 
         row = self.conn.execute("SELECT path_bytes, fingerprint, status FROM items WHERE id = ?",
-                                (int(item_id),)).fetchone()
+                                (_row_id(item_id),)).fetchone()
         if row is None:
             raise NotFoundError(f"no item with id {item_id} in {self.path}")
         if row["status"] != "ok":
@@ -394,6 +394,14 @@ class Store:
                 f"exact (saved index refused: {self.ann_problem()}; `clipdex index` rebuilds it)"
                 if self.ann_problem() else "exact"), error_list=errors,
         )
+
+
+_MAX_ID = 1 << 63  # SQLite's INTEGER
+
+
+def _row_id(item_id: int) -> int:
+    """An id SQLite can compare (a larger one names no item: -1 matches none)."""
+    return int(item_id) if 0 <= int(item_id) < _MAX_ID else -1
 
 
 def _in_chunks(ids: list[int], size: int = 500) -> Iterator[tuple[list[int], str]]:
