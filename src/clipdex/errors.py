@@ -11,6 +11,7 @@ __all__ = [
     "ClipdexError",
     "CollectionError",
     "CollectionLockedError",
+    "DamagedError",
     "DecodeError",
     "EncoderSpecError",
     "MissingExtraError",
@@ -49,6 +50,10 @@ class CollectionError(ClipdexError):
 
 class NotFoundError(CollectionError):
     """A named thing that does not exist: an item id, a served collection (HTTP 404)."""
+
+
+class DamagedError(CollectionError):
+    """A collection file that is damaged (``clipdex verify`` names it, ``clipdex repair`` mends what it can)."""
 
 
 class CollectionLockedError(CollectionError):

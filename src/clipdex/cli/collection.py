@@ -11,7 +11,7 @@ import typer
 from clipdex.cli.output import JsonOpt, emit, progress_printer
 from clipdex.errors import ClipdexError
 
-__all__ = ["heatmap", "index", "info", "remove", "search"]
+__all__ = ["heatmap", "index", "info", "remove", "repair", "search", "verify"]
 
 _SHOWN_FAILURES = 20  # failure lines printed after an index run; `info` lists them all
 
@@ -153,3 +153,32 @@ def remove(
     emit({"removed": n}, as_json, f"removed {n} items")
 
 
+def verify(collection: Annotated[Path, typer.Argument(help="Collection folder")], as_json: JsonOpt = False) -> None:
+    """Check every file of a collection (database, vector shards and their checksums, index); exit 1 on damage."""
+    from clipdex.store import verify_collection
+
+    problems = verify_collection(collection)
+    emit({"collection": str(collection), "problems": [asdict(p) | {"bad_vec_ids": len(p.bad_vec_ids)}
+                                                       for p in problems]}, as_json,
+         "\n".join(f"{p.file}: {p.what}" + ("" if p.repairable else " (repair cannot mend this)") for p in problems)
+         or f"{collection}: no problems found")
+    if problems:
+        raise ClipdexError(f"{len(problems)} problem(s) in {collection}; `clipdex repair {collection}` mends "
+                           f"{sum(p.repairable for p in problems)} of them")
+
+
+def repair(collection: Annotated[Path, typer.Argument(help="Collection folder")],
+           wait: Annotated[float, typer.Option(help="Seconds to wait for another writer")] = 0.0,
+           as_json: JsonOpt = False) -> None:
+    """Mend a damaged collection: drop damaged vectors (their items are re-embedded by the next index), rebuild
+    the index; never drops a good row."""
+    from clipdex.store import repair_collection
+
+    report = repair_collection(collection, wait)
+    emit({**asdict(report), "left": [p.what for p in report.left]}, as_json,
+         f"{report.problems_found} problem(s) found; {report.vectors_dropped} vectors dropped, "
+         f"{report.items_to_reembed} items to embed again (run `clipdex index` on their source); "
+         f"search: {report.index or 'unchanged'}" + "".join(f"\n  left: {p.file}: {p.what}" for p in report.left))
+    if report.left:
+        raise ClipdexError(f"{len(report.left)} problem(s) left in {collection}: restore it from a backup or "
+                           "index into a new collection")

@@ -24,6 +24,8 @@ app.command("search")(collection.search)
 app.command("heatmap")(collection.heatmap)
 app.command("info")(collection.info)
 app.command("remove")(collection.remove)
+app.command("verify")(collection.verify)
+app.command("repair")(collection.repair)
 # curation and clip-retrieval embedding folders
 app.command("curate")(curate.curate_cmd)
 app.command("embed")(embeddings.embed_cmd)

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from clipdex.errors import BadQueryError, CollectionError, DecodeError, NotFoundError
+from clipdex.errors import BadQueryError, CollectionError, DamagedError, DecodeError, NotFoundError
 from clipdex.media.thumbnails import image_response
 from clipdex.search.query import Query as SearchQuery
 from clipdex.search.query import Target
@@ -255,6 +255,8 @@ def error_status(exc: Exception) -> tuple[int, str]:
         return 400, "bad_query"
     if isinstance(exc, NotFoundError):
         return 404, "not_found"
+    if isinstance(exc, DamagedError):
+        return 503, "collection_damaged"
     if isinstance(exc, CollectionError):
         return 400, "collection"
     return 400, "bad_request"

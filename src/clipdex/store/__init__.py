@@ -3,6 +3,7 @@
 from clipdex.store.ann import ANN_THRESHOLD, AnnIndex, build_ann, default_factory
 from clipdex.store.store import FORMAT_VERSION, CollectionInfo, ItemRecord, Store
 from clipdex.store.vectors import VectorView
+from clipdex.store.verify import Problem, RepairReport, repair_collection, verify_collection
 from clipdex.store.writes import IndexReport, add_embedded
 
 __all__ = [
@@ -13,8 +14,12 @@ __all__ = [
     "IndexReport",
     "ItemRecord",
     "Store",
+    "Problem",
+    "RepairReport",
     "VectorView",
     "add_embedded",
     "build_ann",
     "default_factory",
+    "repair_collection",
+    "verify_collection",
 ]

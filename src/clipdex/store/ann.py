@@ -29,7 +29,7 @@ import numpy as np
 from clipdex.errors import CollectionError, UsageError
 
 __all__ = ["ANN_THRESHOLD", "AnnIndex", "IndexPlan", "build_ann", "default_factory", "load_ann", "open_ann",
-           "plan_index"]
+           "plan_index", "verify_ann"]
 
 # Exact search over float32 is memory-bound: ~25 ms per 100k x 512 on a laptop core.
 ANN_THRESHOLD = 200_000
@@ -157,7 +157,8 @@ def save_ann(ann: AnnIndex, folder: Path, version: int) -> None:
     os.replace(tmp, folder / name)
     manifest = {"factory": ann.factory, "nprobe": ann.nprobe, "count": len(ann.vec_ids), "version": version,
                 "unit": name, "index_bytes": (folder / name / "images.faiss").stat().st_size,
-                "vec_ids_sha256": _sha256(folder / name / "vec_ids.npy")}
+                "vec_ids_sha256": _sha256(folder / name / "vec_ids.npy"),
+                "index_sha256": _sha256(folder / name / "images.faiss")}  # checked by verify, not on every open
     pointer = folder / ".manifest.tmp"
     pointer.write_text(json.dumps(manifest))
     _fsync(pointer)
@@ -194,6 +195,21 @@ def open_ann(folder: Path) -> tuple[AnnIndex | None, str | None]:
     if index.ntotal != len(vec_ids) or ("count" in manifest and len(vec_ids) != int(manifest["count"])):
         return None, f"index holds {index.ntotal} vectors but its id map {len(vec_ids)}"
     return AnnIndex(index, vec_ids, str(manifest["factory"]), int(manifest.get("nprobe", 0))), None
+
+
+def verify_ann(folder: Path) -> str | None:
+    """Everything :func:`open_ann` checks, and the index file's own checksum (it reads the whole file)."""
+    _, problem = open_ann(folder)
+    if problem:
+        return problem
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None  # no index
+    unit = folder / str(manifest.get("unit", ""))
+    if manifest.get("index_sha256") and _sha256(unit / "images.faiss") != manifest["index_sha256"]:
+        return "index file does not match its checksum (changed or damaged)"
+    return None
 
 
 def _check_unit(unit: Path, manifest: dict[str, Any]) -> str | None:

@@ -7,9 +7,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from clipdex.errors import DamagedError
+
 __all__ = ["SCHEMA_VERSION", "connect", "bump_version", "get_meta", "set_meta"]
 
-SCHEMA_VERSION = 2  # 2: region vectors (crops of an image); a v1 file gains the table on first write
+SCHEMA_VERSION = 3  # 2: region vectors (crops of an image); 3: shard checksums. Older files gain the tables
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,11 +53,24 @@ CREATE TABLE IF NOT EXISTS regions (
     x0 REAL NOT NULL, y0 REAL NOT NULL, x1 REAL NOT NULL, y1 REAL NOT NULL  -- the crop, as fractions
 );
 CREATE INDEX IF NOT EXISTS regions_item ON regions(item_id);
+CREATE TABLE IF NOT EXISTS shard_sums (file TEXT PRIMARY KEY, sha256 TEXT NOT NULL);  -- recorded at write time
 """
 
 
 def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
-    """Open the collection database in WAL mode with foreign keys on."""
+    """Open the collection database in WAL mode with foreign keys on.
+
+    Raises:
+        DamagedError: the file is not a SQLite database, in one line.
+    """
+    try:
+        return _connect(path, readonly)
+    except sqlite3.DatabaseError as e:
+        raise DamagedError(f"{path} is damaged ({e}); `clipdex verify` says more, restore it from a backup or "
+                              "index into a new collection") from e
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0, check_same_thread=False)
     else:

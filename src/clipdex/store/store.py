@@ -30,13 +30,13 @@ from typing import Any, Self
 
 import numpy as np
 
-from clipdex.errors import CollectionError, NotFoundError
+from clipdex.errors import CollectionError, DamagedError, NotFoundError
 from clipdex.store import ann as ann_mod
 from clipdex.store.db import bump_version, connect, get_meta
 from clipdex.store.lock import WriteLock
 from clipdex.store.vectors import VectorView, load_view, remove_orphan_shards
 
-__all__ = ["FORMAT_VERSION", "CollectionInfo", "ItemRecord", "Store"]
+__all__ = ["FORMAT_VERSION", "CollectionInfo", "ItemRecord", "Store", "manifest_problem"]
 
 FORMAT_VERSION = 1
 MANIFEST = "collection.json"
@@ -139,10 +139,17 @@ class Store:
             raise CollectionError(
                 f"no collection at {folder}; create one with `clipdex index SOURCE --collection {folder}`"
             ) from None
-        except (OSError, json.JSONDecodeError) as e:
-            raise CollectionError(f"{folder / MANIFEST} is unreadable: {e}") from e
+        except (OSError, ValueError) as e:  # JSON and UTF-8 errors are ValueErrors
+            raise CollectionError(f"{folder / MANIFEST} is unreadable: {str(e)[:200]}") from e
+        problem = manifest_problem(manifest)
+        if problem:
+            raise CollectionError(f"{folder / MANIFEST}: {problem}")
         if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
             raise CollectionError(f"{folder} was written by a newer clipdex (format {manifest['format_version']})")
+        database = folder / "items.sqlite"
+        if not database.is_file() or database.stat().st_size == 0:
+            raise DamagedError(f"{database} is missing or empty: the collection is damaged "
+                                  "(restore it from a backup, or index into a new collection)")
         return cls(folder, manifest)
 
     def check_encoder(self, spec: str) -> None:
@@ -402,6 +409,19 @@ _MAX_ID = 1 << 63  # SQLite's INTEGER
 def _row_id(item_id: int) -> int:
     """An id SQLite can compare (a larger one names no item: -1 matches none)."""
     return int(item_id) if 0 <= int(item_id) < _MAX_ID else -1
+
+
+def manifest_problem(manifest: Any) -> str | None:
+    """What is wrong with a ``collection.json`` (types included), or None."""
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    checks = (("encoder", str), ("dim", int), ("format_version", int))
+    for key, kind in checks:
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+            return f"{key!r} must be {kind.__name__}, not {manifest.get(key)!r}"
+    if manifest["dim"] <= 0 or manifest.get("vector_dtype", "float16") not in ("float16", "float32"):
+        return "dim must be positive and vector_dtype float16 or float32"
+    return None
 
 
 def _in_chunks(ids: list[int], size: int = 500) -> Iterator[tuple[list[int], str]]:

@@ -8,6 +8,7 @@ from a killed writer and is deleted by the next writer.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from clipdex.errors import DamagedError
 
 __all__ = ["VectorView", "gather_rows", "load_view", "remove_orphan_shards", "write_shard"]
 
@@ -62,6 +65,15 @@ def write_shard(folder: Path, first_vec: int, vectors: np.ndarray, dtype: str) -
     return name
 
 
+def shard_sha256(path: Path) -> str:
+    """The checksum recorded for a shard when it is committed (``verify`` compares it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def remove_orphan_shards(conn: sqlite3.Connection, folder: Path) -> int:
     """Delete shard files the database does not list; returns how many."""
     known = {row[0] for row in conn.execute("SELECT file FROM shards")}
@@ -97,10 +109,19 @@ def load_view(conn: sqlite3.Connection, folder: Path, kind: str, dim: int) -> Ve
         hi = np.searchsorted(vec_ids, first + count)
         if lo == hi:
             continue  # every vector of this shard was removed or is of the other kind
-        shard = np.load(folder / file, mmap_mode="r")
-        matrix[lo:hi] = shard[vec_ids[lo:hi] - first]
+        try:
+            shard = np.load(folder / file, mmap_mode="r")
+            if shard.shape != (count, dim):
+                raise ValueError(f"shape {shard.shape}, expected ({count}, {dim})")
+            matrix[lo:hi] = shard[vec_ids[lo:hi] - first]
+        except FileNotFoundError:
+            continue  # its rows are skipped (verify names the missing file)
+        except (ValueError, OSError, EOFError, IndexError) as e:
+            raise DamagedError(f"vector shard {file} is damaged ({str(e).splitlines()[0][:120]}); "
+                                  "run `clipdex verify` and `clipdex repair`") from e
         filled[lo:hi] = True
-    keep = filled  # a vector row whose shard is missing is skipped rather than zero-filled
+    # a vector row whose shard is missing, or whose numbers are not finite, is left out (verify names it)
+    keep = filled & np.isfinite(matrix).all(axis=1)
     matrix = matrix[keep]
     # float16 storage moves norms by ~1e-4; renormalise so cosine stays in [-1, 1]
     matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
