@@ -311,3 +311,44 @@ def test_curated_tar_members_stay_inside_their_folder(tmp_path: Path) -> None:
     with tarfile.open(tmp_path / "out" / "00000.tar") as out:
         names = out.getnames()
     assert names and all(not n.startswith("/") and ".." not in n.split("/") for n in names), names
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only file system needs root")
+def test_a_collection_on_a_read_only_mount_can_be_searched(tmp_path: Path, tiny_spec: str,
+                                                          scenes_folder: Path) -> None:
+    import subprocess
+
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
+    try:
+        enc = load_encoder(tiny_spec)
+        with Collection.create(mount / "c", enc.spec, enc.dim) as coll:
+            coll.add(scenes_folder, enc)
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        with Collection.open(mount / "c") as coll:
+            coll.use_encoder(enc)
+            assert len(coll.search("a red circle", k=3)) == 3
+            assert coll.thumbnail(1, 64)[:2] == b"\xff\xd8"  # made, though it cannot be cached
+            assert coll.info().items == 60
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_very_deep_folder_and_an_os_error_are_one_line(tmp_path: Path, tiny_spec: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from clipdex.cli import app_main
+
+    deep = tmp_path / "deep"
+    bottom = deep
+    bottom.mkdir()
+    for _ in range(1200):  # deeper than Python's recursion limit, within the OS's path length
+        bottom = bottom / "d"
+        bottom.mkdir()
+    Image.new("RGB", (32, 32), (1, 99, 1)).save(bottom / "x.png")
+    assert app_main(["index", str(deep), "--collection", str(tmp_path / "c"), "--model", tiny_spec, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["added"] == 1
+    (tmp_path / "afile").write_text("x")
+    assert app_main(["index", str(deep), "--collection", str(tmp_path / "afile" / "c")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "afile" in err[0]

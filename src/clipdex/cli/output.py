@@ -6,6 +6,7 @@ Exit codes: 0 ok · 1 other failure · 2 bad input (usage, query, source) · 3 m
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import sys
@@ -102,5 +103,16 @@ def run(app: typer.Typer, argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
+    except OSError as e:  # the machine's side: a full disk, a read-only folder, a path that is a file
+        typer.echo(f"error: {printable(_os_message(e))}", err=True)
+        return 1
 
 
+def _os_message(e: OSError) -> str:
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno == errno.ENOSPC:
+        return (f"the disk is full{where}; what was committed before is kept: free some space and run the same "
+                "command again")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write{where}: {e.strerror}; choose a writable folder"
+    return f"{e.strerror or e}{where}"

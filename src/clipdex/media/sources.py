@@ -101,27 +101,37 @@ def walk_images(root: str | os.PathLike[str], videos: bool = False, skip_hidden:
 
     Symlinked folders are followed once (loops are detected by inode); dangling
     links are skipped; ``skip_hidden`` leaves out folders whose name starts with a dot.
+    Iterative, so a folder thousands of levels deep is walked like any other.
     """
     seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    stack = [os.fspath(root)]
+    while stack:
+        folder = stack.pop()
         try:
-            st = os.stat(dirpath)
+            st = os.stat(folder)
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
-            dirnames[:] = []
-            continue
+            continue  # unreadable or vanished: nothing to list
         if (st.st_dev, st.st_ino) in seen:
-            dirnames[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
-        dirnames[:] = sorted(d for d in dirnames if not (skip_hidden and d.startswith(".")))
-        for name in sorted(filenames):
-            ext = os.path.splitext(name)[1].lower()
+        subfolders = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not (skip_hidden and entry.name.startswith(".")):
+                    subfolders.append(entry.path)
+                continue
+            ext = os.path.splitext(entry.name)[1].lower()
             if ext not in IMAGE_EXTENSIONS and not (videos and ext in VIDEO_EXTENSIONS):
                 continue
-            full = os.path.join(dirpath, name)
-            if os.path.islink(full) and not os.path.exists(full):
+            if entry.is_symlink() and not os.path.exists(entry.path):
                 continue  # dangling or self-referencing link: nothing to read
-            yield full
+            yield entry.path
+        stack.extend(reversed(subfolders))  # depth first, in name order, as a recursive walk would
 
 
 def iter_folder(root: str | os.PathLike[str], videos: bool = False) -> Iterator[Item]:

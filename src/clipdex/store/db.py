@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -63,16 +64,19 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     Raises:
         DamagedError: the file is not a SQLite database, in one line.
     """
+    # on a read-only mount, open without the WAL's shared-memory files and locks, which cannot be created there
+    immutable = not os.access(path.parent, os.W_OK)
     try:
-        return _connect(path, readonly)
+        return _connect(path, readonly or immutable, immutable)
     except sqlite3.DatabaseError as e:
         raise DamagedError(f"{path} is damaged ({e}); `clipdex verify` says more, restore it from a backup or "
                               "index into a new collection") from e
 
 
-def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+def _connect(path: Path, readonly: bool, immutable: bool = False) -> sqlite3.Connection:
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0, check_same_thread=False)
+        uri = f"file:{path}?mode=ro" + ("&immutable=1" if immutable else "")
+        conn = sqlite3.connect(uri, uri=True, timeout=30.0, check_same_thread=False)
     else:
         conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
         conn.execute("PRAGMA synchronous=NORMAL")

@@ -325,10 +325,13 @@ class Store:
         if cached.exists():
             return cached.read_bytes()
         data = thumbnail_jpeg(bytes(row["path_bytes"]), size)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, cached)
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, cached)
+        except OSError:
+            pass  # a read-only collection: thumbnails are made each time instead of cached
         return data
 
     def caption_texts(self, caption_ids: Iterable[int]) -> dict[int, str]:
