@@ -352,3 +352,30 @@ def test_a_very_deep_folder_and_an_os_error_are_one_line(tmp_path: Path, tiny_sp
     assert app_main(["index", str(deep), "--collection", str(tmp_path / "afile" / "c")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "afile" in err[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system needs root")
+def test_a_full_disk_is_one_line_and_the_run_resumes(tmp_path: Path, tiny_spec: str, scenes_folder: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+
+    from clipdex.cli import app_main
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        filler = mount / "filler"
+        filler.write_bytes(b"\0" * (2 * 1024 * 1024 - 160 * 1024))  # leave a little room
+        args = ["index", str(scenes_folder), "--collection", str(mount / "c"), "--model", tiny_spec,
+                "--batch-size", "8"]
+        assert app_main(args) == 1
+        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+        assert len(err) == 1 and "disk is full" in err[0] and "Traceback" not in err[0]
+        filler.unlink()
+        assert app_main([*args, "--json"]) == 0
+        capsys.readouterr()
+        with Collection.open(mount / "c") as coll:
+            assert coll.info().items == 60 and len(set(coll.vectors("image").item_ids.tolist())) == 60
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import math
+import sqlite3
 import sys
 from typing import Annotated, Any
 
@@ -105,6 +106,11 @@ def run(app: typer.Typer, argv: list[str] | None = None) -> int:
         return 130
     except OSError as e:  # the machine's side: a full disk, a read-only folder, a path that is a file
         typer.echo(f"error: {printable(_os_message(e))}", err=True)
+        return 1
+    except sqlite3.Error as e:  # SQLite reports a full disk in its own words
+        full = "full" in str(e)
+        typer.echo("error: the disk is full (the database could not grow); what was committed before is kept: free "
+                   "some space and run the same command again" if full else f"error: database: {e}", err=True)
         return 1
 
 
