@@ -340,18 +340,24 @@ def test_a_very_deep_folder_and_an_os_error_are_one_line(tmp_path: Path, tiny_sp
     from clipdex.cli import app_main
 
     deep = tmp_path / "deep"
-    bottom = deep
-    bottom.mkdir()
+    levels = [deep]
+    deep.mkdir()
     for _ in range(1200):  # deeper than Python's recursion limit, within the OS's path length
-        bottom = bottom / "d"
-        bottom.mkdir()
-    Image.new("RGB", (32, 32), (1, 99, 1)).save(bottom / "x.png")
-    assert app_main(["index", str(deep), "--collection", str(tmp_path / "c"), "--model", tiny_spec, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["added"] == 1
-    (tmp_path / "afile").write_text("x")
-    assert app_main(["index", str(deep), "--collection", str(tmp_path / "afile" / "c")]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error:") and "afile" in err[0]
+        levels.append(levels[-1] / "d")
+        levels[-1].mkdir()
+    try:
+        Image.new("RGB", (32, 32), (1, 99, 1)).save(levels[-1] / "x.png")
+        assert app_main(["index", str(deep), "--collection", str(tmp_path / "c"), "--model", tiny_spec,
+                         "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["added"] == 1
+        (tmp_path / "afile").write_text("x")
+        assert app_main(["index", str(deep), "--collection", str(tmp_path / "afile" / "c")]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and "afile" in err[0]
+    finally:  # bottom up: pytest's own clean-up of old temp folders recurses and would fail on this tree
+        (levels[-1] / "x.png").unlink(missing_ok=True)
+        for level in reversed(levels):
+            level.rmdir()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system needs root")

@@ -21,6 +21,7 @@ from clipdex.encode import decode_options, decoded_batches
 from clipdex.encoders.base import Encoder
 from clipdex.errors import BadQueryError, CollectionError, SourceError
 from clipdex.media.decode import DecodeOptions
+from clipdex.media.exif import exif_metadata
 from clipdex.media.pipeline import Decoded
 from clipdex.media.pools import iter_source
 from clipdex.media.sources import Item, SourceOptions, iter_folder
@@ -149,6 +150,8 @@ def _encode_batch(batch: list[Decoded[PlannedItem]], encoder: Encoder, embed_cap
     out = EncodedBatch([d.item for d in batch], [d.error for d in batch])
     pixels, crops = [], []
     for i, d in enumerate(good):
+        # what the photo's EXIF says (camera, when, where), unless the source's own metadata says it
+        d.item.item.metadata = {**exif_metadata(d.item.item.path), **d.item.item.metadata}
         value = d.value
         if isinstance(value, _Extras):
             if value.text is not None:

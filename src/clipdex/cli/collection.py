@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -100,10 +100,23 @@ def search(
     query.validate()
     with Collection.open(collection) as coll:
         hits = coll.search(query)
+        why = _why_no_results(coll, query.where) if not hits and query.where else ""
     rows = [f"{i + 1:>3}  {h.score:.4f}  {h.path}" + (f"  | {h.caption}" if h.caption else "")
             for i, h in enumerate(hits)]
     emit({"query": text or terms or str(image), "hits": [h.to_dict() for h in hits]}, as_json,
-          "\n".join(rows) if rows else "no results")
+          "\n".join(rows) if rows else "no results" + why)
+
+
+def _why_no_results(coll: Any, where: dict[str, str]) -> str:
+    """For a filter that matched nothing: which field has no such value, and some values it has."""
+    for key, value in where.items():
+        if len(coll.filter_item_ids({key: value})):
+            continue
+        values = coll.metadata_values(key)
+        if not values:
+            return f": no item has a {key!r} field"
+        return f": no item has {key}={value!r} (some values here: {', '.join(values)})"
+    return ""
 
 
 def heatmap(

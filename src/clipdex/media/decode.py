@@ -61,6 +61,9 @@ def decode_image(source: ImageInput, options: DecodeOptions = DecodeOptions()) -
             return read_frame(*frame)
     if isinstance(source, str) and split_member_path(source) is not None:
         source = read_member(source, options.max_bytes)  # an image inside a webdataset tar shard
+    heif = _heif_available()
+    if not heif and isinstance(source, str | os.PathLike) and str(source).lower().endswith((".heic", ".heif")):
+        raise DecodeError("HEIC/HEIF needs pillow-heif: pip install 'clipdex[heic]'")
     try:
         fp = _open_bytes(source, options.max_bytes)
         with Image.open(fp) as im:
@@ -82,6 +85,22 @@ def decode_image(source: ImageInput, options: DecodeOptions = DecodeOptions()) -
         raise DecodeError("not an image (unrecognised format)") from e
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise DecodeError(f"corrupt or truncated image: {_first_line(e)}") from e
+
+
+_HEIF: list[bool] = []  # filled once: whether pillow-heif could register its opener
+
+
+def _heif_available() -> bool:
+    """Register pillow-heif's HEIC/HEIF opener with Pillow the first time, if it is installed."""
+    if not _HEIF:
+        try:
+            from pillow_heif import register_heif_opener
+
+            register_heif_opener()
+            _HEIF.append(True)
+        except ImportError:
+            _HEIF.append(False)
+    return _HEIF[0]
 
 
 def read_image_bytes(path: str | os.PathLike[str], max_bytes: int = DecodeOptions().max_bytes) -> bytes:

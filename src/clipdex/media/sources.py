@@ -30,8 +30,8 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"}
-)
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif"}
+)  # HEIC / HEIF decode with pillow-heif installed (the heic extra); without it each is a counted failure
 _IMAGE_COLUMNS = ("path", "image", "image_path", "filepath", "file", "filename", "url")
 _CAPTION_COLUMNS = ("caption", "text", "title", "description")
 

@@ -369,6 +369,13 @@ class Store:
                 meta = {}
             yield item_id, path, meta if isinstance(meta, dict) else {}, captions.get(item_id, [])
 
+    def metadata_values(self, key: str, limit: int = 5) -> list[str]:
+        """Some distinct values the items hold under metadata ``key`` (empty: no item has the field)."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT CAST(json_extract(metadata, ?) AS TEXT) AS v FROM items "
+            "WHERE status = 'ok' AND v IS NOT NULL ORDER BY v LIMIT ?", (f'$."{key}"', int(limit)))
+        return [r[0] for r in rows]
+
     def filter_item_ids(self, where: dict[str, str]) -> np.ndarray:
         """Ids of ok items whose metadata equals every ``key=value`` in ``where``."""
         sql = "SELECT id FROM items WHERE status = 'ok'"

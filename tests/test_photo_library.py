@@ -1,0 +1,63 @@
+"""A photo library: EXIF as metadata, HEIC read (or each one counted), filters that say why they found nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from clipdex.cli import app_main
+
+pytestmark = pytest.mark.e2e
+
+
+def _photo(path: Path, colour: tuple[int, int, int], model: str | None = None, taken: str | None = None,
+           gps: tuple[float, float] | None = None) -> None:
+    image = Image.new("RGB", (64, 48), colour)
+    exif = image.getexif()
+    if model:
+        exif[0x010F], exif[0x0110] = "FUJIFILM", model
+    if taken:
+        exif.get_ifd(0x8769)[0x9003] = taken
+    if gps:
+        lat, lon = gps
+        exif.get_ifd(0x8825).update({1: "N" if lat >= 0 else "S", 2: (abs(lat), 0.0, 0.0),
+                                     3: "E" if lon >= 0 else "W", 4: (abs(lon), 0.0, 0.0)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, exif=exif, quality=95)
+
+
+def test_exif_is_searchable_metadata_and_an_empty_filter_says_why(tmp_path: Path, tiny_spec: str,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    lib = tmp_path / "lib"
+    _photo(lib / "2025" / "a.jpg", (200, 30, 30), "X100V", "2025:06:01 10:11:12", (48.5, -2.25))
+    _photo(lib / "2025" / "b.jpg", (30, 30, 200), "iPhone 12")
+    _photo(lib / "2024" / "c.jpg", (30, 200, 30))
+    assert app_main(["index", str(lib), "--collection", str(tmp_path / "c"), "--model", tiny_spec]) == 0
+    capsys.readouterr()
+    assert app_main(["search", str(tmp_path / "c"), "a photo", "--where", "camera=X100V", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert [Path(h["path"]).name for h in hits] == ["a.jpg"]
+    meta = hits[0]["metadata"]
+    assert meta["camera_make"] == "FUJIFILM" and meta["taken"] == "2025-06-01T10:11:12"
+    assert (meta["gps_lat"], meta["gps_lon"]) == (48.5, -2.25)
+    assert app_main(["search", str(tmp_path / "c"), "a photo", "--where", "camera=x100"]) == 0
+    assert "no item has camera='x100' (some values here: X100V, iPhone 12)" in capsys.readouterr().out
+    assert app_main(["search", str(tmp_path / "c"), "a photo", "--where", "lens=35mm"]) == 0
+    assert "no item has a 'lens' field" in capsys.readouterr().out
+
+
+def test_heic_photos_are_read(tmp_path: Path, tiny_spec: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for i in range(3):
+        Image.new("RGB", (64, 48), (60 * i, 90, 30)).save(lib / f"{i}.heic", quality=90)
+    Image.new("RGB", (64, 48), (9, 9, 9)).save(lib / "x.jpg")
+    assert app_main(["index", str(lib), "--collection", str(tmp_path / "c"), "--model", tiny_spec, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["added"], report["failed"]) == (4, 0)
