@@ -49,3 +49,34 @@ def test_evaluations_refuse_inputs_they_cannot_match(tmp_path: Path, tiny_spec: 
     (tmp_path / "p.jsonl").write_text(json.dumps({"prompt": "a cat", "images": ["missing.png"]}) + "\n")
     assert app_main(["eval", "alignment", "--prompts", str(tmp_path / "p.jsonl"), "--model", tiny_spec]) == 2
     assert "none of its 1 images could be read" in capsys.readouterr().err
+
+
+def test_bad_inputs_to_eval_are_one_line_exit_2(tmp_path: Path, tiny_spec: str, scenes_folder: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    image = sorted(scenes_folder.rglob("*.png"))[0]
+    (tmp_path / "p.jsonl").write_text(json.dumps({"prompt": "a cat", "images": [str(image)], "best": "x.png"}) + "\n")
+    assert app_main(["eval", "alignment", "--prompts", str(tmp_path / "p.jsonl"), "--model", tiny_spec]) == 2
+    assert "'best' must be the index of one of its 1 images" in capsys.readouterr().err
+    (tmp_path / "classes" / "cat").mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(tmp_path / "classes" / "cat" / "a.png")
+    assert app_main(["eval", "zeroshot", "--data", str(tmp_path / "classes"), "--model", tiny_spec,
+                     "--templates", str(tmp_path / "missing.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read the templates" in err and "Traceback" not in err
+
+
+def test_help_texts_and_gone_files_are_told(tmp_path: Path, tiny_spec: str, scenes_folder: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    app_main(["curate", "--help"])
+    assert "[[filter]]" in capsys.readouterr().out
+    app_main(["embed", "--help"])
+    assert "--workers processes" not in capsys.readouterr().out
+    shutil.copytree(scenes_folder, tmp_path / "lib")
+    assert app_main(["index", str(tmp_path / "lib"), "--collection", str(tmp_path / "c"), "--model", tiny_spec]) == 0
+    for gone in sorted((tmp_path / "lib").rglob("*.png"))[:3]:
+        gone.unlink()
+    capsys.readouterr()
+    assert app_main(["index", str(tmp_path / "lib"), "--collection", str(tmp_path / "c")]) == 0
+    assert "3 items whose files are gone are still in the collection" in capsys.readouterr().out

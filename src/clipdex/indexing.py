@@ -114,6 +114,8 @@ def index_items(collection: Store, items: Iterable[Item], encoder: Encoder,
             collection.delete_items(conn, gone)
             conn.commit()
             report.pruned = len(gone)
+        elif gone:
+            report.gone = len(gone)
         _embed_all(collection, conn, todo, encoder, options, report, progress)
         report.index = _refresh_index(collection, options, changed=report.added + report.updated + report.pruned)
     report.seconds = time.perf_counter() - start

@@ -53,6 +53,9 @@ def index(
     lines = [f"indexed {report.added} new, {report.updated} changed, {report.skipped} unchanged, "
              f"{report.failed} failed, {report.pruned} pruned; {report.captions} captions; "
              f"{report.images_per_second:.1f} img/s; search: {report.index}"]
+    if report.gone:
+        lines.append(f"  {report.gone} items whose files are gone are still in the collection: "
+                     "index again with --prune to remove them")
     lines += [f"  failed: {e['path']}: {e['error']}" for e in report.errors[:_SHOWN_FAILURES]]
     if len(report.errors) > _SHOWN_FAILURES:
         lines.append(f"  ... and {len(report.errors) - _SHOWN_FAILURES} more (`clipdex info {collection}` lists them)")

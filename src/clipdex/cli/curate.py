@@ -27,7 +27,7 @@ def curate_cmd(
     out: Annotated[Path, typer.Option(help="Output folder: kept samples, decisions.parquet, report.html")],
     filters: Annotated[list[str] | None, typer.Option(
         "--filter", "-f", help="NAME[:k=v,...] in order, e.g. basic, clip-score:top=0.3, dedup:cos=0.95")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML file with [[filter]] tables and options")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file with \\[\\[filter]] tables and options")] = None,
     model: Annotated[str | None, typer.Option(help="Encoder spec (default: the built-in model)")] = None,
     embeddings: Annotated[str | None, typer.Option(
         help="Reuse vectors from a clipdex collection or a clip-retrieval folder (img_emb/ + metadata/)")] = None,

@@ -11,7 +11,7 @@ import typer
 from clipdex.cli.options import (
     AddressOpt,
     CaptionColOpt,
-    EngineOpt,
+    EmbedEngineOpt,
     GpusOpt,
     ImageColOpt,
     KeyColOpt,
@@ -31,7 +31,7 @@ def embed_cmd(
     image_col: ImageColOpt = None,
     caption_col: CaptionColOpt = None,
     key_col: KeyColOpt = None,
-    engine: EngineOpt = "local",
+    engine: EmbedEngineOpt = "local",
     address: AddressOpt = None,
     num_workers: NumWorkersOpt = 1,
     gpus_per_worker: GpusOpt = 0.0,

@@ -63,8 +63,9 @@ def zeroshot(data: Annotated[Path, typer.Option(help="Folder of class folders, o
     """Zero-shot classification: top-1, top-5, mean per-class recall."""
     from clipdex.encoders import load_encoder
     from clipdex.evaluate import run_zeroshot
+    from clipdex.evaluate.datasets import load_templates
 
-    lines = [t.strip() for t in templates.read_text().splitlines() if "{}" in t] if templates else None
+    lines = load_templates(templates) if templates else None
     _finish(run_zeroshot(data, load_encoder(model), lines, seed=seed), out, as_json)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from clipdex.encoders.preprocess import ModelConfig
-from clipdex.errors import ClipdexError
+from clipdex.errors import UsageError
 
 __all__ = ["export_onnx_folder"]
 
@@ -38,13 +38,13 @@ def export_onnx_folder(
         force: replace an existing folder.
 
     Raises:
-        ClipdexError: ``out_dir`` exists and ``force`` is false.
+        UsageError: ``out_dir`` exists and ``force`` is false.
     """
     import torch
 
     out = Path(out_dir)
     if out.exists() and not force:
-        raise ClipdexError(f"{out} already exists; pass --force to replace it")
+        raise UsageError(f"{out} already exists; pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is for every user of the machine

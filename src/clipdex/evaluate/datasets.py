@@ -276,7 +276,26 @@ def load_alignment(path: str | Path, images_root: str | Path | None = None) -> A
             raise SourceError(f"{path}:{n}: needs a 'prompt' and a non-empty 'images' list")
         out.prompts.append(str(row["prompt"]))
         out.images.append([p if os.path.isabs(p) else str(root / p) for p in images])
-        out.best.append(row.get("best"))
+        best = row.get("best")
+        if best is not None and (not isinstance(best, int) or isinstance(best, bool) or not 0 <= best < len(images)):
+            raise SourceError(f"{path}:{n}: 'best' must be the index of one of its {len(images)} images "
+                              f"(0 to {len(images) - 1}), not {best!r}")
+        out.best.append(best)
     if not out.prompts:
         raise SourceError(f"{path}: no prompts")
     return out
+
+
+def load_templates(path: str | Path) -> list[str]:
+    """Prompt templates, one per line with ``{}`` where the class name goes.
+
+    Raises:
+        SourceError: the file cannot be read, or holds no line with ``{}``.
+    """
+    try:
+        lines = [t.strip() for t in Path(path).read_text(encoding="utf-8").splitlines() if "{}" in t]
+    except (OSError, UnicodeDecodeError) as e:
+        raise SourceError(f"cannot read the templates {path}: {e}") from e
+    if not lines:
+        raise SourceError(f"{path}: no template line holds {{}} (where the class name goes)")
+    return lines

@@ -154,7 +154,7 @@ def open_pool(location: str | os.PathLike[str], options: PoolOptions = PoolOptio
     Raises:
         SourceError: the location is missing or is not a pool clipdex reads.
     """
-    path = Path(location)
+    path = Path(os.path.abspath(Path(location).expanduser()))  # sample paths work from any folder
     if options.shard_size < 1:
         raise SourceError("--shard-size must be at least 1")
     if path.is_dir():

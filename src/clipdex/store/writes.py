@@ -43,6 +43,7 @@ class IndexReport:
     skipped: int = 0
     failed: int = 0
     pruned: int = 0
+    gone: int = 0  # items of this source whose files are gone, kept because prune was not asked for
     captions: int = 0
     seconds: float = 0.0
     index: str = "exact"
