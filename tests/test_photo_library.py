@@ -61,3 +61,36 @@ def test_heic_photos_are_read(tmp_path: Path, tiny_spec: str, capsys: pytest.Cap
     assert app_main(["index", str(lib), "--collection", str(tmp_path / "c"), "--model", tiny_spec, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["added"], report["failed"]) == (4, 0)
+
+
+def test_a_moved_library_keeps_its_items_and_remove_can_stay_in_one_source(tmp_path: Path, tiny_spec: str,
+                                                                          scenes_folder: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from clipdex import Collection
+
+    shutil.copytree(scenes_folder, tmp_path / "old" / "lib")
+    assert app_main(["index", str(tmp_path / "old" / "lib"), "--collection", str(tmp_path / "c"),
+                     "--model", tiny_spec]) == 0
+    (tmp_path / "new").mkdir()
+    shutil.move(str(tmp_path / "old" / "lib"), str(tmp_path / "new" / "lib"))  # mtimes travel with the files
+    capsys.readouterr()
+    assert app_main(["index", str(tmp_path / "new" / "lib"), "--collection", str(tmp_path / "c"), "--prune",
+                     "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["added"], report["updated"], report["skipped"], report["pruned"]) == (0, 0, 60, 0)
+    with Collection.open(tmp_path / "c") as coll:
+        assert coll.info().items == 60
+        assert all(r.path.startswith(str(tmp_path / "new" / "lib")) for r in coll.items(range(1, 61)).values())
+        hits = coll.search("a red circle", k=10)
+        assert len({h.path for h in hits}) == len(hits)  # each photo once
+    # a second, separate source: remove --source keeps to one of them
+    shutil.copytree(scenes_folder, tmp_path / "other")
+    assert app_main(["index", str(tmp_path / "other"), "--collection", str(tmp_path / "c")]) == 0
+    capsys.readouterr()
+    assert app_main(["remove", str(tmp_path / "c"), "--path", "images/00000*", "--source", str(tmp_path / "other"),
+                     "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == 10
+    with Collection.open(tmp_path / "c") as coll:
+        assert coll.info().items == 110

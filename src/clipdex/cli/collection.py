@@ -158,14 +158,15 @@ def info(collection: Annotated[Path, typer.Argument(help="Collection folder")], 
 def remove(
     collection: Annotated[Path, typer.Argument(help="Collection folder")],
     path: Annotated[str, typer.Option("--path", help="Glob over item paths, e.g. 'old/*'")],
+    source: Annotated[Path | None, typer.Option(help="Only items of this source folder (as indexed)")] = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for another writer")] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove items whose path matches a glob."""
+    """Remove items whose path matches a glob (relative to their source folder, or absolute)."""
     from clipdex.collection import Collection
 
     with Collection.open(collection) as coll:
-        n = coll.remove(path, wait=wait)
+        n = coll.remove(path, wait=wait, source=source)
     emit({"removed": n}, as_json, f"removed {n} items")
 
 

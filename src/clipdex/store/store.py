@@ -194,16 +194,20 @@ class Store:
             yield self.conn
 
     # -- writing --------------------------------------------------------
-    def remove(self, pattern: str, wait: float = 0.0) -> int:
+    def remove(self, pattern: str, wait: float = 0.0, source: str | os.PathLike[str] | None = None) -> int:
         """Remove items whose path (or path relative to its source) matches a glob.
+
+        Args:
+            source: only items of this source folder or file (as indexed); None: every source.
 
         Returns:
             How many items were removed.
         """
+        only = str(Path(source).expanduser().resolve()) if source is not None else None
         with self.writing(wait) as conn:
-            rows = conn.execute("SELECT id, path, rel FROM items").fetchall()
-            ids = [r["id"] for r in rows if fnmatch.fnmatchcase(r["rel"], pattern)
-                   or fnmatch.fnmatchcase(r["path"], pattern)]
+            rows = conn.execute("SELECT id, path, rel, source FROM items").fetchall()
+            ids = [r["id"] for r in rows if (only is None or r["source"] == only)
+                   and (fnmatch.fnmatchcase(r["rel"], pattern) or fnmatch.fnmatchcase(r["path"], pattern))]
             self.delete_items(conn, ids)
             conn.commit()
         return len(ids)

@@ -104,12 +104,17 @@ def plan_items(conn: sqlite3.Connection, items: Iterable[Item], source_key: str,
 
     An item stored under another spelling of the same file (a relative path recorded by an older
     clipdex, the same source named another way) is matched by its source and path within it, and
-    its stored path is brought up to date instead of adding it twice.
+    its stored path is brought up to date instead of adding it twice. So is a file whose folder moved:
+    an item of another source whose file is gone, at the same path within its source, with the same
+    size and mtime.
     """
     known = {bytes(r[0]): (r[1], r[2], r[3]) for r in
              conn.execute("SELECT path_bytes, id, fingerprint, source FROM items")}
     by_rel = {r[1]: bytes(r[0]) for r in
               conn.execute("SELECT path_bytes, rel FROM items WHERE source = ?", (source_key,))}
+    # items of other sources, by path within their source and file stamp: a moved folder's files match them
+    elsewhere = {(r[1], _stamp(r[2])): bytes(r[0]) for r in
+                 conn.execute("SELECT path_bytes, rel, fingerprint FROM items WHERE source != ?", (source_key,))}
     seen: set[bytes] = set()
     todo: list[PlannedItem] = []
     for item in items:
@@ -120,10 +125,15 @@ def plan_items(conn: sqlite3.Connection, items: Iterable[Item], source_key: str,
         report.seen += 1
         rel = display_path(os.path.relpath(item.path, rel_root) if rel_root else item.path)
         old_bytes = by_rel.get(rel)
-        if path_bytes not in known and old_bytes is not None and old_bytes not in seen and old_bytes in known:
-            _relocate(conn, known[old_bytes][0], path_bytes, item.path)
-            known[path_bytes] = known.pop(old_bytes)
         now = fingerprint(item)
+        if path_bytes not in known and old_bytes is None:
+            moved = elsewhere.get((rel, _stamp(now)))
+            if moved is not None and moved in known and not os.path.exists(os.fsdecode(moved)):
+                old_bytes = moved  # the same file, moved with its folder: relocated, not embedded again
+        if path_bytes not in known and old_bytes is not None and old_bytes not in seen and old_bytes in known:
+            _relocate(conn, known[old_bytes][0], path_bytes, item.path, source_key)
+            item_id, stored, _ = known.pop(old_bytes)
+            known[path_bytes] = (item_id, stored, source_key)
         old = known.get(path_bytes)
         if old is not None and old[1] == now:
             report.skipped += 1
@@ -134,9 +144,15 @@ def plan_items(conn: sqlite3.Connection, items: Iterable[Item], source_key: str,
     return todo, gone
 
 
-def _relocate(conn: sqlite3.Connection, item_id: int, path_bytes: bytes, path: str) -> None:
-    conn.execute("UPDATE items SET path_bytes = ?, path = ? WHERE id = ?", (path_bytes, display_path(path), item_id))
+def _relocate(conn: sqlite3.Connection, item_id: int, path_bytes: bytes, path: str, source: str) -> None:
+    conn.execute("UPDATE items SET path_bytes = ?, path = ?, source = ? WHERE id = ?",
+                 (path_bytes, display_path(path), source, item_id))
     bump_version(conn)
+
+
+def _stamp(fingerprint_: str) -> str:
+    """The file part of a fingerprint (size and mtime), without the hash of captions and metadata."""
+    return ":".join(fingerprint_.split(":")[:2])
 
 
 def write_batch(store: Store, conn: sqlite3.Connection, batch: EncodedBatch, report: IndexReport) -> None:
