@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from clipdex.embeddings.layout import read_model_card, read_parts
-from clipdex.encoders.base import l2_normalize
 from clipdex.errors import BadQueryError, ClipdexError, SourceError, UsageError
+from clipdex.linalg import l2_normalize
 from clipdex.store.ann import plan_index
 from clipdex.store.vectors import gather_rows
 

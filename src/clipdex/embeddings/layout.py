@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from clipdex.encoders.base import l2_normalize
 from clipdex.errors import ClipdexError, SourceError
+from clipdex.linalg import l2_normalize
 
 __all__ = ["EmbeddingLookup", "Part", "npy_bytes", "parquet_bytes", "read_model_card", "read_parts",
            "record_model", "save_atomic", "write_clip_retrieval"]

@@ -7,6 +7,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from clipdex.linalg import l2_normalize  # re-exported: encoders' public helper since the start
+
 __all__ = ["Encoder", "l2_normalize"]
 
 
@@ -37,12 +39,3 @@ class Encoder(Protocol):
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Embed texts."""
         ...
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit norm, as contiguous float32 (zero rows stay zero)."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"expected a 2-D array of embeddings, got shape {x.shape}")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)

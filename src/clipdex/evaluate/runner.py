@@ -19,7 +19,6 @@ import numpy as np
 
 from clipdex import metrics as M
 from clipdex.encode import embed_images
-from clipdex.encoders.base import l2_normalize
 from clipdex.errors import SourceError
 from clipdex.evaluate.bootstrap import bootstrap_ci
 from clipdex.evaluate.datasets import (
@@ -29,6 +28,7 @@ from clipdex.evaluate.datasets import (
     load_ranking,
     load_retrieval,
 )
+from clipdex.linalg import l2_normalize
 from clipdex.search.composed import ComposedParams, caption_means, composed_queries, fusion_scores
 
 if TYPE_CHECKING:

@@ -144,7 +144,7 @@ def gather_rows(parts: Sequence[RowSource] | Sequence[np.ndarray], rows: np.ndar
 
     Each part is indexed once, with its rows together, so a memory map reads only the pages it needs.
     """
-    from clipdex.encoders.base import l2_normalize
+    from clipdex.linalg import l2_normalize
 
     rows = np.asarray(rows, np.int64)
     offsets = np.cumsum([0] + [len(p) for p in parts])

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from clipdex.encoders.base import l2_normalize
+from clipdex.linalg import l2_normalize
 from clipdex.media.members import split_member_path
 from clipdex.media.sources import Item, display_path
 from clipdex.media.video import split_frame_path
