@@ -151,9 +151,16 @@ async def _run_search(request: Request, state: StateDep, req: SearchIn, image: b
         allowed = ", ".join(["prf", *(f"model:{m}" for m in state.config.rerank_models)])
         raise HTTPError(400, "bad_query", f"rerank {req.rerank!r} is not allowed here. Available: {allowed}")
     name = req.collection or state.names()[0]
-    picture = await run_in_threadpool(state.query_image, name, image) if image is not None else None
-    query = SearchQuery(text=req.text, image=picture, item_id=req.image_id,
-                        vector=None if req.embedding is None else _vector(req.embedding), k=req.k,
+    picture, vector = None, None if req.embedding is None else _vector(req.embedding)
+    if image is not None and vector is not None:
+        raise HTTPError(400, "bad_query", "give one of text, image, vector, item_id or terms, not image and vector")
+    plain = req.text is None and req.compose is None and req.terms is None and not (req.rerank or "").startswith(
+        "model:")
+    if image is not None and plain:  # the common upload: only its vector outlives the decode slot
+        vector = await run_in_threadpool(state.query_image_vector, name, image)
+    elif image is not None:  # composed, or re-ranked by another model: the picture itself is needed
+        picture = await run_in_threadpool(state.query_image, name, image)
+    query = SearchQuery(text=req.text, image=picture, item_id=req.image_id, vector=vector, k=req.k,
                         offset=req.offset, where={k: str(v) for k, v in req.where.items()},
                         min_score=req.min_score, target=Target(req.target), terms=_terms(req),
                         diversity=req.diversity, collapse=req.collapse, mode=req.mode, fusion=req.fusion,

@@ -105,6 +105,23 @@ class ServerState:
             finally:
                 release_memory()
 
+    def query_image_vector(self, name: str | None, data: bytes) -> np.ndarray:
+        """The unit vector of an uploaded query image, made inside the decode slot: the decoded picture is
+        dropped (and its memory handed back) before the search runs.
+
+        Raises:
+            BadQueryError: as :meth:`query_image`.
+        """
+        encoder = self.encoder(self.collection(name))
+        options = DecodeOptions(self.config.max_query_pixels, encoder.image_size, self.config.max_upload_bytes)
+        with self._decode_slots:
+            try:
+                return np.asarray(encoder.encode_images([decode_image(data, options)])[0], np.float32)
+            except DecodeError as e:
+                raise BadQueryError(f"query image: {e}") from e
+            finally:
+                release_memory()  # the decoded picture is already gone: only the vector left the call
+
     def search(self, name: str | None, query: Query) -> SearchPage:
         coll = self.collection(name)
         encoder = self.encoder(coll)
