@@ -14,7 +14,6 @@ files do not match its manifest is refused on open (search falls back to exact,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from clipdex.errors import CollectionError, UsageError
+from clipdex.store.vectors import file_sha256
 
 __all__ = ["ANN_THRESHOLD", "AnnIndex", "IndexPlan", "build_ann", "default_factory", "load_ann", "open_ann",
            "plan_index", "verify_ann"]
@@ -157,8 +157,8 @@ def save_ann(ann: AnnIndex, folder: Path, version: int) -> None:
     os.replace(tmp, folder / name)
     manifest = {"factory": ann.factory, "nprobe": ann.nprobe, "count": len(ann.vec_ids), "version": version,
                 "unit": name, "index_bytes": (folder / name / "images.faiss").stat().st_size,
-                "vec_ids_sha256": _sha256(folder / name / "vec_ids.npy"),
-                "index_sha256": _sha256(folder / name / "images.faiss")}  # checked by verify, not on every open
+                "vec_ids_sha256": file_sha256(folder / name / "vec_ids.npy"),
+                "index_sha256": file_sha256(folder / name / "images.faiss")}  # checked by verify, not on every open
     pointer = folder / ".manifest.tmp"
     pointer.write_text(json.dumps(manifest))
     _fsync(pointer)
@@ -207,7 +207,7 @@ def verify_ann(folder: Path) -> str | None:
     except (OSError, ValueError):
         return None  # no index
     unit = folder / str(manifest.get("unit", ""))
-    if manifest.get("index_sha256") and _sha256(unit / "images.faiss") != manifest["index_sha256"]:
+    if manifest.get("index_sha256") and file_sha256(unit / "images.faiss") != manifest["index_sha256"]:
         return "index file does not match its checksum (changed or damaged)"
     return None
 
@@ -215,7 +215,7 @@ def verify_ann(folder: Path) -> str | None:
 def _check_unit(unit: Path, manifest: dict[str, Any]) -> str | None:
     try:
         size = (unit / "images.faiss").stat().st_size
-        digest = _sha256(unit / "vec_ids.npy")
+        digest = file_sha256(unit / "vec_ids.npy")
     except OSError:
         return f"index unit {unit.name} is missing its files"
     if size != manifest.get("index_bytes"):
@@ -223,14 +223,6 @@ def _check_unit(unit: Path, manifest: dict[str, Any]) -> str | None:
     if digest != manifest.get("vec_ids_sha256"):
         return "index id map does not match its manifest (changed or damaged)"
     return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync(path: Path) -> None:

@@ -65,8 +65,8 @@ def write_shard(folder: Path, first_vec: int, vectors: np.ndarray, dtype: str) -
     return name
 
 
-def shard_sha256(path: Path) -> str:
-    """The checksum recorded for a shard when it is committed (``verify`` compares it)."""
+def file_sha256(path: Path) -> str:
+    """A file's sha256, read in blocks: recorded for shards and index files when written, compared by verify."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

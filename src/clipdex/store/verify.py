@@ -26,7 +26,7 @@ from clipdex.errors import CollectionError
 from clipdex.store import ann as ann_mod
 from clipdex.store.db import bump_version, connect
 from clipdex.store.store import MANIFEST, Store, manifest_problem
-from clipdex.store.vectors import shard_sha256
+from clipdex.store.vectors import file_sha256
 
 __all__ = ["Problem", "RepairReport", "repair_collection", "verify_collection"]
 
@@ -97,7 +97,7 @@ def _shard_problems(conn: sqlite3.Connection, folder: Path, dim: int) -> list[Pr
         if not path.is_file():
             problems.append(Problem(f"vectors/{file}", "missing", bad_vec_ids=every, whole_file=True))
             continue
-        if file in sums and shard_sha256(path) != sums[file]:
+        if file in sums and file_sha256(path) != sums[file]:
             problems.append(Problem(f"vectors/{file}", "checksum differs from the one recorded when it was written",
                                     bad_vec_ids=every, whole_file=True))
             continue

@@ -26,7 +26,7 @@ from clipdex.media.sources import Item, display_path
 from clipdex.media.video import split_frame_path
 from clipdex.store.db import bump_version, dumps, get_meta, set_meta
 from clipdex.store.store import Store
-from clipdex.store.vectors import shard_sha256, write_shard
+from clipdex.store.vectors import file_sha256, write_shard
 
 __all__ = ["EncodedBatch", "IndexReport", "PlannedItem", "add_embedded", "fingerprint", "plan_items", "write_batch"]
 
@@ -189,7 +189,7 @@ def write_batch(store: Store, conn: sqlite3.Connection, batch: EncodedBatch, rep
             conn.execute("INSERT INTO shards (file, first_vec, count) VALUES (?, ?, ?)",
                          (shard, first_vec, next_vec - first_vec))
             conn.execute("INSERT OR REPLACE INTO shard_sums VALUES (?, ?)",
-                         (shard, shard_sha256(store.path / "vectors" / shard)))
+                         (shard, file_sha256(store.path / "vectors" / shard)))
         set_meta(conn, "next_vec", next_vec)
         bump_version(conn)
         conn.commit()
