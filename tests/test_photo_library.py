@@ -94,3 +94,30 @@ def test_a_moved_library_keeps_its_items_and_remove_can_stay_in_one_source(tmp_p
     assert json.loads(capsys.readouterr().out)["removed"] == 10
     with Collection.open(tmp_path / "c") as coll:
         assert coll.info().items == 110
+
+
+def test_compact_drops_dead_vectors_and_keeps_every_answer(tmp_path: Path, tiny_spec: str, scenes_folder: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from clipdex import Collection, IndexOptions, load_encoder
+    from clipdex.store import verify_collection
+
+    enc = load_encoder(tiny_spec)
+    with Collection.create(tmp_path / "c", enc.spec, enc.dim) as coll:
+        coll.add(scenes_folder, enc, IndexOptions(batch_size=16, index_factory="Flat", regions=(2,)))
+        assert coll.remove("images/0000[0-2]*") == 30
+        coll.use_encoder(enc)
+        before = [(h.id, round(h.score, 4), h.region) for h in coll.search("a red circle", k=8, regions=True)]
+        captions = [(h.id, h.caption) for h in coll.search("a red circle", k=5, target="captions")]
+        dead = coll.info().dead_vectors
+    assert dead > 0
+    assert app_main(["compact", str(tmp_path / "c"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dropped"] == dead and report["bytes_after"] < report["bytes_before"] and report["index"] == "Flat"
+    assert verify_collection(tmp_path / "c") == []
+    with Collection.open(tmp_path / "c") as coll:
+        coll.use_encoder(enc)
+        assert coll.info().dead_vectors == 0 and coll.info().items == 30
+        assert [(h.id, round(h.score, 4), h.region) for h in coll.search("a red circle", k=8, regions=True)] == before
+        assert [(h.id, h.caption) for h in coll.search("a red circle", k=5, target="captions")] == captions
+        coll.add(scenes_folder, enc)  # and the collection goes on: the removed 30 come back
+        assert coll.info().items == 60

@@ -11,7 +11,7 @@ import typer
 from clipdex.cli.output import JsonOpt, emit, progress_printer
 from clipdex.errors import ClipdexError
 
-__all__ = ["heatmap", "index", "info", "remove", "repair", "search", "verify"]
+__all__ = ["compact", "heatmap", "index", "info", "remove", "repair", "search", "verify"]
 
 _SHOWN_FAILURES = 20  # failure lines printed after an index run; `info` lists them all
 
@@ -199,3 +199,16 @@ def repair(collection: Annotated[Path, typer.Argument(help="Collection folder")]
     if report.left:
         raise ClipdexError(f"{len(report.left)} problem(s) left in {collection}: restore it from a backup or "
                            "index into a new collection")
+
+
+def compact(collection: Annotated[Path, typer.Argument(help="Collection folder")],
+            wait: Annotated[float, typer.Option(help="Seconds to wait for another writer")] = 0.0,
+            as_json: JsonOpt = False) -> None:
+    """Rewrite the vector shards without the vectors of removed or replaced items, and rebuild the index."""
+    from clipdex.collection import Collection
+    from clipdex.store import compact as compact_store
+
+    with Collection.open(collection) as coll:
+        report = compact_store(coll, wait)
+    emit(asdict(report), as_json, f"kept {report.live:,} vectors, dropped {report.dropped:,}; shards "
+         f"{report.bytes_before / 1e6:.2f} MB -> {report.bytes_after / 1e6:.2f} MB; search: {report.index}")

@@ -1,6 +1,7 @@
 """Store: the on-disk collection (SQLite + vector shards + FAISS index); the only code that knows the schema."""
 
 from clipdex.store.ann import ANN_THRESHOLD, AnnIndex, build_ann, default_factory
+from clipdex.store.compact import CompactReport, compact
 from clipdex.store.store import FORMAT_VERSION, CollectionInfo, ItemRecord, Store
 from clipdex.store.vectors import VectorView
 from clipdex.store.verify import Problem, RepairReport, repair_collection, verify_collection
@@ -11,6 +12,7 @@ __all__ = [
     "FORMAT_VERSION",
     "AnnIndex",
     "CollectionInfo",
+    "CompactReport",
     "IndexReport",
     "ItemRecord",
     "Store",
@@ -19,6 +21,7 @@ __all__ = [
     "VectorView",
     "add_embedded",
     "build_ann",
+    "compact",
     "default_factory",
     "repair_collection",
     "verify_collection",
