@@ -121,3 +121,46 @@ def test_compact_drops_dead_vectors_and_keeps_every_answer(tmp_path: Path, tiny_
         assert [(h.id, h.caption) for h in coll.search("a red circle", k=5, target="captions")] == captions
         coll.add(scenes_folder, enc)  # and the collection goes on: the removed 30 come back
         assert coll.info().items == 60
+
+
+def test_deleted_photos_leave_the_results_before_any_prune(tmp_path: Path, tiny_spec: str, scenes_folder: Path) -> None:
+    import shutil
+
+    from clipdex import Collection, load_encoder
+
+    shutil.copytree(scenes_folder, tmp_path / "lib")
+    enc = load_encoder(tiny_spec)
+    with Collection.create(tmp_path / "c", enc.spec, enc.dim) as coll:
+        coll.use_encoder(enc)
+        coll.add(tmp_path / "lib", enc)
+        first = coll.search("a red circle", k=5)
+        Path(first[0].path).unlink()
+        Path(first[2].path).unlink()
+        after = coll.search("a red circle", k=5)
+    assert len(after) == 5 and {first[0].id, first[2].id}.isdisjoint(h.id for h in after)
+    assert [h.id for h in after][:3] == [first[1].id, first[3].id, first[4].id]  # the rest keep their order
+
+
+def test_serve_json_announces_where_it_listens(tmp_path: Path, tiny_spec: str, scenes_folder: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from clipdex import Collection, load_encoder
+
+    enc = load_encoder(tiny_spec)
+    with Collection.create(tmp_path / "c", enc.spec, enc.dim) as coll:
+        coll.add(scenes_folder, enc)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    server = subprocess.Popen([sys.executable, "-m", "clipdex", "serve", str(tmp_path / "c"), "--port", str(port),
+                               "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = server.stdout.readline()  # type: ignore[union-attr]
+        assert json.loads(line) == {"url": f"http://127.0.0.1:{port}", "collections": ["c"],
+                                    "docs": f"http://127.0.0.1:{port}/docs"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
 
+from clipdex.cli.output import JsonOpt
 from clipdex.errors import MissingExtraError
 
 __all__ = ["serve"]
@@ -26,6 +28,7 @@ def serve(
         help="Host names to answer (repeatable); default: the loopback names, or any when bound to 0.0.0.0")] = None,
     model: Annotated[str | None, typer.Option(
         help="Served indexes: the encoder their embeddings were made with, when the index does not record it")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Serve collections (or indexes, with the same API) over HTTP with a search page (OpenAPI at /docs)."""
     try:
@@ -38,5 +41,9 @@ def serve(
                          allowed_hosts=tuple(allowed_host or ()), bound_host=host,
                          max_upload_bytes=int(max_upload_mb * 1024 * 1024), request_timeout_s=timeout,
                          rerank_models=tuple(rerank_model or ()), index_model=model)
-    typer.echo(f"serving {', '.join(config.collections)} on http://{host}:{port}  (API docs: /docs)", err=True)
+    url = f"http://{host}:{port}"
+    if as_json:  # one line a script can read before the server blocks
+        typer.echo(json.dumps({"url": url, "collections": list(config.collections), "docs": f"{url}/docs"}))
+    else:
+        typer.echo(f"serving {', '.join(config.collections)} on {url}  (API docs: /docs)", err=True)
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")

@@ -109,9 +109,12 @@ def _tokenizer_file(local: Path, spec: str) -> Path:
 def _export(local: Path, out: Path, spec: str, kind: str) -> None:
     import torch
     from transformers import CLIPModel, SiglipModel
+    from transformers.utils import logging as hf_logging
 
     from clipdex.encoders.export import export_onnx_folder
 
+    hf_logging.disable_progress_bar()  # clipdex draws its own progress; transformers' bars would interleave
+    hf_logging.set_verbosity_error()
     cls = CLIPModel if kind == "clip" else SiglipModel
     try:
         model = cls.from_pretrained(local, attn_implementation="eager").eval()

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = ["search", "search_page"]
 
+_SPARE = 8  # candidates fetched beyond the page, for hits whose files are gone
+
 
 def search(collection: Store, query: Query, encoder: Encoder) -> list[Hit]:
     """Run one query against a collection; see :func:`search_page`."""
@@ -53,6 +55,8 @@ def search_page(collection: Store, query: Query, encoder: Encoder) -> SearchPage
         want = max(4 * want, 100)  # re-ranked below: MMR and collapsing need candidates to choose from
     if query.rerank is not None:
         want = max(want, query.rerank_depth)
+    elif not diversify and query.compose != "caption-fusion":
+        want += _SPARE  # spare candidates stand in for hits whose files were deleted
     # One scan at a time per collection: BLAS already uses every core for one scan, and many
     # concurrent scans (a server's threads) make its threads spin against each other.
     allowed = collection.filter_item_ids(query.where) if query.where else None  # asked once per request
@@ -81,9 +85,8 @@ def search_page(collection: Store, query: Query, encoder: Encoder) -> SearchPage
     rerank_ms = 1000 * (time.perf_counter() - t_rerank)
     if diversify:
         scores, picked = _diversify(view, scores, picked, query)
-    window = query.page
     t2 = time.perf_counter()
-    hits = _hits(collection, view, scores[window], picked[window], kind)
+    hits = _hits(collection, view, scores[query.offset:], picked[query.offset:], kind, query.k)
     if region_of:
         _attach_regions(collection, hits, region_of)
     t3 = time.perf_counter()
@@ -235,17 +238,24 @@ def _ann_with_delta(collection: Store, view: VectorView, vector: np.ndarray,
     return merge_topk([ann_scores[0][live], d_scores], [rows[live], delta[d_local]], k)
 
 
-def _hits(collection: Store, view: VectorView, scores: np.ndarray, rows: np.ndarray,
-          kind: str) -> list[Hit]:
+def _hits(collection: Store, view: VectorView, scores: np.ndarray, rows: np.ndarray, kind: str,
+          limit: int | None = None) -> list[Hit]:
+    """Up to ``limit`` hits from the ranked rows, leaving out items whose files were deleted since indexing
+    (the spare candidates behind them take their places)."""
+    if limit is not None:
+        rows, scores = rows[: limit + _SPARE], scores[: limit + _SPARE]
     item_ids = view.item_ids[rows]
     caption_ids = view.caption_ids[rows].tolist() if kind == "caption" else []
     records, texts = collection.hit_rows(item_ids.tolist(), caption_ids)
-    hits = []
+    gone = collection.gone_items(records)
+    hits: list[Hit] = []
     for score, row, item_id in zip(scores.tolist(), rows.tolist(), item_ids.tolist(), strict=True):
         record = records.get(item_id)
-        if record is None:
-            continue  # removed between loading vectors and fetching rows
+        if record is None or item_id in gone:
+            continue  # removed since the vectors were loaded, or its file deleted since indexing
         caption = texts.get(int(view.caption_ids[row])) if kind == "caption" else (
             record.captions[0] if record.captions else None)
         hits.append(Hit(item_id, score, record.path, caption, record.metadata, record.captions))
+        if limit is not None and len(hits) >= limit:
+            break
     return hits

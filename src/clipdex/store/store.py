@@ -350,6 +350,16 @@ class Store:
         """The rows a page of hits shows: item records by id, and the texts of matched captions by id."""
         return self.items(item_ids), self.caption_texts(caption_ids)
 
+    def gone_items(self, item_ids: Iterable[int]) -> set[int]:
+        """Which of these items' files are no longer on disk (deleted since they were indexed)."""
+        ids = [int(i) for i in item_ids if 0 <= int(i) < _MAX_ID]
+        gone = set()
+        for chunk, marks in _in_chunks(ids):
+            for row in self.conn.execute(f"SELECT id, path_bytes FROM items WHERE id IN ({marks})", chunk):
+                if not _file_present(os.fsdecode(bytes(row[1]))):
+                    gone.add(int(row[0]))
+        return gone
+
     def region_boxes(self, vec_ids: Iterable[int]) -> dict[int, tuple[float, float, float, float]]:
         """The crop box ``(x0, y0, x1, y1)`` (fractions of the image) of each region vector."""
         ids = [int(i) for i in vec_ids]
@@ -436,6 +446,15 @@ def manifest_problem(manifest: Any) -> str | None:
     if manifest["dim"] <= 0 or manifest.get("vector_dtype", "float16") not in ("float16", "float32"):
         return "dim must be positive and vector_dtype float16 or float32"
     return None
+
+
+def _file_present(path: str) -> bool:
+    """Whether an item's file is there (for a video frame or a tar member: its video or shard)."""
+    if os.path.exists(path):
+        return True
+    container = path.split("#t=")[0] if "#t=" in path else path.rsplit(".tar#", 1)[0] + ".tar" if ".tar#" in path \
+        else None
+    return container is not None and os.path.exists(container)
 
 
 def _in_chunks(ids: list[int], size: int = 500) -> Iterator[tuple[list[int], str]]:

@@ -109,6 +109,10 @@ def _hf(path: str, freeze: str) -> Adapter:
     folder = Path(path)
     if not folder.is_dir():
         raise ModelNotFoundError(f"hf:{path}: not a local model folder (fine-tuning needs the weights on disk)")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # clipdex draws its own progress; transformers' bars would interleave
+    hf_logging.set_verbosity_error()
     kind = AutoConfig.from_pretrained(folder).model_type
     cls = CLIPModel if kind == "clip" else SiglipModel
     model = cls.from_pretrained(folder, attn_implementation="eager")
