@@ -351,12 +351,17 @@ class Store:
         return self.items(item_ids), self.caption_texts(caption_ids)
 
     def gone_items(self, item_ids: Iterable[int]) -> set[int]:
-        """Which of these items' files are no longer on disk (deleted since they were indexed)."""
+        """Which of these items' files are no longer on disk (deleted since they were indexed).
+
+        Only items indexed from a folder or table here are checked: items stored from vectors made
+        elsewhere (``add_embedded``, ``import-embeddings``) or from an iterable may name files of
+        another machine.
+        """
         ids = [int(i) for i in item_ids if 0 <= int(i) < _MAX_ID]
         gone = set()
         for chunk, marks in _in_chunks(ids):
-            for row in self.conn.execute(f"SELECT id, path_bytes FROM items WHERE id IN ({marks})", chunk):
-                if not _file_present(os.fsdecode(bytes(row[1]))):
+            for row in self.conn.execute(f"SELECT id, path_bytes, source FROM items WHERE id IN ({marks})", chunk):
+                if os.path.isabs(row[2]) and not _file_present(os.fsdecode(bytes(row[1]))):
                     gone.add(int(row[0]))
         return gone
 
