@@ -31,6 +31,8 @@ from typing import Any, Self
 import numpy as np
 
 from clipdex.errors import CollectionError, DamagedError, NotFoundError
+from clipdex.media.members import split_member_path
+from clipdex.media.video import split_frame_path
 from clipdex.store import ann as ann_mod
 from clipdex.store.db import bump_version, connect, get_meta
 from clipdex.store.lock import WriteLock
@@ -457,9 +459,8 @@ def _file_present(path: str) -> bool:
     """Whether an item's file is there (for a video frame or a tar member: its video or shard)."""
     if os.path.exists(path):
         return True
-    container = path.split("#t=")[0] if "#t=" in path else path.rsplit(".tar#", 1)[0] + ".tar" if ".tar#" in path \
-        else None
-    return container is not None and os.path.exists(container)
+    frame = split_frame_path(path)
+    return os.path.exists(frame[0]) if frame else split_member_path(path) is not None
 
 
 def _in_chunks(ids: list[int], size: int = 500) -> Iterator[tuple[list[int], str]]:
