@@ -79,4 +79,4 @@ def test_help_texts_and_gone_files_are_told(tmp_path: Path, tiny_spec: str, scen
         gone.unlink()
     capsys.readouterr()
     assert app_main(["index", str(tmp_path / "lib"), "--collection", str(tmp_path / "c")]) == 0
-    assert "3 items whose files are gone are still in the collection" in capsys.readouterr().out
+    assert "the files of 3 items are gone: they no longer show in results" in capsys.readouterr().out

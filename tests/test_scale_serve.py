@@ -51,6 +51,7 @@ def test_index_answers_like_a_collection(index_server: tuple[str, Path]) -> None
     status, collections = _call(base + "/api/collections")
     assert status == 200 and collections[0]["name"] == "index" and collections[0]["items"] == 80
     assert collections[0]["model"] == "builtin:shapes-tiny"  # recorded by embed, carried by build-index
+    assert collections[0]["features"] == ["text", "image", "similar"]  # what the page offers for an index
     status, page = _call(base + "/api/search?q=a+red+circle&k=5")
     assert status == 200 and len(page["hits"]) == 5
     # the same rows, in the same order, as the library call on the same index

@@ -42,7 +42,8 @@ def png(color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
 def test_collections_and_health(client: TestClient) -> None:
     cols = client.get("/api/collections").json()
     assert cols == [{"name": "shapes", "model": cols[0]["model"], "dim": 16, "items": 60, "errors": 0,
-                     "captions": 300, "index": "exact"}]
+                     "captions": 300, "index": "exact", "features": cols[0]["features"], "share_location": False}]
+    assert {"filters", "lexical", "compose", "duplicates"} <= set(cols[0]["features"])
     assert client.get("/healthz").json()["status"] == "ok"
 
 
@@ -174,3 +175,58 @@ def test_fuzzed_search_bodies_never_5xx(client: TestClient, body: object) -> Non
     response = client.post("/api/search", content=json.dumps(body), headers={"content-type": "application/json"})
     assert response.status_code < 500, response.text
     assert response.status_code == 200 or response.json()["error"]
+
+
+def test_filters_and_location_privacy_over_http(tmp_path: Path, tiny_spec: str) -> None:
+    from PIL import Image
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name, lat, taken in (("paris", 48.8566, "2024:06:15 09:00:00"), ("rome", 41.9028, "2024:09:01 10:00:00")):
+        image = Image.new("RGB", (40, 30), (200, 90, 10))
+        exif = image.getexif()
+        exif.get_ifd(0x8769)[0x9003] = taken
+        exif.get_ifd(0x8825).update({1: "N", 2: (lat, 0.0, 0.0), 3: "E", 4: (2.0, 0.0, 0.0)})
+        image.save(lib / f"{name}.jpg", exif=exif)
+    enc = load_encoder(tiny_spec)
+    with Collection.create(tmp_path / "c", enc.spec, enc.dim) as coll:
+        coll.add(lib, enc)
+    private = TestClient(create_app(ServeConfig(collections={"c": tmp_path / "c"})))
+    with private:
+        body = private.post("/api/search", json={"text": "a photo", "where": ["taken<2024-09-01"]}).json()
+        assert [Path(h["path"]).name for h in body["hits"]] == ["paris.jpg"]
+        assert "gps_lat" not in body["hits"][0]["metadata"] and body["hits"][0]["metadata"]["taken"]
+        assert "gps_lon" not in private.get(f"/api/items/{body['hits'][0]['id']}").json()["metadata"]
+        for ask in ({"near": "48.85,2.0,50"}, {"where": ["gps_lat>45"]}, {"where": {"gps_lat": "48.8566"}}):
+            refused = private.post("/api/search", json={"text": "a photo", **ask})
+            assert refused.status_code == 403 and refused.json()["error"] == "location_private"
+        bad = private.post("/api/search", json={"text": "a photo", "where": ["no operator"]})
+        assert bad.status_code == 400 and "key=value" in bad.json()["detail"]
+    shared = TestClient(create_app(ServeConfig(collections={"c": tmp_path / "c"}, share_location=True)))
+    with shared:
+        body = shared.post("/api/search", json={"text": "a photo", "near": "48.85,2.0,50"}).json()
+        assert [Path(h["path"]).name for h in body["hits"]] == ["paris.jpg"]
+        assert body["hits"][0]["metadata"]["gps_lat"] == 48.8566
+        assert shared.get("/api/collections").json()[0]["share_location"] is True
+
+
+def test_duplicates_over_http(tmp_path: Path, tiny_spec: str) -> None:
+    import shutil
+
+    from PIL import Image
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    Image.new("RGB", (40, 30), (200, 90, 10)).save(lib / "a.png")
+    shutil.copy(lib / "a.png", lib / "b.png")
+    Image.effect_noise((40, 30), 80).convert("RGB").save(lib / "noise.png")
+    enc = load_encoder(tiny_spec)
+    with Collection.create(tmp_path / "c", enc.spec, enc.dim) as coll:
+        coll.add(lib, enc)
+    with TestClient(create_app(ServeConfig(collections={"c": tmp_path / "c"}))) as client:
+        found = client.get("/api/duplicates", params={"exact_only": True}).json()
+        assert found["duplicates"] == 1 and found["threshold"] is None
+        members = found["groups"][0]["members"]
+        assert sorted(Path(m["path"]).name for m in members) == ["a.png", "b.png"]
+        assert all(client.get(m["thumbnail_url"]).status_code == 200 for m in members)
+        assert client.get("/api/duplicates", params={"threshold": 2}).status_code == 422

@@ -8,6 +8,7 @@ module is where the three meet.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,7 +24,7 @@ from clipdex.search.searcher import search_page
 from clipdex.store.store import Store
 from clipdex.store.writes import IndexReport
 
-__all__ = ["Collection", "index_into"]
+__all__ = ["Collection", "folder_collection", "index_into", "is_collection", "search_folder"]
 
 
 class Collection(Store):
@@ -94,3 +95,49 @@ def index_into(collection: str | os.PathLike[str], source: str | os.PathLike[str
         coll = Collection.create(folder, encoder.spec, encoder.dim)
     with coll:
         return coll.add(source, encoder, options, progress)
+
+
+def is_collection(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a collection folder (it holds ``collection.json``)."""
+    return (Path(path) / "collection.json").is_file()
+
+
+def folder_collection(root: str | os.PathLike[str]) -> Path:
+    """Where the collection of a photo folder searched without naming one lives (rclip's habit).
+
+    One per folder, under ``$CLIPDEX_DATA_DIR`` or else ``$XDG_DATA_HOME/clipdex`` (``~/.local/share/clipdex``):
+    ``libraries/<folder name>-<hash of its absolute path>``, so two folders of one name never share it.
+    """
+    folder = Path(os.path.abspath(Path(root).expanduser()))
+    base = os.environ.get("CLIPDEX_DATA_DIR") or os.path.join(
+        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "clipdex")
+    tag = hashlib.sha1(os.fsencode(folder)).hexdigest()[:12]
+    return Path(base) / "libraries" / f"{folder.name or 'root'}-{tag}"
+
+
+def search_folder(root: str | os.PathLike[str], query: Query, model: str | None = None, refresh: bool = True,
+                  options: IndexOptions = IndexOptions(),
+                  progress: ProgressFn | None = None) -> tuple[list[Hit], IndexReport | None, Path]:
+    """Search a photo folder without naming a collection: its own collection (:func:`folder_collection`)
+    is brought up to date first (new, changed, moved and deleted files), unless ``refresh`` is False.
+
+    Returns:
+        The hits, the index report (None when not refreshed) and the collection folder.
+
+    Raises:
+        SourceError: ``root`` is not a folder.
+        CollectionError: ``refresh`` is False and the folder was never indexed.
+    """
+    if not Path(root).is_dir():
+        raise SourceError(f"not a folder: {root}")
+    where = folder_collection(root)
+    report = None
+    if refresh:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        report = index_into(where, root, model, options=options, progress=progress)
+    elif not is_collection(where):
+        from clipdex.errors import CollectionError
+
+        raise CollectionError(f"{root} has not been indexed yet: search without --no-index once")
+    with Collection.open(where) as coll:
+        return coll.search(query), report, where

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-from clipdex.cli.output import JsonOpt, emit, progress_printer
-from clipdex.errors import ClipdexError
+from clipdex.cli.output import JsonOpt, emit, printable, progress_printer
+from clipdex.errors import ClipdexError, CollectionError, UsageError
 
-__all__ = ["compact", "heatmap", "index", "info", "remove", "repair", "search", "verify"]
+__all__ = ["compact", "duplicates", "heatmap", "index", "info", "remove", "repair", "search", "verify"]
 
 _SHOWN_FAILURES = 20  # failure lines printed after an index run; `info` lists them all
 
@@ -50,11 +50,10 @@ def index(
                            source=SourceOptions(image_col, caption_col, image_root, allow_outside_root))
     report = index_into(collection, source, model, precision, options, progress=progress_printer("index"))
     data = {**asdict(report), "images_per_second": round(report.images_per_second, 2)}
-    lines = [f"indexed {report.added} new, {report.updated} changed, {report.skipped} unchanged, "
-             f"{report.failed} failed, {report.pruned} pruned; {report.captions} captions; "
+    lines = [f"indexed {_counts(report)}; {report.captions} captions; "
              f"{report.images_per_second:.1f} img/s; search: {report.index}"]
     if report.gone:
-        lines.append(f"  {report.gone} items whose files are gone are still in the collection: "
+        lines.append(f"  the files of {report.gone} items are gone: they no longer show in results; "
                      "index again with --prune to remove them")
     lines += [f"  failed: {e['path']}: {e['error']}" for e in report.errors[:_SHOWN_FAILURES]]
     if len(report.errors) > _SHOWN_FAILURES:
@@ -67,12 +66,16 @@ def index(
 
 
 def search(
-    collection: Annotated[Path, typer.Argument(help="Collection folder")],
+    collection: Annotated[str | None, typer.Argument(
+        help="Collection folder; or a photo folder (or nothing: this folder), indexed first, then searched")] = None,
     text: Annotated[str | None, typer.Argument(help="Text query")] = None,
     image: Annotated[Path | None, typer.Option("--image", "-i", help="Query image (image -> image)")] = None,
     captions: Annotated[bool, typer.Option("--captions", help="Rank stored captions (image/text -> text)")] = False,
     k: Annotated[int, typer.Option("-k", help="Number of results")] = 10,
-    where: Annotated[list[str] | None, typer.Option(help="Metadata filter key=value (repeatable)")] = None,
+    where: Annotated[list[str] | None, typer.Option(
+        help="Metadata filter: key=value, key!=value, key>=value, key<value... (dates: taken>=2024-06-01); "
+             "repeatable, all must hold")] = None,
+    near: Annotated[str | None, typer.Option(help="LAT,LON,KM: photos taken within KM of a point (EXIF GPS)")] = None,
     min_score: Annotated[float | None, typer.Option(help="Drop results below this cosine")] = None,
     terms: Annotated[str | None, typer.Option(
         help="Weighted terms: '\"golden retriever\" + 2:query.jpg - \"leash\"' (text, image path, item:ID)")] = None,
@@ -87,38 +90,128 @@ def search(
     mode: Annotated[str, typer.Option(help="dense, lexical (BM25 over captions, file names, OCR) or hybrid")] = "dense",
     fusion: Annotated[str, typer.Option(help="hybrid: rrf (reciprocal rank, k=60) or convex")] = "rrf",
     alpha: Annotated[float, typer.Option(help="convex fusion: dense share in [0, 1]")] = 0.5,
+    paths_only: Annotated[bool, typer.Option("--paths-only", help="Print only the paths, one per line "
+                                             "(for xargs, feh)")] = False,
+    preview: Annotated[bool, typer.Option("--preview", help="Show the top results' pictures in the terminal "
+                                          "(kitty, iTerm2 / WezTerm, sixel; CLIPDEX_PREVIEW picks one)")] = False,
+    no_index: Annotated[bool, typer.Option("--no-index", help="Photo folder: search what was indexed, "
+                                           "without looking for new files first")] = False,
+    model: Annotated[str | None, typer.Option(help="Photo folder: the model of its new collection")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Search a collection by text, by image, or by weighted terms."""
-    from clipdex.collection import Collection
+    """Search a collection, or a photo folder (default: this one), by text, by image, or by weighted terms.
+
+    A photo folder (or no collection at all) is searched the way rclip does: its own collection, kept
+    under CLIPDEX_DATA_DIR (default ~/.local/share/clipdex), is brought up to date first.
+    """
+    from clipdex.collection import Collection, search_folder
+    from clipdex.indexing import IndexOptions
     from clipdex.search import Query, Target
-    from clipdex.search.query import parse_where
+    from clipdex.search.query import parse_near, parse_where
     from clipdex.search.terms import parse_terms
 
+    if paths_only and as_json:
+        raise UsageError("give --paths-only or --json, not both")
+    folder, text = _search_target(collection, text)
     query = Query(text=text, image=str(image) if image else None, k=k, where=parse_where(where or []),
+                  near=parse_near(near) if near else None,
                   min_score=min_score, target=Target.CAPTIONS if captions else Target.IMAGES,
                   terms=tuple(parse_terms(terms)) if terms is not None else None, diversity=diversity,
                   collapse=collapse, mode=mode, fusion=fusion, alpha=alpha, item_id=item, compose=compose,
                   rerank=rerank, rerank_depth=rerank_depth, regions=regions)
     query.validate()
-    with Collection.open(collection) as coll:
-        hits = coll.search(query)
-        why = _why_no_results(coll, query.where) if not hits and query.where else ""
+    if folder is not None:
+        hits, report, where_to = search_folder(folder, query, model, refresh=not no_index,
+                                               options=IndexOptions(prune=True), progress=progress_printer("index"))
+        if report is not None and (report.added or report.updated or report.pruned or report.moved):
+            typer.echo(f"{folder}: {_counts(report)}", err=True)
+    else:
+        where_to = Path(str(collection))
+        with Collection.open(where_to) as coll:
+            hits = coll.search(query)
+    why = _why_no_results(where_to, query) if not hits and query.filtered else ""
+    if paths_only:
+        if hits:
+            typer.echo(printable("\n".join(h.path for h in hits)))
+        return
     rows = [f"{i + 1:>3}  {h.score:.4f}  {h.path}" + (f"  | {h.caption}" if h.caption else "")
             for i, h in enumerate(hits)]
     emit({"query": text or terms or str(image), "hits": [h.to_dict() for h in hits]}, as_json,
-          "\n".join(rows) if rows else "no results" + why)
+         "\n".join(rows) if rows else "no results" + why)
+    if preview and hits and not as_json:
+        _preview(where_to, hits)
 
 
-def _why_no_results(coll: Any, where: dict[str, str]) -> str:
+def _search_target(first: str | None, text: str | None) -> tuple[Path | None, str | None]:
+    """``(photo folder or None, text)`` from search's two positional arguments: a collection and a
+    text; a photo folder and a text; or the text alone (this folder)."""
+    from clipdex.collection import is_collection
+
+    if first is None:
+        return Path.cwd(), text
+    if is_collection(first) or (Path(first) / "manifest.json").is_file():
+        return None, text
+    if Path(first).is_dir():
+        return Path(first), text
+    if text is None:
+        return Path.cwd(), first  # `clipdex search "a red car"`: this folder
+    raise CollectionError(f"no collection or photo folder at {first}")
+
+
+def _counts(report: Any) -> str:
+    """What an index run found, in the words of a photo library: new, changed, moved, deleted."""
+    parts = [f"{report.added} new", f"{report.updated} changed", f"{report.moved} moved",
+             f"{report.skipped} unchanged", f"{report.failed} failed"]
+    if report.pruned:
+        parts.append(f"{report.pruned} deleted (removed)")
+    if report.gone:
+        parts.append(f"{report.gone} deleted (hidden from results)")
+    return ", ".join(parts)
+
+
+def _preview(collection: Path, hits: list[Any], shown: int = 10) -> None:
+    """The top hits' thumbnails drawn in the terminal, or one line saying why they cannot be."""
+    import io
+    import sys
+
+    from PIL import Image
+
+    from clipdex.collection import Collection
+    from clipdex.media.terminal import detect_protocol, image_escape
+
+    protocol = detect_protocol()
+    if protocol is None:
+        typer.echo("--preview: this terminal shows no pictures that clipdex knows of (kitty, iTerm2, WezTerm "
+                   "and sixel terminals do); set CLIPDEX_PREVIEW=kitty, iterm or sixel if yours does", err=True)
+        return
+    with Collection.open(collection) as coll:
+        for rank, hit in enumerate(hits[:shown], 1):
+            try:
+                picture = Image.open(io.BytesIO(coll.thumbnail(hit.id, 256)))
+            except ClipdexError as e:
+                typer.echo(printable(f"{rank:>3}  {hit.path}: no preview ({e})"))
+                continue
+            typer.echo(printable(f"{rank:>3}  {hit.score:.4f}  {hit.path}"))
+            sys.stdout.write(image_escape(picture, protocol) + "\n")
+            sys.stdout.flush()
+
+
+def _why_no_results(collection: Path, query: Any) -> str:
     """For a filter that matched nothing: which field has no such value, and some values it has."""
-    for key, value in where.items():
-        if len(coll.filter_item_ids({key: value})):
-            continue
-        values = coll.metadata_values(key)
-        if not values:
-            return f": no item has a {key!r} field"
-        return f": no item has {key}={value!r} (some values here: {', '.join(values)})"
+    from clipdex.collection import Collection
+
+    with Collection.open(collection) as coll:
+        for cond in query.where:
+            if len(coll.filter_item_ids([cond])):
+                continue
+            values = coll.metadata_values(cond.key)
+            if not values:
+                return f": no item has a {cond.key!r} field"
+            return f": no item has {cond.key}{cond.op}{cond.value!r} (some values here: {', '.join(values)})"
+        if query.near is not None and not len(coll.filter_item_ids((), query.near)):
+            located = len(coll.filter_item_ids((), type(query.near)(0.0, 0.0, 20_100.0)))
+            return (f": no photo was taken within {query.near.km:g} km of {query.near.lat}, {query.near.lon} "
+                    f"({located} items have a GPS position)")
     return ""
 
 
@@ -153,6 +246,27 @@ def info(collection: Annotated[Path, typer.Argument(help="Collection folder")], 
              f"disk        {facts.disk_bytes / 1e6:.2f} MB"]
     human += [f"  failed: {e['path']}: {e['error']}" for e in facts.error_list]
     emit(asdict(facts), as_json, "\n".join(human))
+
+
+def duplicates(
+    collection: Annotated[Path, typer.Argument(help="Collection folder")],
+    threshold: Annotated[float, typer.Option(help="Near duplicates: image vectors at or above this cosine")] = 0.95,
+    exact_only: Annotated[bool, typer.Option("--exact-only", help="Only copies with the same bytes")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List groups of duplicate photos: exact copies (the same bytes) and near duplicates (resized, re-encoded)."""
+    from clipdex.collection import Collection
+    from clipdex.curate.duplicates import find_duplicates
+
+    with Collection.open(collection) as coll:
+        found = find_duplicates(coll, None if exact_only else threshold)
+    how = "exact copies only" if found.threshold is None else f"exact copies and cosine >= {found.threshold}"
+    human = [f"{len(found.groups)} groups, {found.duplicates} duplicates among {found.items} items ({how})"]
+    for n, group in enumerate(found.groups, 1):
+        human.append(f"group {n} ({group.kind}, {len(group.members)} items)")
+        human += [f"  {m.id:>6}  {m.similarity:.4f}  {'same bytes' if m.identical else '          '}  {m.path}"
+                  for m in group.members]
+    emit(found.to_dict(), as_json, "\n".join(human))
 
 
 def remove(

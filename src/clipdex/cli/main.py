@@ -27,6 +27,7 @@ app.command("remove")(collection.remove)
 app.command("verify")(collection.verify)
 app.command("repair")(collection.repair)
 app.command("compact")(collection.compact)
+app.command("duplicates")(collection.duplicates)
 # curation and clip-retrieval embedding folders
 app.command("curate")(curate.curate_cmd)
 app.command("embed")(embeddings.embed_cmd)

@@ -28,6 +28,8 @@ def serve(
         help="Host names to answer (repeatable); default: the loopback names, or any when bound to 0.0.0.0")] = None,
     model: Annotated[str | None, typer.Option(
         help="Served indexes: the encoder their embeddings were made with, when the index does not record it")] = None,
+    share_location: Annotated[bool, typer.Option(
+        "--share-location", help="Serve where photos were taken (EXIF GPS) and accept place filters")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Serve collections (or indexes, with the same API) over HTTP with a search page (OpenAPI at /docs)."""
@@ -40,7 +42,8 @@ def serve(
     config = ServeConfig(collections=resolve_collections(collections), api_key=api_key, cors_origins=tuple(cors or ()),
                          allowed_hosts=tuple(allowed_host or ()), bound_host=host,
                          max_upload_bytes=int(max_upload_mb * 1024 * 1024), request_timeout_s=timeout,
-                         rerank_models=tuple(rerank_model or ()), index_model=model)
+                         rerank_models=tuple(rerank_model or ()), index_model=model,
+                         share_location=share_location)
     url = f"http://{host}:{port}"
     if as_json:  # one line a script can read before the server blocks
         typer.echo(json.dumps({"url": url, "collections": list(config.collections), "docs": f"{url}/docs"}))

@@ -8,8 +8,8 @@ import numpy as np
 
 from clipdex.curate.context import Context
 
-__all__ = ["KEEP_RULES", "components", "cosine", "duplicate_groups", "embedding_edges", "hash_edges",
-           "nearest_in", "phash_edges", "target_clusters"]
+__all__ = ["KEEP_RULES", "components", "cosine", "duplicate_groups", "embedding_edges", "equal_value_edges",
+           "hash_edges", "nearest_in", "phash_edges", "target_clusters", "vector_edges"]
 
 KEEP_RULES = ("clip_score", "first", "largest")
 EXACT_LIMIT = 20_000  # up to this many vectors all pairs are compared; past it, within k-means buckets
@@ -68,30 +68,42 @@ def _range_edges(index: object, queries: Callable[[int, int], np.ndarray], n: in
 def hash_edges(ctx: Context, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Edges joining samples with the same content hash (each to the first of its hash)."""
     hashes = ctx.col("sha256")
+    return equal_value_edges([hashes[row] for row in rows])
+
+
+def equal_value_edges(values: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Edges joining each position to the first position holding the same value (empty values join nothing)."""
     first: dict[str, int] = {}
     a, b = [], []
-    for pos, row in enumerate(rows):
-        h = hashes[row]
-        if h:
-            if h in first:
-                a.append(first[h])
+    for pos, value in enumerate(values):
+        if value:
+            if value in first:
+                a.append(first[value])
                 b.append(pos)
             else:
-                first[h] = pos
+                first[value] = pos
     return np.asarray(a, np.int64), np.asarray(b, np.int64)
 
 
 def embedding_edges(ctx: Context, rows: np.ndarray, cos: float) -> tuple[np.ndarray, np.ndarray]:
     """Edges joining samples whose image vectors have cosine >= ``cos``."""
     rows = rows[ctx.col("has_image_emb")[rows]]
-    if len(rows) < 2:
+    return vector_edges(lambda picked: ctx.image_vectors(rows[picked]), len(rows), cos)
+
+
+def vector_edges(vectors_of: Callable[[np.ndarray], np.ndarray], n: int,
+                 cos: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of positions in ``[0, n)`` whose unit vectors (``vectors_of(positions)``) have cosine >= ``cos``:
+    all pairs up to :data:`EXACT_LIMIT` vectors, within k-means buckets past it."""
+    if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if len(rows) <= EXACT_LIMIT:
-        return _exact_edges(ctx.image_vectors(rows), cos)
-    return _bucket_edges(ctx, rows, cos)
+    if n <= EXACT_LIMIT:
+        return _exact_edges(vectors_of(np.arange(n)), cos)
+    return _bucket_edges(vectors_of, n, cos)
 
 
-def _bucket_edges(ctx: Context, rows: np.ndarray, cos: float, probes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def _bucket_edges(vectors_of: Callable[[np.ndarray], np.ndarray], n: int, cos: float,
+                  probes: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Pairs with cosine >= ``cos``, compared exactly within k-means buckets.
 
     Each vector joins the buckets of its ``probes`` nearest centroids, and each
@@ -102,15 +114,15 @@ def _bucket_edges(ctx: Context, rows: np.ndarray, cos: float, probes: int = 2) -
     """
     import faiss
 
-    n = len(rows)
     nlist = max(1, int(np.sqrt(n)))
     sample = np.sort(np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False))
-    first = ctx.image_vectors(rows[sample])
+    first = vectors_of(sample)
     kmeans = faiss.Kmeans(first.shape[1], nlist, niter=10, seed=0, spherical=True, verbose=False)
     kmeans.train(first)
     buckets = np.empty((n, probes), np.int64)
     for start in range(0, n, 65_536):
-        buckets[start:start + 65_536] = kmeans.index.search(ctx.image_vectors(rows[start:start + 65_536]), probes)[1]
+        part = np.arange(start, min(start + 65_536, n))
+        buckets[start:start + 65_536] = kmeans.index.search(vectors_of(part), probes)[1]
     flat = buckets.ravel()
     owner = np.repeat(np.arange(n), probes)
     order = np.argsort(flat, kind="stable")
@@ -120,7 +132,7 @@ def _bucket_edges(ctx: Context, rows: np.ndarray, cos: float, probes: int = 2) -
         members = owner[order[bounds[c]:bounds[c + 1]]]
         if len(members) < 2:
             continue
-        i, j = _exact_edges(ctx.image_vectors(rows[members]), cos)  # blocked: a crowded bucket stays small in RAM
+        i, j = _exact_edges(vectors_of(members), cos)  # blocked: a crowded bucket stays small in RAM
         a_parts.append(members[i])
         b_parts.append(members[j])
     if not a_parts:

@@ -119,6 +119,6 @@ def _refuse_collection_features(query: Query) -> None:
     for name, feature in _NEEDS_A_COLLECTION:
         if getattr(query, name) is not None:
             raise BadQueryError(f"{feature} need a collection; an index answers plain vector searches")
-    if query.target != Target.IMAGES or query.mode != "dense" or query.regions or query.where:
+    if query.target != Target.IMAGES or query.mode != "dense" or query.regions or query.filtered:
         raise BadQueryError("an index answers dense searches over images: caption targets, word search, "
                             "regions and metadata filters need a collection")

@@ -14,22 +14,24 @@ from PIL import Image, UnidentifiedImageError
 __all__ = ["exif_metadata"]
 
 _MAKE, _MODEL, _DATETIME, _GPS_IFD, _EXIF_IFD = 0x010F, 0x0110, 0x0132, 0x8825, 0x8769
-_DATETIME_ORIGINAL, _LENS_MODEL = 0x9003, 0xA434
+_DATETIME_ORIGINAL, _LENS_MODEL, _ORIENTATION = 0x9003, 0xA434, 0x0112
 
 
 def exif_metadata(path: str) -> dict[str, Any]:
-    """``camera``, ``camera_make``, ``lens``, ``taken`` (ISO 8601) and ``gps_lat`` / ``gps_lon`` where the
-    file records them; an empty dict for a file without EXIF or that is not a readable image file."""
+    """``width`` / ``height`` (as stored, before any rotation), and ``camera``, ``camera_make``, ``lens``,
+    ``taken`` (ISO 8601), ``orientation`` (EXIF 1-8) and ``gps_lat`` / ``gps_lon`` where the file records
+    them; an empty dict for a file that is not a readable image file."""
     if "#" in path and not os.path.exists(path):
         return {}  # a video frame or a tar member: no file of its own to read
     try:
         with Image.open(path) as im:
+            size = im.size
             exif = im.getexif()
             sub = exif.get_ifd(_EXIF_IFD)
             gps = exif.get_ifd(_GPS_IFD)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
         return {}
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"width": int(size[0]), "height": int(size[1])}
     for key, value in (("camera", exif.get(_MODEL)), ("camera_make", exif.get(_MAKE)),
                        ("lens", sub.get(_LENS_MODEL))):
         text = _text(value)
@@ -38,6 +40,9 @@ def exif_metadata(path: str) -> dict[str, Any]:
     taken = _text(sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME))
     if taken and len(taken) >= 19 and taken[4] == ":":
         out["taken"] = f"{taken[:4]}-{taken[5:7]}-{taken[8:10]}T{taken[11:19]}"
+    orientation = exif.get(_ORIENTATION)
+    if isinstance(orientation, int) and 1 <= orientation <= 8:
+        out["orientation"] = orientation
     position = _gps(gps)
     if position:
         out["gps_lat"], out["gps_lon"] = position

@@ -11,8 +11,9 @@ import numpy as np
 from PIL import Image
 
 from clipdex.errors import BadQueryError
+from clipdex.store.filters import OPERATORS, Condition, Near
 
-__all__ = ["Hit", "Query", "SearchPage", "Target", "check_rerank", "parse_where"]
+__all__ = ["Condition", "Hit", "Near", "Query", "SearchPage", "Target", "check_rerank", "parse_near", "parse_where"]
 
 ImageQuery = str | os.PathLike[str] | bytes | Image.Image
 
@@ -36,7 +37,8 @@ class Query:
             item itself is left out of the results).
         k: how many results.
         offset: skip this many results first (pagination).
-        where: metadata filter, every ``key == value`` must hold.
+        where: metadata conditions that must all hold (:func:`parse_where`); a dict means ``key == value``.
+        near: only items whose GPS position lies within a radius of a point.
         min_score: drop results scoring below this cosine similarity.
         target: rank images or captions.
         terms: weighted / negative terms combined into one vector (see :mod:`clipdex.search.terms`).
@@ -59,7 +61,8 @@ class Query:
     item_id: int | None = None
     k: int = 10
     offset: int = 0
-    where: dict[str, str] = field(default_factory=dict)
+    where: tuple[Condition, ...] | dict[str, str] = ()
+    near: Near | None = None
     min_score: float | None = None
     target: Target = Target.IMAGES
     terms: tuple[Any, ...] | None = None
@@ -72,6 +75,17 @@ class Query:
     rerank: str | None = None
     rerank_depth: int = 100
     regions: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.where, dict):  # the plain form: every key equals its value
+            object.__setattr__(self, "where", tuple(Condition(k, "=", str(v)) for k, v in self.where.items()))
+        else:
+            object.__setattr__(self, "where", tuple(self.where))
+
+    @property
+    def filtered(self) -> bool:
+        """Whether metadata conditions or a place narrow the items searched."""
+        return bool(self.where) or self.near is not None
 
     @property
     def depth(self) -> int:
@@ -165,19 +179,38 @@ class SearchPage:
     total_considered: int
 
 
-def parse_where(pairs: list[str]) -> dict[str, str]:
-    """A metadata filter from ``key=value`` strings (``--where``, the page's filter box).
+def parse_where(pairs: list[str]) -> tuple[Condition, ...]:
+    """Metadata conditions from ``key=value``, ``key!=value``, ``key>=value``, ``key<value``... strings
+    (``--where``, the page's filters). Dates compare in ISO 8601 order: ``taken>=2024-06-01``.
 
     Raises:
-        BadQueryError: a pair without ``=`` or without a key.
+        BadQueryError: a string without an operator or a key, or a key that cannot name a field.
     """
-    where = {}
+    out = []
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise BadQueryError(f"--where takes key=value, got {pair!r}")
-        where[key] = value
-    return where
+        at = min(((pair.find(op), -len(op), op) for op in OPERATORS if op in pair), default=None)
+        if at is None or at[0] == 0:
+            raise BadQueryError(f"--where takes key=value (or !=, >=, <=, >, <), got {pair!r}")
+        key, op = pair[: at[0]].strip(), at[2]
+        if any(c in key for c in '"\\') or not key.isprintable():
+            raise BadQueryError(f"--where: {key!r} cannot name a metadata field")
+        out.append(Condition(key, op, pair[at[0] + len(op):].strip()))
+    return tuple(out)
+
+
+def parse_near(text: str) -> Near:
+    """A place filter from ``LAT,LON,KM`` (``--near 48.8566,2.3522,5``: within 5 km of Paris).
+
+    Raises:
+        BadQueryError: not three numbers, or out of range.
+    """
+    try:
+        lat, lon, km = (float(p) for p in text.split(","))
+    except ValueError:
+        raise BadQueryError(f"--near takes LAT,LON,KM (e.g. 48.8566,2.3522,5), got {text!r}") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180 and 0 < km <= 20_100):
+        raise BadQueryError(f"--near: latitude in [-90, 90], longitude in [-180, 180], km > 0; got {text!r}")
+    return Near(lat, lon, km)
 
 
 def check_rerank(spec: str) -> None:

@@ -59,7 +59,7 @@ def search_page(collection: Store, query: Query, encoder: Encoder) -> SearchPage
         want += _SPARE  # spare candidates stand in for hits whose files were deleted
     # One scan at a time per collection: BLAS already uses every core for one scan, and many
     # concurrent scans (a server's threads) make its threads spin against each other.
-    allowed = collection.filter_item_ids(query.where) if query.where else None  # asked once per request
+    allowed = collection.filter_item_ids(query.where, query.near) if query.filtered else None  # once per request
     with collection.scan_lock:
         scores, picked, considered = _candidates(collection, view, vector, want, kind, allowed)
         region_of: dict[int, int] = {}
@@ -106,7 +106,7 @@ def _words_page(collection: Store, query: Query, encoder: Encoder) -> SearchPage
     lexical = lexical_index(collection).search(query.text or "", want)
     t1 = time.perf_counter()
     view = collection.vectors("image")
-    allowed = collection.filter_item_ids(query.where) if query.where else None
+    allowed = collection.filter_item_ids(query.where, query.near) if query.filtered else None
     if query.mode == "hybrid":
         vector = embed_query(query, encoder, collection)
         with collection.scan_lock:

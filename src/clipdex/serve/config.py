@@ -31,6 +31,8 @@ class ServeConfig:
         rerank_models: encoder specs a request may name as ``rerank: "model:SPEC"``
             (a request can never make the server load any other model).
         index_model: the encoder of served index folders whose manifest does not name one.
+        share_location: serve where photos were taken (EXIF GPS metadata) and accept place filters;
+            off by default, so a shared server never tells where its owner lives.
     """
 
     collections: dict[str, Path] = field(default_factory=dict)
@@ -45,6 +47,7 @@ class ServeConfig:
     thumbnail_sizes: tuple[int, ...] = (128, 256, 512)
     rerank_models: tuple[str, ...] = ()
     index_model: str | None = None
+    share_location: bool = False
 
     def __post_init__(self) -> None:
         if self.api_key is not None and not self.api_key.strip():

@@ -16,8 +16,9 @@ from clipdex.errors import BadQueryError, CollectionError, DamagedError, DecodeE
 from clipdex.media.thumbnails import image_response
 from clipdex.search.query import Query as SearchQuery
 from clipdex.search.query import Target
-from clipdex.serve.schemas import CollectionOut, ErrorOut, ItemOut, SearchIn, SearchOut
+from clipdex.serve.schemas import CollectionOut, DuplicatesOut, ErrorOut, ItemOut, SearchIn, SearchOut
 from clipdex.serve.state import ServerState
+from clipdex.store.filters import Condition, is_location_key
 
 __all__ = ["HTTPError", "api"]
 
@@ -35,7 +36,7 @@ def get_state(request: Request) -> ServerState:
 
 
 StateDep = Annotated[ServerState, Depends(get_state)]
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 404, 413, 422, 504)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 413, 422, 504)}
 api = APIRouter(prefix="/api", responses=ERRORS)
 
 
@@ -46,7 +47,28 @@ def list_collections(state: StateDep) -> list[CollectionOut]:
     for name in state.names():
         info = state.collection(name).info(max_errors=0)
         out.append(CollectionOut(name=name, model=info.encoder, dim=info.dim, items=info.ok, errors=info.errors,
-                                 captions=info.captions, index=info.index))
+                                 captions=info.captions, index=info.index, features=state.features(name),
+                                 share_location=state.config.share_location))
+    return out
+
+
+@api.get("/duplicates", response_model=DuplicatesOut)
+async def get_duplicates(state: StateDep, collection: str | None = None,
+                         threshold: Annotated[float, Query(gt=0.0, le=1.0)] = 0.95,
+                         exact_only: bool = False) -> dict[str, Any]:
+    """Groups of duplicate photos (the same bytes, or image vectors at or above `threshold`), largest first."""
+    from clipdex.curate.duplicates import find_duplicates
+    from clipdex.store.store import Store
+
+    coll = state.collection(collection)
+    name = collection or state.names()[0]
+    if not isinstance(coll, Store):
+        raise HTTPError(400, "bad_query", "duplicates need a collection; an index answers plain vector searches")
+    found = await run_in_threadpool(find_duplicates, coll, None if exact_only else threshold)
+    out = found.to_dict()
+    for group in out["groups"]:
+        for member in group["members"]:
+            member["thumbnail_url"] = _thumb_url(name, member["id"])
     return out
 
 
@@ -160,8 +182,9 @@ async def _run_search(request: Request, state: StateDep, req: SearchIn, image: b
         vector = await run_in_threadpool(state.query_image_vector, name, image)
     elif image is not None:  # composed, or re-ranked by another model: the picture itself is needed
         picture = await run_in_threadpool(state.query_image, name, image)
+    where, near = _filters(req, state.config.share_location)
     query = SearchQuery(text=req.text, image=picture, item_id=req.image_id, vector=vector, k=req.k,
-                        offset=req.offset, where={k: str(v) for k, v in req.where.items()},
+                        offset=req.offset, where=where, near=near,
                         min_score=req.min_score, target=Target(req.target), terms=_terms(req),
                         diversity=req.diversity, collapse=req.collapse, mode=req.mode, fusion=req.fusion,
                         alpha=req.alpha, compose=req.compose, rerank=req.rerank, rerank_depth=req.rerank_depth,
@@ -174,9 +197,31 @@ async def _run_search(request: Request, state: StateDep, req: SearchIn, image: b
     hits = []
     for hit in page.hits:
         full = {**hit.to_dict(), "thumbnail_url": _thumb_url(name, hit.id)}
+        full["metadata"] = _shown(full["metadata"], state.config.share_location)
         hits.append({k: v for k, v in full.items() if fields is None or k in fields or k == "id"})
     return {"hits": hits, "took_ms": round(page.took_ms, 3), "total_considered": page.total_considered,
             "stages_ms": {k: round(v, 3) for k, v in page.stages_ms.items()}}
+
+
+def _filters(req: SearchIn, share_location: bool) -> tuple[tuple[Condition, ...], Any]:
+    """The request's metadata conditions and place; a place (or a GPS field) is refused unless shared."""
+    from clipdex.search.query import parse_near, parse_where
+
+    if isinstance(req.where, dict):
+        where = tuple(Condition(k, "=", str(v)) for k, v in req.where.items())
+    else:
+        where = parse_where(req.where)
+    if not share_location and (req.near is not None or any(is_location_key(c.key) for c in where)):
+        raise HTTPError(403, "location_private", "this server keeps where photos were taken private: its owner "
+                        "can start it with --share-location")
+    return where, parse_near(req.near) if req.near is not None else None
+
+
+def _shown(metadata: dict[str, Any] | None, share_location: bool) -> dict[str, Any] | None:
+    """Metadata as served: without where the photo was taken unless the server shares it."""
+    if metadata is None or share_location:
+        return metadata
+    return {k: v for k, v in metadata.items() if not is_location_key(k)}
 
 
 def _terms(req: SearchIn) -> tuple[Any, ...] | None:
@@ -205,7 +250,8 @@ def get_item(item_id: int, state: StateDep, request: Request, collection: str | 
     name = collection or state.names()[0]
     record = coll.item(item_id)
     return ItemOut(id=record.id, path=record.path, status=record.status, captions=record.captions,
-                   metadata=record.metadata, image_url=f"/api/items/{item_id}/image?collection={name}",
+                   metadata=_shown(record.metadata, state.config.share_location) or {},
+                   image_url=f"/api/items/{item_id}/image?collection={name}",
                    thumbnail_url=_thumb_url(name, item_id))
 
 

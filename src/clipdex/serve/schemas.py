@@ -20,6 +20,28 @@ class CollectionOut(BaseModel):
     errors: int
     captions: int
     index: str
+    features: list[str] = Field(description="What this collection answers (an index: plain vector searches only)")
+    share_location: bool = Field(description="Whether GPS metadata is served and place filters are accepted")
+
+
+class DuplicateMemberOut(BaseModel):
+    id: int
+    path: str
+    similarity: float
+    identical: bool
+    thumbnail_url: str
+
+
+class DuplicateGroupOut(BaseModel):
+    kind: Literal["exact", "near"]
+    members: list[DuplicateMemberOut]
+
+
+class DuplicatesOut(BaseModel):
+    threshold: float | None
+    items: int
+    duplicates: int
+    groups: list[DuplicateGroupOut]
 
 
 class TermIn(BaseModel):
@@ -45,8 +67,11 @@ class SearchIn(BaseModel):
     k: int = Field(20, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=100_000)
     min_score: float | None = Field(None, ge=-1.0, le=1.0)
-    where: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=32,
-                                                        description="Metadata equality filter (at most 32 keys)")
+    where: dict[str, str | int | float | bool] | list[str] = Field(
+        default_factory=dict, max_length=32, description="Metadata filter: an object of key: value (equality), or a "
+        "list of conditions such as \"taken>=2024-06-01\", \"camera!=X100V\" (at most 32)")
+    near: str | None = Field(None, max_length=100, description="LAT,LON,KM: photos taken within KM of a point "
+                             "(only when the server shares locations)")
     target: Literal["images", "captions"] = "images"
     terms: list[TermIn] | None = Field(None, max_length=32, description="Weighted / negative terms")
     diversity: float | None = Field(None, ge=0.0, le=1.0, description="MMR weight of relevance (1 = plain)")

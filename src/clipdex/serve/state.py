@@ -68,6 +68,13 @@ class ServerState:
     def names(self) -> list[str]:
         return list(self._collections)
 
+    def features(self, name: str) -> list[str]:
+        """What a served collection answers, for the page to offer only that (an index: plain vector search)."""
+        if isinstance(self.collection(name), ServedIndex):
+            return ["text", "image", "similar"]
+        return ["text", "image", "similar", "captions", "lexical", "hybrid", "filters", "terms", "compose",
+                "rerank", "diversity", "regions", "heatmap", "duplicates"]
+
     def collection(self, name: str | None) -> Searchable:
         """A served collection by name (the first one when ``name`` is None).
 

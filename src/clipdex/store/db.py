@@ -12,7 +12,7 @@ from clipdex.errors import DamagedError
 
 __all__ = ["SCHEMA_VERSION", "connect", "bump_version", "get_meta", "set_meta"]
 
-SCHEMA_VERSION = 3  # 2: region vectors (crops of an image); 3: shard checksums. Older files gain the tables
+SCHEMA_VERSION = 4  # 2: region vectors (crops of an image); 3: shard checksums; 4: items.content. Older files gain them
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -23,12 +23,14 @@ CREATE TABLE IF NOT EXISTS items (
     rel TEXT NOT NULL,                 -- relative to the source root, for globs
     source TEXT NOT NULL,
     fingerprint TEXT NOT NULL,         -- size, mtime and caption hash: what 'changed' means
+    content TEXT,                      -- a hash of the file's bytes: a moved or renamed file is the same item
     status TEXT NOT NULL CHECK (status IN ('ok', 'error')),
     error TEXT,
     metadata TEXT NOT NULL DEFAULT '{}',
     added_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS items_source ON items(source);
+CREATE INDEX IF NOT EXISTS items_content ON items(content);
 CREATE TABLE IF NOT EXISTS captions (
     id INTEGER PRIMARY KEY,
     item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
@@ -69,6 +71,8 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     try:
         return _connect(path, readonly or immutable, immutable)
     except sqlite3.DatabaseError as e:
+        if "full" in str(e):
+            raise  # the disk, not the file: told as a full disk, and the same command resumes
         raise DamagedError(f"{path} is damaged ({e}); `clipdex verify` says more, restore it from a backup or "
                               "index into a new collection") from e
 
@@ -84,6 +88,7 @@ def _connect(path: Path, readonly: bool, immutable: bool = False) -> sqlite3.Con
         # thread, and each would otherwise start a write transaction just to find it exists.
         if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             conn.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
+            _add_columns(conn)
             conn.executescript(SCHEMA)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('version', '0')")
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('next_vec', '0')")
@@ -92,6 +97,13 @@ def _connect(path: Path, readonly: bool, immutable: bool = False) -> sqlite3.Con
     conn.execute("PRAGMA foreign_keys=ON")
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Columns later schema versions added to tables an older file already has."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(items)")}
+    if columns and "content" not in columns:
+        conn.execute("ALTER TABLE items ADD COLUMN content TEXT")
 
 
 def get_meta(conn: sqlite3.Connection, key: str, default: str = "") -> str:

@@ -35,6 +35,7 @@ from clipdex.media.members import split_member_path
 from clipdex.media.video import split_frame_path
 from clipdex.store import ann as ann_mod
 from clipdex.store.db import bump_version, connect, get_meta
+from clipdex.store.filters import Condition, Near, condition_sql, haversine_km
 from clipdex.store.lock import WriteLock
 from clipdex.store.vectors import VectorView, load_view, remove_orphan_shards
 
@@ -352,6 +353,18 @@ class Store:
         """The rows a page of hits shows: item records by id, and the texts of matched captions by id."""
         return self.items(item_ids), self.caption_texts(caption_ids)
 
+    def content_hashes(self, item_ids: Iterable[int]) -> dict[int, str]:
+        """The recorded content hash of each of these items that has one (older rows and frames have none)."""
+        ids = [int(i) for i in item_ids if 0 <= int(i) < _MAX_ID]
+        out: dict[int, str] = {}
+        try:
+            for chunk, marks in _in_chunks(ids):
+                out.update((int(r[0]), str(r[1])) for r in self.conn.execute(
+                    f"SELECT id, content FROM items WHERE id IN ({marks}) AND content IS NOT NULL", chunk))
+        except sqlite3.OperationalError:
+            return {}  # opened read-only from before content hashes were recorded
+        return out
+
     def gone_items(self, item_ids: Iterable[int]) -> set[int]:
         """Which of these items' files are no longer on disk (deleted since they were indexed).
 
@@ -397,14 +410,28 @@ class Store:
             "WHERE status = 'ok' AND v IS NOT NULL ORDER BY v LIMIT ?", (f'$."{key}"', int(limit)))
         return [r[0] for r in rows]
 
-    def filter_item_ids(self, where: dict[str, str]) -> np.ndarray:
-        """Ids of ok items whose metadata equals every ``key=value`` in ``where``."""
+    def filter_item_ids(self, where: dict[str, str] | Iterable[Condition] = (),
+                        near: Near | None = None) -> np.ndarray:
+        """Ids of ok items whose metadata meets every condition (a dict: ``key == value``) and, with
+        ``near``, whose GPS position lies within its radius."""
+        conditions = [Condition(k, "=", str(v)) for k, v in where.items()] if isinstance(where, dict) else list(where)
         sql = "SELECT id FROM items WHERE status = 'ok'"
         args: list[Any] = []
-        for key, value in where.items():
-            sql += " AND CAST(json_extract(metadata, ?) AS TEXT) = ?"
-            args += [f'$."{key}"', str(value)]
-        return np.asarray([r[0] for r in self.conn.execute(sql, args)], dtype=np.int64)
+        for cond in conditions:
+            test, cond_args = condition_sql(cond)
+            sql += f" AND {test}"
+            args += cond_args
+        if near is None:
+            return np.asarray([r[0] for r in self.conn.execute(sql, args)], dtype=np.int64)
+        sql = sql.replace("SELECT id", "SELECT id, json_extract(metadata, '$.gps_lat'), "
+                          "json_extract(metadata, '$.gps_lon')", 1)
+        rows = [r for r in self.conn.execute(sql + " AND json_type(metadata, '$.gps_lat') IN ('integer', 'real') "
+                                             "AND json_type(metadata, '$.gps_lon') IN ('integer', 'real')", args)]
+        if not rows:
+            return np.zeros(0, dtype=np.int64)
+        table = np.asarray(rows, dtype=np.float64)
+        inside = haversine_km(table[:, 1], table[:, 2], near) <= near.km
+        return table[inside, 0].astype(np.int64)
 
     def info(self, max_errors: int = 50) -> CollectionInfo:
         """Counts, disk size, index kind and the recorded per-item errors."""

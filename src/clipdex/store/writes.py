@@ -28,7 +28,8 @@ from clipdex.store.db import bump_version, dumps, get_meta, set_meta
 from clipdex.store.store import Store
 from clipdex.store.vectors import file_sha256, write_shard
 
-__all__ = ["EncodedBatch", "IndexReport", "PlannedItem", "add_embedded", "fingerprint", "plan_items", "write_batch"]
+__all__ = ["EncodedBatch", "IndexReport", "PlannedItem", "add_embedded", "content_hash", "fingerprint", "plan_items",
+           "write_batch"]
 
 Box = tuple[float, float, float, float]
 
@@ -43,6 +44,7 @@ class IndexReport:
     skipped: int = 0
     failed: int = 0
     pruned: int = 0
+    moved: int = 0  # items whose file was found under another path (moved or renamed): kept, not embedded again
     gone: int = 0  # items of this source whose files are gone, kept because prune was not asked for
     captions: int = 0
     seconds: float = 0.0
@@ -65,6 +67,7 @@ class PlannedItem:
     old_id: int | None
     rel: str
     source: str
+    content: str | None = None
 
 
 @dataclass
@@ -98,23 +101,47 @@ def fingerprint(item: Item) -> str:
     return f"{stamp}:{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
 
+_HASHED_BYTES = 1 << 30  # larger files (no photo is) are matched by path and stamp only
+
+
+def content_hash(path: str) -> str | None:
+    """A hash of a file's bytes (BLAKE2b, 128 bits): what makes a moved or renamed photo the same item,
+    and two copies exact duplicates. None for what is not a plain file (a video frame, a tar member)."""
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        if not os.path.isfile(path) or os.path.getsize(path) > _HASHED_BYTES:
+            return None
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
 def plan_items(conn: sqlite3.Connection, items: Iterable[Item], source_key: str, rel_root: str,
                report: IndexReport) -> tuple[list[PlannedItem], list[int]]:
     """The new or changed items to embed, and the ids of this source's items whose files are gone.
 
     An item stored under another spelling of the same file (a relative path recorded by an older
     clipdex, the same source named another way) is matched by its source and path within it, and
-    its stored path is brought up to date instead of adding it twice. So is a file whose folder moved:
-    an item of another source whose file is gone, at the same path within its source, with the same
-    size and mtime.
+    its stored path is brought up to date instead of adding it twice. So is a file whose folder moved
+    (an item of another source whose file is gone, at the same path within its source, with the same
+    size and mtime) and a file moved or renamed anywhere (an item whose file is gone, with the same
+    content hash): its vector is kept (``report.moved``). A file whose stamp changed but whose bytes
+    did not (touched, copied back) is not embedded again.
     """
-    known = {bytes(r[0]): (r[1], r[2], r[3]) for r in
-             conn.execute("SELECT path_bytes, id, fingerprint, source FROM items")}
+    known = {bytes(r[0]): (r[1], r[2], r[3], r[4]) for r in
+             conn.execute("SELECT path_bytes, id, fingerprint, source, content FROM items")}
     by_rel = {r[1]: bytes(r[0]) for r in
               conn.execute("SELECT path_bytes, rel FROM items WHERE source = ?", (source_key,))}
     # items of other sources, by path within their source and file stamp: a moved folder's files match them
     elsewhere = {(r[1], _stamp(r[2])): bytes(r[0]) for r in
                  conn.execute("SELECT path_bytes, rel, fingerprint FROM items WHERE source != ?", (source_key,))}
+    by_content: dict[str, list[bytes]] = {}
+    for path_bytes_, (_, _, _, content) in known.items():
+        if content:
+            by_content.setdefault(content, []).append(path_bytes_)
     seen: set[bytes] = set()
     todo: list[PlannedItem] = []
     for item in items:
@@ -126,22 +153,61 @@ def plan_items(conn: sqlite3.Connection, items: Iterable[Item], source_key: str,
         rel = display_path(os.path.relpath(item.path, rel_root) if rel_root else item.path)
         old_bytes = by_rel.get(rel)
         now = fingerprint(item)
+        digest, moved_here = None, old_bytes is None
         if path_bytes not in known and old_bytes is None:
             moved = elsewhere.get((rel, _stamp(now)))
             if moved is not None and moved in known and not os.path.exists(os.fsdecode(moved)):
                 old_bytes = moved  # the same file, moved with its folder: relocated, not embedded again
+            else:
+                digest = content_hash(item.path)
+                old_bytes = _gone_copy(by_content.get(digest or "", []), known, seen)  # moved or renamed
         if path_bytes not in known and old_bytes is not None and old_bytes not in seen and old_bytes in known:
             _relocate(conn, known[old_bytes][0], path_bytes, item.path, source_key)
-            item_id, stored, _ = known.pop(old_bytes)
-            known[path_bytes] = (item_id, stored, source_key)
+            known[path_bytes] = _moved_entry(known, old_bytes, source_key)
+            report.moved += moved_here  # not a stored path spelled another way: a file that moved
+            relocated = moved_here
+        else:
+            relocated = False
         old = known.get(path_bytes)
-        if old is not None and old[1] == now:
-            report.skipped += 1
+        same = old is not None and old[1] == now
+        if old is not None and not same and old[3] and _same_content(old, now, digest, item.path):
+            # touched or copied back, not changed: the stored vector stands, the new stamp is recorded
+            conn.execute("UPDATE items SET fingerprint = ? WHERE id = ?", (now, old[0]))
+            same = True
+        if same:
+            report.skipped += 0 if relocated else 1  # a moved item is counted once, as moved
             continue
-        todo.append(PlannedItem(item, path_bytes, now, old[0] if old else None, rel, source_key))
+        if digest is None:
+            digest = content_hash(item.path)
+        todo.append(PlannedItem(item, path_bytes, now, old[0] if old else None, rel, source_key, digest))
     gone = [v[0] for k, v in known.items() if v[2] == source_key and k not in seen]
     conn.commit()
     return todo, gone
+
+
+def _gone_copy(candidates: list[bytes], known: dict[bytes, Any], seen: set[bytes]) -> bytes | None:
+    """The stored item with this content whose file is gone (so the file has moved), or None.
+
+    Only while no stored copy of the same bytes is still in place: a new file identical to one that is
+    there is another copy (a duplicate), not the moved one.
+    """
+    stored = [p for p in candidates if p in known]
+    gone = [p for p in stored if not os.path.exists(os.fsdecode(p))]
+    if len(gone) < len(stored):
+        return None
+    return next((p for p in gone if p not in seen), None)
+
+
+def _moved_entry(known: dict[bytes, Any], old_bytes: bytes, source: str) -> tuple[Any, ...]:
+    item_id, stored, _, content = known.pop(old_bytes)
+    return item_id, stored, source, content
+
+
+def _same_content(old: tuple[Any, ...], now: str, digest: str | None, path: str) -> bool:
+    """Whether a file whose stamp changed still holds the stored bytes, with the same captions and metadata."""
+    if old[1].rsplit(":", 1)[-1] != now.rsplit(":", 1)[-1]:
+        return False
+    return (digest or content_hash(path)) == old[3]
 
 
 def _relocate(conn: sqlite3.Connection, item_id: int, path_bytes: bytes, path: str, source: str) -> None:
@@ -203,7 +269,7 @@ def _upsert_item(conn: sqlite3.Connection, planned: PlannedItem, error: str | No
     status = "ok" if error is None else "error"
     values: dict[str, Any] = {
         "path": display_path(planned.item.path), "rel": planned.rel, "source": planned.source,
-        "fingerprint": planned.fingerprint, "status": status, "error": error,
+        "fingerprint": planned.fingerprint, "content": planned.content, "status": status, "error": error,
         "metadata": dumps(planned.item.metadata), "added_at": time.time(),
     }
     if error:
@@ -214,15 +280,15 @@ def _upsert_item(conn: sqlite3.Connection, planned: PlannedItem, error: str | No
         conn.execute("DELETE FROM captions WHERE item_id = ?", (planned.old_id,))
         conn.execute("DELETE FROM regions WHERE item_id = ?", (planned.old_id,))
         conn.execute(
-            "UPDATE items SET path=:path, rel=:rel, source=:source, fingerprint=:fingerprint, "
+            "UPDATE items SET path=:path, rel=:rel, source=:source, fingerprint=:fingerprint, content=:content, "
             "status=:status, error=:error, metadata=:metadata, added_at=:added_at WHERE id=:id",
             {**values, "id": planned.old_id})
         if not error:
             report.updated += 1
         return planned.old_id
     cur = conn.execute(
-        "INSERT INTO items (path_bytes, path, rel, source, fingerprint, status, error, metadata, added_at) "
-        "VALUES (:path_bytes, :path, :rel, :source, :fingerprint, :status, :error, :metadata, :added_at)",
+        "INSERT INTO items (path_bytes, path, rel, source, fingerprint, content, status, error, metadata, added_at) "
+        "VALUES (:path_bytes, :path, :rel, :source, :fingerprint, :content, :status, :error, :metadata, :added_at)",
         {**values, "path_bytes": planned.path_bytes})
     if not error:
         report.added += 1
