@@ -127,6 +127,12 @@ def test_near_duplicates_by_embedding_keep_one_per_group(big_pool: Path, tmp_pat
         if d["rejected_by"]:
             keeper = decisions[d["duplicate_of"]]
             assert keeper["kept"] and keeper["clip_score"] >= d["clip_score"]  # keep=clip_score
+    # the report shows each shown pair side by side: the kept copy, then the rejected one with its cosine
+    text = (tmp_path / "c" / "report.html").read_text()
+    pairs = text.split("id='duplicates'")[1].split("<div class='pair'>")[1:]
+    assert len(pairs) == 12
+    for pair in pairs:
+        assert pair.count("data:image/jpeg;base64") == 2 and "<i>kept</i>" in pair and "duplicate of" in pair
 
 
 def test_report_is_self_contained_and_has_every_section(pools: dict[str, Path], tmp_path: Path) -> None:

@@ -27,7 +27,8 @@ td:first-child,th:first-child{text-align:left}figure{display:inline-block;margin
 figure img{width:150px;height:150px;object-fit:contain;background:#eee}
 figcaption{font-size:11px;word-break:break-word}
 .plot{display:inline-block;width:49%;vertical-align:top}.plot img{max-width:100%}.plot h3{margin:.5rem 0 0}
-h2{margin-top:2rem;border-bottom:1px solid #ddd}"""
+h2{margin-top:2rem;border-bottom:1px solid #ddd}
+.pair{display:inline-block;border:1px solid #ccc;border-radius:4px;margin:.3rem;padding:.2rem}"""
 
 
 def write_report(out: Path, pool: Pool, ctx: Context, run: CurateReport, rejected_by: np.ndarray,
@@ -38,7 +39,7 @@ def write_report(out: Path, pool: Pool, ctx: Context, run: CurateReport, rejecte
              _summary(run), "<h2 id='steps'>Counts per filter</h2>", _steps_table(run),
              "<h2 id='plots'>Distributions</h2><div class='plots'>", *_plots(ctx, run, alive), "</div>",
              "<h2 id='examples'>Examples per rejection reason</h2>",
-             _examples(pool, ctx, rejected_by, reasons), "</body></html>"]
+             _examples(pool, ctx, rejected_by, reasons), _duplicate_pairs(pool, ctx, reasons), "</body></html>"]
     target = out / "report.html"
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text("\n".join(parts), encoding="utf-8")
@@ -139,6 +140,32 @@ def _examples(pool: Pool, ctx: Context, rejected_by: np.ndarray, reasons: np.nda
             figures.append(f"<figure>{img}<figcaption>{text}</figcaption></figure>")
         sections.append(f"<h3>{html.escape(name)}</h3><div class='examples'>{''.join(figures)}</div>")
     return "".join(sections)
+
+
+def _duplicate_pairs(pool: Pool, ctx: Context, reasons: np.ndarray, shown: int = 12) -> str:
+    """Rejected duplicates beside the copy that was kept, so a reviewer sees what the threshold joins."""
+    kept_copy = ctx.extra.get("duplicate_of")
+    if kept_copy is None:
+        return ""
+    keys = ctx.col("key")
+    row_of = {str(k): i for i, k in enumerate(keys)}
+    pairs = [(i, row_of[str(kept_copy[i])]) for i in range(ctx.n)
+             if kept_copy[i] is not None and str(kept_copy[i]) in row_of][:shown]
+    if not pairs:
+        return ""
+    images = _fetch_images(pool, ctx, [r for pair in pairs for r in pair])
+    blocks = []
+    for dup, kept in pairs:
+        sides = [_figure(images.get(kept), str(keys[kept]), "kept"),
+                 _figure(images.get(dup), str(keys[dup]), str(reasons[dup]))]
+        blocks.append(f"<div class='pair'>{''.join(sides)}</div>")
+    return "<h2 id='duplicates'>Duplicate pairs (kept, then rejected)</h2>" + "".join(blocks)
+
+
+def _figure(thumb: str | None, key: str, note: str) -> str:
+    img = (f"<img alt='{html.escape(key)}' src='data:image/jpeg;base64,{thumb}'>" if thumb
+           else "<div style='width:150px;height:150px;background:#eee'>no image</div>")
+    return f"<figure>{img}<figcaption><b>{html.escape(key)}</b><br><i>{html.escape(note)}</i></figcaption></figure>"
 
 
 def _fetch_images(pool: Pool, ctx: Context, rows: list[int]) -> dict[int, str]:
