@@ -29,14 +29,25 @@ def test_index_where_every_image_fails_exits_1_and_caps_its_list(tmp_path: Path,
     assert app_main(["index", str(bad), "--collection", str(tmp_path / "c")]) == 0
 
 
-def test_curate_that_keeps_nothing_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("chain,hint", [
+    (["size:min_side=100"], "size:min_side=48 would keep 12 of them"),
+    (["blank", "basic"], "basic:min_side=48 would keep 12 of them"),
+    (["clip-score:min=0.99"], "clip-score:min=0."),
+])
+def test_curate_that_keeps_nothing_fails_and_says_what_would_keep_some(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], chain: list[str], hint: str) -> None:
     from clipdex.synth import write_scenes
 
     write_scenes(tmp_path / "pool", 12, seed=1, fmt="folder", size=48)
-    assert app_main(["curate", str(tmp_path / "pool"), "--out", str(tmp_path / "out"), "-f", "size:min_side=200",
-                     "--no-report"]) == 0
-    err = capsys.readouterr().err
-    assert "warning: the filters kept none of the 12 samples" in err
+    args = ["curate", str(tmp_path / "pool"), "--out", str(tmp_path / "out"), "--no-report"]
+    assert app_main([*args, *(x for f in chain for x in ("-f", f))]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "shards:" not in line]  # progress lines aside
+    assert len(err) == 1 and err[0].startswith("error: the filters kept none of the 12 samples: ")
+    assert f"{chain[-1].split(':')[0]}" in err[0] and "removed the most (12 of the 12 that reached it)" in err[0]
+    assert hint in err[0]
+    if chain[0].startswith("clip-score"):  # the value it names does keep some
+        value = err[0].split("clip-score:min=")[-1].split()[0]
+        assert app_main([*args, "-f", f"clip-score:min={value}"]) == 0
 
 
 def test_evaluations_refuse_inputs_they_cannot_match(tmp_path: Path, tiny_spec: str, scenes_folder: Path,

@@ -17,6 +17,7 @@ from clipdex.cli.options import (
     NumWorkersOpt,
 )
 from clipdex.cli.output import JsonOpt, emit, progress_printer
+from clipdex.errors import ClipdexError
 
 __all__ = ["curate_cmd"]
 
@@ -68,6 +69,5 @@ def curate_cmd(
     if result.report_html:
         lines.append(f"report: {result.report_html}")
     emit(result.to_dict(), as_json, "\n".join(lines))
-    if result.samples and not result.kept:
-        typer.echo(f"warning: the filters kept none of the {result.samples:,} samples; look at each step above "
-                   "(a size filter above the images' size rejects them all)", err=True)
+    if result.nothing_kept:  # a run that kept nothing did not do what it was asked
+        raise ClipdexError(result.nothing_kept)

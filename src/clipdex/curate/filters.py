@@ -8,6 +8,7 @@ run is exact over the whole pool however it was sharded.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -48,6 +49,17 @@ class Filter:
 
     def apply(self, ctx: Context, alive: np.ndarray) -> Rejection:
         raise NotImplementedError
+
+    def loosen(self, ctx: Context, reached: np.ndarray) -> str | None:
+        """When this filter rejected every sample that ``reached`` it: a parameter value that would let some
+        through, and how many, in words (None: no single value does, or the filter has none)."""
+        return None
+
+    def _suggest(self, key: str, value: float, passing: int) -> str:
+        spec = self.describe().split(":")[0] + ":" + ",".join(
+            f"{k}={value if k == key else v}" for k, v in self.params.items()
+            if k == key or (v != self.defaults.get(k) and v is not None))
+        return f"{spec} would keep {passing:,} of them"
 
     def describe(self) -> str:
         changed = {k: v for k, v in self.params.items() if v != self.defaults.get(k)}
@@ -108,6 +120,17 @@ class BasicFilter(Filter):
         checks.append((aspect > p["max_aspect"], lambda i: f"aspect ratio {aspect[i]:.1f} > {p['max_aspect']}"))
         return _reject(checks, alive)
 
+    def loosen(self, ctx: Context, reached: np.ndarray) -> str | None:
+        p, side = self.params, ctx.short_side()
+        if reached.any() and (side[reached] < p["min_side"]).all():  # the usual case: images smaller than asked
+            largest = int(side[reached].max())
+            return self._suggest("min_side", largest, int((side[reached] >= largest).sum()))
+        words = ctx.col("caption_words")
+        if reached.any() and (words[reached] <= p["words_gt"]).all():
+            most = int(words[reached].max())
+            return self._suggest("words_gt", max(most - 1, 0), int((words[reached] > most - 1).sum()))
+        return None
+
 
 class ClipScoreFilter(Filter):
     """Image–caption cosine: keep at or above ``min`` (LAION: 0.28 for ViT-B/32) or the ``top`` fraction."""
@@ -136,6 +159,13 @@ class ClipScoreFilter(Filter):
             how = f"not in the top {self.params['top']:.0%}: below"
         return _reject([(missing, lambda i: "no clip score (image or caption did not embed)"),
                         (score < threshold, lambda i: f"clip score {score[i]:.3f} {how} {threshold:.3f}")], alive)
+
+    def loosen(self, ctx: Context, reached: np.ndarray) -> str | None:
+        score = ctx.col("clip_score")[reached]
+        if self.params["min"] is None or np.isnan(score).all():
+            return None
+        best = math.floor(float(np.nanmax(score)) * 1000) / 1000
+        return self._suggest("min", best, int((score >= best).sum()))
 
 
 class TextMatchFilter(Filter):
@@ -279,6 +309,12 @@ class SizeFilter(Filter):
             checks.append((pixels < p["min_pixels"], lambda i: f"{pixels[i]} pixels < {p['min_pixels']}"))
         return _reject(checks, alive)
 
+    def loosen(self, ctx: Context, reached: np.ndarray) -> str | None:
+        side = ctx.short_side()[reached]
+        if len(side) and (side < (self.params["min_side"] or 0)).all():
+            return self._suggest("min_side", int(side.max()), int((side >= side.max()).sum()))
+        return None
+
 
 class AspectFilter(Filter):
     name = "aspect"
@@ -294,6 +330,14 @@ class AspectFilter(Filter):
         aspect = ctx.aspect()
         return _reject([(aspect > self.params["max"],
                          lambda i: f"aspect ratio {aspect[i]:.1f} > {self.params['max']}")], alive)
+
+    def loosen(self, ctx: Context, reached: np.ndarray) -> str | None:
+        aspect = ctx.aspect()[reached]
+        finite = aspect[np.isfinite(aspect)]
+        if not len(finite):
+            return None
+        least = math.ceil(float(finite.min()) * 10) / 10
+        return self._suggest("max", least, int((aspect <= least).sum()))
 
 
 class BlankFilter(Filter):
@@ -312,6 +356,13 @@ class BlankFilter(Filter):
         std = ctx.col("blank_std")
         return _reject([(std <= self.params["max_std"],
                          lambda i: f"blank image (pixel std {std[i]:.1f} <= {self.params['max_std']})")], alive)
+
+    def loosen(self, ctx: Context, reached: np.ndarray) -> str | None:
+        std = ctx.col("blank_std")[reached]
+        if not len(std) or np.isnan(std).all():
+            return None
+        below = round(math.floor(float(np.nanmax(std)) * 10) / 10 - 0.1, 1)
+        return self._suggest("max_std", below, int((std > below).sum())) if below >= 0 else None
 
 
 class DedupFilter(Filter):

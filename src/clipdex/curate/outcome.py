@@ -36,6 +36,7 @@ class CurateReport:
     decisions: str
     report_html: str | None
     stage_seconds: dict[str, float] = field(default_factory=dict)  # score, load, decide, write, report
+    nothing_kept: str | None = None  # when no sample was kept: which filter removed the most, what would keep some
 
     @property
     def samples_per_second(self) -> float:

@@ -146,6 +146,7 @@ def curate(pool_location: str | os.PathLike[str], out: str | os.PathLike[str],
     ctx = _context(workdir, shards, config, encoder)
     lap("load")
     steps, rejected_by, reasons, alive = _decide(ctx, chain, needs)
+    nothing_kept = _why_nothing_kept(ctx, chain, steps, rejected_by) if ctx.n and not alive.any() else None
     lap("decide")
     decisions = _write_decisions(out, ctx, rejected_by, reasons, alive)
     _write_output(out, pool, shards, ctx, alive, options.copy_images, workdir, progress)
@@ -154,7 +155,7 @@ def curate(pool_location: str | os.PathLike[str], out: str | os.PathLike[str],
         pool=str(pool.location), format=pool.format, out=str(out), model=config.model, samples=ctx.n,
         kept=int(alive.sum()), steps=steps, shards=scored.shards, shards_scored_now=scored.scored_now,
         shards_reused=scored.reused, failed_shards=scored.failed_shards, seconds=time.perf_counter() - started,
-        decisions=str(decisions), report_html=None, stage_seconds=stages)
+        decisions=str(decisions), report_html=None, stage_seconds=stages, nothing_kept=nothing_kept)
     if options.report:
 
         report.report_html = str(write_report(out, pool, ctx, report, rejected_by, reasons, alive))
@@ -225,6 +226,20 @@ def _decide(ctx: Context, chain: list[Filter], needs: frozenset[str]
         _record(steps, f.describe(), rows, why, alive, rejected_by, reasons)
         steps[-1].seconds = round(time.perf_counter() - started, 3)
     return steps, rejected_by, reasons, alive
+
+
+def _why_nothing_kept(ctx: Context, chain: list[Filter], steps: list[Step], rejected_by: np.ndarray) -> str:
+    """Why a run kept nothing: the step that removed the most, and a value of it that would keep some."""
+    worst = max(range(len(steps)), key=lambda i: steps[i].rejected)
+    step = steps[worst]
+    text = (f"the filters kept none of the {ctx.n:,} samples: {step.filter} removed the most ({step.rejected:,} of the "
+            f"{step.reached:,} that reached it)")
+    if worst == 0:
+        return text + "; their images or captions could not be read (decisions.parquet says why, row by row)"
+    later = {s.filter for s in steps[worst:]}
+    reached = np.array([r is None or r in later for r in rejected_by], bool)
+    hint = chain[worst - 1].loosen(ctx, reached)
+    return text + (f"; {hint}" if hint else "; loosen it or drop it")
 
 
 def _record(steps: list[Step], name: str, rows: np.ndarray, why: list[str], alive: np.ndarray,
