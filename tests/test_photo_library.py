@@ -49,7 +49,7 @@ def test_exif_is_searchable_metadata_and_an_empty_filter_says_why(tmp_path: Path
     assert "no item has a 'lens' field" in capsys.readouterr().out
 
 
-def test_heic_photos_are_read(tmp_path: Path, tiny_spec: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_heic_and_avif_photos_are_read(tmp_path: Path, tiny_spec: str, capsys: pytest.CaptureFixture[str]) -> None:
     from pillow_heif import register_heif_opener
 
     register_heif_opener()
@@ -58,9 +58,10 @@ def test_heic_photos_are_read(tmp_path: Path, tiny_spec: str, capsys: pytest.Cap
     for i in range(3):
         Image.new("RGB", (64, 48), (60 * i, 90, 30)).save(lib / f"{i}.heic", quality=90)
     Image.new("RGB", (64, 48), (9, 9, 9)).save(lib / "x.jpg")
+    Image.new("RGB", (64, 48), (200, 9, 9)).save(lib / "y.avif", quality=80)  # Pillow reads AVIF itself
     assert app_main(["index", str(lib), "--collection", str(tmp_path / "c"), "--model", tiny_spec, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert (report["added"], report["failed"]) == (4, 0)
+    assert (report["added"], report["failed"]) == (5, 0)
 
 
 def test_a_moved_library_keeps_its_items_and_remove_can_stay_in_one_source(tmp_path: Path, tiny_spec: str,
@@ -345,3 +346,24 @@ def test_preview_in_a_plain_terminal_says_so(tmp_path: Path, tiny_spec: str, sce
     captured = capsys.readouterr()
     assert "\x1b" not in captured.out and len(captured.out.splitlines()) == 2
     assert "this terminal shows no pictures" in captured.err
+
+
+def test_without_pillow_heif_each_heic_is_counted_and_named(tmp_path: Path, tiny_spec: str,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from pillow_heif import register_heif_opener
+
+    from clipdex.media import decode
+
+    register_heif_opener()
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for i in range(2):
+        Image.new("RGB", (64, 48), (60 * i, 90, 30)).save(lib / f"IMG_{i}.HEIC", quality=90)
+    Image.new("RGB", (64, 48), (9, 9, 9)).save(lib / "x.jpg")
+    monkeypatch.setattr(decode, "_HEIF", [False])  # as on a machine without the heic extra
+    assert app_main(["index", str(lib), "--collection", str(tmp_path / "c"), "--model", tiny_spec]) == 0
+    out = capsys.readouterr().out
+    assert "1 new" in out and "2 failed" in out
+    for i in range(2):
+        assert f"failed: {lib / f'IMG_{i}.HEIC'}: HEIC/HEIF needs pillow-heif: pip install 'clipdex[heic]'" in out

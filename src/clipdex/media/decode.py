@@ -64,6 +64,8 @@ def decode_image(source: ImageInput, options: DecodeOptions = DecodeOptions()) -
     heif = _heif_available()
     if not heif and isinstance(source, str | os.PathLike) and str(source).lower().endswith((".heic", ".heif")):
         raise DecodeError("HEIC/HEIF needs pillow-heif: pip install 'clipdex[heic]'")
+    if isinstance(source, str | os.PathLike) and str(source).lower().endswith(".avif") and not _avif_available():
+        raise DecodeError("AVIF needs Pillow 11.2 or later built with libavif: pip install -U pillow")
     try:
         fp = _open_bytes(source, options.max_bytes)
         with Image.open(fp) as im:
@@ -85,6 +87,12 @@ def decode_image(source: ImageInput, options: DecodeOptions = DecodeOptions()) -
         raise DecodeError("not an image (unrecognised format)") from e
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise DecodeError(f"corrupt or truncated image: {_first_line(e)}") from e
+
+
+def _avif_available() -> bool:
+    from PIL import features
+
+    return bool(features.check("avif"))
 
 
 _HEIF: list[bool] = []  # filled once: whether pillow-heif could register its opener

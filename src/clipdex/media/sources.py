@@ -30,8 +30,9 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif"}
-)  # HEIC / HEIF decode with pillow-heif installed (the heic extra); without it each is a counted failure
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif"}
+)  # HEIC / HEIF decode with pillow-heif installed (the heic extra), AVIF with Pillow >= 11.2; without them each
+#    such file is a counted failure that says what to install
 _IMAGE_COLUMNS = ("path", "image", "image_path", "filepath", "file", "filename", "url")
 _CAPTION_COLUMNS = ("caption", "text", "title", "description")
 
