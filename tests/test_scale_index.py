@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,29 @@ def test_embed_build_and_search_a_pool(tmp_path: Path, capsys: pytest.CaptureFix
     hits = json.loads(capsys.readouterr().out)["hits"]
     assert len(hits) == 3 and all("caption" in h and h["image_path"].endswith(".png") for h in hits)
     assert hits[0]["score"] >= hits[-1]["score"]
+
+
+def test_an_index_that_misses_its_goals_fails_unless_best_effort(emb: tuple[Path, np.ndarray], tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from clipdex.cli import app_main
+
+    folder, _ = emb
+    over = ["build-index", str(folder), "--out", str(tmp_path / "flat"), "--factory", "Flat", "--memory-budget", "1M"]
+    assert app_main(over) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: the index at") and "5,120,045 bytes, 388% over the 1,048,576-byte budget" in err
+    assert "--best-effort" in err
+    assert app_main([*over, "--best-effort", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: the index is 5,120,045 bytes" in captured.err and json.loads(captured.out)["factory"] == "Flat"
+    # vectors without clusters: an inverted-file index cannot find most neighbours whatever the depth
+    x = np.random.default_rng(0).standard_normal((20_000, 64)).astype(np.float32)
+    keys = [f"k{i}" for i in range(len(x))]
+    write_clip_retrieval(tmp_path / "noise", x / np.linalg.norm(x, axis=1, keepdims=True),
+                         {"key": keys, "caption": keys})
+    short = ["build-index", str(tmp_path / "noise"), "--out", str(tmp_path / "pq"), "--memory-budget", "2M"]
+    assert app_main(short) == 1
+    captured = capsys.readouterr()
+    assert "WARNING" not in captured.err  # faiss's own training chatter stays out
+    err = captured.err.strip().splitlines()[-1]
+    assert "no re-ranking depth reached recall@10 0.95: the best measured is 0." in err

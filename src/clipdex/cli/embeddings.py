@@ -18,6 +18,7 @@ from clipdex.cli.options import (
     NumWorkersOpt,
 )
 from clipdex.cli.output import JsonOpt, emit, progress_printer
+from clipdex.errors import ClipdexError
 
 __all__ = ["build_index_cmd", "embed_cmd", "import_embeddings_cmd", "merge_index_cmd", "search_index_cmd"]
 
@@ -79,22 +80,25 @@ def build_index_cmd(
                                                       "(counted in the output) instead of stopping")] = False,
     target_recall: Annotated[float, typer.Option(
         min=0.1, max=1.0, help="Recall@10 the calibrated re-ranking depth must reach")] = 0.95,
+    best_effort: Annotated[bool, typer.Option(
+        "--best-effort", help="Accept an index that misses the recall target or the budget (warned, exit 0)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build a FAISS index that fits a memory budget; searches re-rank exactly from the float16 vectors."""
-    from clipdex.embeddings.index import build_index, parse_size
+    """Build a FAISS index that fits a memory budget; searches re-rank exactly from the float16 vectors.
+
+    An index that misses its recall target or its budget is an error (exit 1) unless --best-effort.
+    """
+    from clipdex.embeddings.index import build_index, index_shortfalls, parse_size
 
     bar = progress_printer("index parts")
     manifest = build_index(emb, out, parse_size(memory_budget), factory, shards, skip_bad_parts,
                            progress=lambda done, total: bar(done, total, 0), target_recall=target_recall)
     skipped = manifest["skipped_parts"]
     calibration = manifest["calibration"]
-    if not calibration.get("reached", True):
-        typer.echo(f"warning: no re-ranking depth reached recall@10 {target_recall}; the deepest measured is "
-                   f"used (a larger --memory-budget allows finer codes)", err=True)
-    if manifest["index_bytes"] > manifest["memory_budget"]:
-        typer.echo(f"warning: the index is {manifest['index_bytes']:,} bytes, over the "
-                   f"{manifest['memory_budget']:,}-byte budget", err=True)
+    shortfalls = index_shortfalls(manifest)
+    if best_effort:
+        for problem in shortfalls:
+            typer.echo(f"warning: {problem}", err=True)
     emit(manifest, as_json, f"{manifest['factory']} over {manifest['vectors']:,} vectors in "
           f"{len(manifest['shards'])} file(s): {manifest['index_bytes']:,} bytes, built in "
           f"{manifest['build_seconds']} s -> {out}\n  recall@10 "
@@ -102,6 +106,9 @@ def build_index_cmd(
           f"candidates (measured on {calibration['queries']} sampled vectors)"
           + (f"\n  {len(skipped)} part(s) skipped:" if skipped else "")
           + "".join(f"\n  {name}: {why}" for name, why in skipped.items()))
+    if shortfalls and not best_effort:
+        raise ClipdexError(f"the index at {out} was written but not accepted: {'; '.join(shortfalls)}; "
+                           "pass --best-effort to accept it")
 
 
 def merge_index_cmd(

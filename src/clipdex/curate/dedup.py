@@ -117,7 +117,8 @@ def _bucket_edges(vectors_of: Callable[[np.ndarray], np.ndarray], n: int, cos: f
     nlist = max(1, int(np.sqrt(n)))
     sample = np.sort(np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False))
     first = vectors_of(sample)
-    kmeans = faiss.Kmeans(first.shape[1], nlist, niter=10, seed=0, spherical=True, verbose=False)
+    kmeans = faiss.Kmeans(first.shape[1], nlist, niter=10, seed=0, spherical=True, verbose=False,
+                          min_points_per_centroid=1)
     kmeans.train(first)
     buckets = np.empty((n, probes), np.int64)
     for start in range(0, n, 65_536):
@@ -243,7 +244,8 @@ def target_clusters(ctx: Context, alive: np.ndarray, targets: np.ndarray, k: int
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(rows, min(len(rows), 256 * k), replace=False))
     x = ctx.image_vectors(sample)
-    kmeans = faiss.Kmeans(x.shape[1], k, niter=20, seed=seed, spherical=True, verbose=False)
+    kmeans = faiss.Kmeans(x.shape[1], k, niter=20, seed=seed, spherical=True, verbose=False,
+                          min_points_per_centroid=1)
     kmeans.train(x)
     for start in range(0, len(rows), 65_536):
         part = rows[start:start + 65_536]

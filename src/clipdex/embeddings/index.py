@@ -24,10 +24,10 @@ import numpy as np
 from clipdex.embeddings.layout import read_model_card, read_parts
 from clipdex.errors import BadQueryError, ClipdexError, SourceError, UsageError
 from clipdex.linalg import l2_normalize
-from clipdex.store.ann import plan_index
+from clipdex.store.ann import plan_index, train_quietly
 from clipdex.store.vectors import gather_rows
 
-__all__ = ["EmbeddingIndex", "RowReader", "build_index", "calibrate_index", "exact_neighbours",
+__all__ = ["EmbeddingIndex", "RowReader", "build_index", "calibrate_index", "exact_neighbours", "index_shortfalls",
            "merge_index", "parse_size", "search_index_text"]
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -43,6 +43,22 @@ def parse_size(text: str) -> int:
     if not match:
         raise UsageError(f"cannot read the size {text!r}; write e.g. 512M or 2G")
     return int(float(match[1]) * _UNITS[match[2]])
+
+
+def index_shortfalls(manifest: dict[str, Any]) -> list[str]:
+    """What a built index did not reach, in words: the recall target, the memory budget (empty: both met)."""
+    out = []
+    calibration = manifest.get("calibration") or {}
+    if not calibration.get("reached", True):
+        depths = calibration.get("recall_at_depth") or {}
+        best = max(depths.values(), default=float("nan"))
+        out.append(f"no re-ranking depth reached recall@10 {calibration.get('target_recall')}: the best measured is "
+                   f"{best:.3f} (a larger --memory-budget allows finer codes)")
+    if manifest["index_bytes"] > manifest["memory_budget"]:
+        over = manifest["index_bytes"] / manifest["memory_budget"] - 1
+        out.append(f"the index is {manifest['index_bytes']:,} bytes, {over:.0%} over the "
+                   f"{manifest['memory_budget']:,}-byte budget")
+    return out
 
 
 def build_index(emb: str | os.PathLike[str], out: str | os.PathLike[str], memory_budget: int,
@@ -92,7 +108,8 @@ def build_index(emb: str | os.PathLike[str], out: str | os.PathLike[str], memory
         part_entries.append({"npy": str(part.npy.resolve()), "metadata": str(part.metadata.resolve()),
                              "arrow": arrow, "rows": part.rows})
     model = read_model_card(emb)  # written by clipdex embed: the model the vectors came from
-    manifest = {"factory": chosen, "vectors": n, "dim": dim, "nprobe": plan.nprobe, "model": model,
+    nprobe = plan.nprobe if "IVF" in chosen else 0  # a --factory without inverted lists has nothing to probe
+    manifest = {"factory": chosen, "vectors": n, "dim": dim, "nprobe": nprobe, "model": model,
                 "emb": str(Path(emb).resolve()), "parts": part_entries, "shards": shard_entries,
                 "skipped_parts": skipped, "memory_budget": memory_budget, "planned": asdict(plan),
                 "index_bytes": sum((out / s["file"]).stat().st_size for s in shard_entries),
@@ -195,7 +212,7 @@ def _trained(faiss: Any, factory: str, dim: int, arrays: list[np.ndarray], n: in
     if not index.is_trained:
         take = min(n, max(30 * max(nlist, 1), 10_000), 500_000)
         rows = np.sort(np.random.default_rng(0).choice(n, take, replace=False))
-        index.train(gather_rows(arrays, rows))
+        train_quietly(faiss, index, gather_rows(arrays, rows))
     return index
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from clipdex.errors import CollectionError, UsageError
 from clipdex.store.vectors import file_sha256
 
-__all__ = ["ANN_THRESHOLD", "AnnIndex", "IndexPlan", "build_ann", "default_factory", "load_ann", "open_ann",
+__all__ = ["ANN_THRESHOLD", "AnnIndex", "IndexPlan", "build_ann", "train_quietly", "default_factory", "load_ann", "open_ann",
            "plan_index", "verify_ann"]
 
 # Exact search over float32 is memory-bound: ~25 ms per 100k x 512 on a laptop core.
@@ -55,6 +55,17 @@ class IndexPlan:
 
 def _nlist(n: int) -> int:
     return int(min(65_536, max(16, 4 * math.sqrt(n)), max(1, n // 39)))
+
+
+def train_quietly(faiss: Any, index: Any, sample: np.ndarray) -> None:
+    """Train ``index`` on ``sample`` without faiss's "please provide at least N training points" line on
+    stderr: the sample sizes here are chosen on purpose (30 to 40 points per list), and a warning the
+    user cannot act on is noise in a command's output."""
+    try:
+        faiss.extract_index_ivf(index).cp.min_points_per_centroid = 1
+    except (RuntimeError, AttributeError):
+        pass  # no inverted lists: nothing warns
+    index.train(sample)
 
 
 def plan_index(n: int, dim: int, budget: int) -> IndexPlan:
@@ -134,7 +145,7 @@ def build_ann(matrix: np.ndarray, vec_ids: np.ndarray, factory: str | None = Non
         rng = np.random.default_rng(seed)
         size = min(n, max(100_000, 40 * getattr(index, "nlist", 0)))
         sample = data[rng.choice(n, size=size, replace=False)] if size < n else data
-        index.train(sample)
+        train_quietly(faiss, index, sample)
     index.add(data)
     nprobe = nprobe or _default_nprobe(index, n)
     if hasattr(index, "nprobe"):
