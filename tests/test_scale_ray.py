@@ -144,3 +144,20 @@ def test_ray_options_need_the_ray_engine(parquet_pool: Path, tmp_path: Path,
     assert "need --engine ray" in capsys.readouterr().err
     assert app_main(["embed", str(parquet_pool), "--out", str(tmp_path / "e"), "--engine", "spark"]) == 2
     assert "unknown engine 'spark'" in capsys.readouterr().err
+
+
+def test_the_ray_engine_keeps_rays_own_output_out_unless_verbose(parquet_pool: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def run(*extra: str) -> str:
+        out = tmp_path / f"emb{len(extra)}"
+        done = subprocess.run([sys.executable, "-m", "clipdex", *extra, "embed", str(parquet_pool), "--out", str(out),
+                               "--engine", "ray"], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "CLIPDEX_VERBOSE": ""})
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    quiet = run()
+    assert quiet.strip() and all(line.startswith("embed parts: ") for line in quiet.strip().splitlines()), quiet
+    assert "Ray" in run("--verbose")  # asked for: Ray's own start-up lines come through

@@ -6,17 +6,31 @@ modules); :mod:`clipdex.cli.output` prints and maps errors to exit codes.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 
 from clipdex.cli import collection, curate, embeddings, evaluate, models, serve, synth, train
 from clipdex.cli.output import run
+from clipdex.quiet import VERBOSE_ENV
 
 __all__ = ["app", "app_main", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="clipdex: index, search, curate, train and evaluate image-text collections.")
+
+
+
+@app.callback()
+def _global_options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Let third-party libraries (Ray, faiss, "
+                                 "transformers) print their own progress bars, warnings and logs"),
+) -> None:
+    """clipdex: index, search, curate, train and evaluate image-text collections."""
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"  # read by the parts that quiet third parties, in workers too
+
 
 # collection
 app.command("index")(collection.index)

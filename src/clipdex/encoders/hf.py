@@ -22,6 +22,7 @@ from clipdex.encoders.layouts import config_from_preprocessor
 from clipdex.encoders.preprocess import CLIP_MEAN, CLIP_STD, MODEL_JSON, ModelConfig
 from clipdex.encoders.text import configured_pad_token
 from clipdex.errors import MissingExtraError, ModelNotFoundError
+from clipdex.quiet import verbose
 
 __all__ = ["hf_onnx_folder", "model_config"]
 
@@ -113,8 +114,9 @@ def _export(local: Path, out: Path, spec: str, kind: str) -> None:
 
     from clipdex.encoders.export import export_onnx_folder
 
-    hf_logging.disable_progress_bar()  # clipdex draws its own progress; transformers' bars would interleave
-    hf_logging.set_verbosity_error()
+    if not verbose():
+        hf_logging.disable_progress_bar()  # clipdex draws its own progress; transformers' bars would interleave
+        hf_logging.set_verbosity_error()
     cls = CLIPModel if kind == "clip" else SiglipModel
     try:
         model = cls.from_pretrained(local, attn_implementation="eager").eval()

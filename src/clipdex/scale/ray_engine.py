@@ -16,9 +16,11 @@ shard's time, not the job.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,7 @@ import numpy as np
 
 from clipdex.errors import ClipdexError, UsageError
 from clipdex.media.pools import ShardResult, ShardRunner, ShardWorker
+from clipdex.quiet import verbose
 
 __all__ = ["RayOptions", "ShardResult", "ShardWorker", "engine_options", "ray_runner", "run_shards"]
 
@@ -80,14 +83,14 @@ def run_shards(shards: Sequence[int], worker: ShardWorker, options: RayOptions =
     _connect(options)
     import ray.data
 
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # no per-dataset log lines under clipdex's bar
+    logging.getLogger("ray.data").setLevel(logging.INFO if verbose() else logging.ERROR)
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False  # clipdex draws one bar over the shards
+    context.enable_progress_bars = verbose()  # clipdex draws one bar over the shards
     context.execution_options.preserve_order = False
     threads = max(1, int(options.worker_cpus()))
     dataset = ray.data.from_items([{"shard": int(s)} for s in shards], override_num_blocks=len(shards))
     mapped = dataset.map_batches(
-        _actor_class(worker, threads), batch_size=1, concurrency=options.num_workers,
+        _actor_class(worker, threads), batch_size=1, compute=ray.data.ActorPoolStrategy(size=options.num_workers),
         num_cpus=options.worker_cpus(), num_gpus=options.gpus_per_worker or None)
     # Ray Data's actor pools restart a dead actor and retry its task (max_restarts and max_task_retries
     # default to -1 there), so a killed worker's shard is done again by its replacement
@@ -131,12 +134,34 @@ def _connect(options: RayOptions) -> None:
     except ImportError as e:
         raise ClipdexError("the Ray engine needs Ray: pip install 'clipdex[ray]'") from e
     if not ray.is_initialized():
+        level = logging.INFO if verbose() else logging.ERROR
+        if not verbose():  # Ray's C++ side logs actor internals to stderr at error level; its files keep them
+            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         try:
-            if options.address:
-                ray.init(address=options.address, logging_level=logging.WARNING, log_to_driver=False)
-            else:
-                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
-                         log_to_driver=False)
+            with _stderr_silenced(not verbose()):  # start-up notices (token auth, the log level just set)
+                if options.address:
+                    ray.init(address=options.address, logging_level=level, log_to_driver=verbose())
+                else:
+                    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=level,
+                             log_to_driver=verbose())
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ClipdexError(f"cannot start or reach Ray at {options.address or 'this machine'}: "
                                f"{str(e).splitlines()[0]}") from e
+
+
+@contextlib.contextmanager
+def _stderr_silenced(silence: bool) -> Iterator[None]:
+    """File descriptor 2 pointed at /dev/null for the block: Ray's C++ core writes there directly."""
+    if not silence:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)

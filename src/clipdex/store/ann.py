@@ -28,8 +28,8 @@ import numpy as np
 from clipdex.errors import CollectionError, UsageError
 from clipdex.store.vectors import file_sha256
 
-__all__ = ["ANN_THRESHOLD", "AnnIndex", "IndexPlan", "build_ann", "train_quietly", "default_factory", "load_ann", "open_ann",
-           "plan_index", "verify_ann"]
+__all__ = ["ANN_THRESHOLD", "AnnIndex", "IndexPlan", "build_ann", "default_factory", "load_ann", "open_ann",
+           "plan_index", "train_quietly", "verify_ann"]
 
 # Exact search over float32 is memory-bound: ~25 ms per 100k x 512 on a laptop core.
 ANN_THRESHOLD = 200_000

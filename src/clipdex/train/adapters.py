@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from clipdex.encoders.preprocess import ModelConfig
 from clipdex.errors import EncoderSpecError, ModelNotFoundError
+from clipdex.quiet import verbose
 from clipdex.synth.world import vocabulary
 from clipdex.train.model import DualEncoder, TinyConfig
 from clipdex.train.tokenizer import build_word_tokenizer
@@ -111,8 +112,9 @@ def _hf(path: str, freeze: str) -> Adapter:
         raise ModelNotFoundError(f"hf:{path}: not a local model folder (fine-tuning needs the weights on disk)")
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # clipdex draws its own progress; transformers' bars would interleave
-    hf_logging.set_verbosity_error()
+    if not verbose():
+        hf_logging.disable_progress_bar()  # clipdex draws its own progress; transformers' bars would interleave
+        hf_logging.set_verbosity_error()
     kind = AutoConfig.from_pretrained(folder).model_type
     cls = CLIPModel if kind == "clip" else SiglipModel
     model = cls.from_pretrained(folder, attn_implementation="eager")
