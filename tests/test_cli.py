@@ -66,7 +66,7 @@ def test_unreadable_file_is_recorded_as_permission_denied(tmp_path: Path, tiny_s
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
-    (["search", "{tmp}/missing", "a cat"], 4, "no collection at"),
+    (["search", "{tmp}/missing", "a cat"], 4, "no collection or photo folder at"),
     (["search", "{coll}", ""], 2, "empty query"),
     (["search", "{coll}"], 2, "empty query"),
     (["search", "{coll}", "x", "-k", "0"], 2, "k must be a positive integer"),

@@ -176,13 +176,15 @@ def import_embeddings(emb: str | os.PathLike[str], collection_path: str | os.Pat
     """
     import pyarrow.parquet as pq
 
-    from clipdex.errors import ClipdexError
+    from clipdex.errors import ClipdexError, SourceError, UsageError
     from clipdex.media.sources import Item
     from clipdex.store import Store, add_embedded
 
+    if not Path(emb).is_dir():
+        raise SourceError(f"no embedding folder at {emb} (img_emb/ + metadata/, as clipdex embed writes)")
     spec = model or read_model_card(emb)
     if spec is None:
-        raise ClipdexError(f"{emb} does not record its model (no embed.json): pass --model")
+        raise UsageError(f"{emb} does not record its model (no embed.json): pass --model")
     parts, skipped = read_parts(emb, skip_bad)
     collection = Store.create(collection_path, spec, parts[0].dim, exist_ok=True)
     if collection.dim != parts[0].dim:

@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from clipdex.errors import ClipdexError
+from clipdex.errors import ClipdexError, SourceError
 from clipdex.evaluate.bootstrap import paired_difference
 from clipdex.evaluate.runner import EvalResult
 
@@ -34,7 +34,7 @@ def load_result(path: str | Path) -> EvalResult:
         raw = json.loads(Path(path).read_text())
         return EvalResult(raw["kind"], raw["metrics"], raw["per_query"], raw.get("meta", {}))
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ClipdexError(f"{path} is not a clipdex eval result ({e})") from e
+        raise SourceError(f"{path} is not a clipdex eval result ({e})") from e
 
 
 def markdown_table(result: EvalResult) -> str:

@@ -208,13 +208,19 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, An
     """(line number, object) for each non-blank line of a JSONL file.
 
     Raises:
-        SourceError: a line is not a JSON object (the message names file and line).
+        SourceError: the file cannot be read, is not UTF-8 text, or a line is not a JSON object (the
+            message names file and line).
     """
     path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                yield lineno, _json_object(line, path, lineno)
+    try:
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    yield lineno, _json_object(line, path, lineno)
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except OSError as e:
+        raise SourceError(f"cannot read {path}: {e.strerror or e}") from e
 
 
 def _json_object(line: str, path: Path, lineno: int) -> dict[str, Any]:

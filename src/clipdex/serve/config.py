@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clipdex.errors import ClipdexError, UsageError
+from clipdex.errors import ClipdexError, CollectionError, UsageError
 
 __all__ = ["ServeConfig", "resolve_collections"]
 
@@ -76,7 +76,7 @@ def resolve_collections(args: list[str]) -> dict[str, Path]:
                 named[_unique(str(name), named)] = (path.parent / os.path.expanduser(str(target))).resolve()
             continue
         if not (path / "collection.json").exists() and not (path / "manifest.json").exists():
-            raise ClipdexError(f"no collection or index at {path}; create one with `clipdex index SOURCE "
+            raise CollectionError(f"no collection or index at {path}; create one with `clipdex index SOURCE "
                                f"--collection {path}` or `clipdex build-index EMB --out {path}`")
         named[_unique(path.resolve().name.removesuffix(".clipdex") or "collection", named)] = path.resolve()
     if not named:

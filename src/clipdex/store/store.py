@@ -118,6 +118,8 @@ class Store:
             return existing
         if vector_dtype not in ("float16", "float32"):
             raise CollectionError(f"vector dtype must be float16 or float32, not {vector_dtype!r}")
+        if folder.exists() and not folder.is_dir():
+            raise CollectionError(f"{folder} is a file, not a collection folder: choose another --collection")
         for sub in ("", "vectors", "index"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         manifest = {"format_version": FORMAT_VERSION, "encoder": encoder_spec, "dim": int(dim),

@@ -58,6 +58,8 @@ class RepairReport:
 def verify_collection(path: str | Path) -> list[Problem]:
     """Every problem of the collection at ``path`` (an empty list: all is well). Reads only."""
     folder = Path(path)
+    if not folder.is_dir():
+        raise CollectionError(f"no collection at {folder}")
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError) as e:

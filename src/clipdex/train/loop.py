@@ -19,7 +19,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from clipdex.errors import ClipdexError
+from clipdex.errors import ClipdexError, SourceError
 from clipdex.train.adapters import Adapter, make_adapter
 from clipdex.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from clipdex.train.config import TrainConfig, load_train_config
@@ -210,7 +210,7 @@ def export_trained(run: str | Path, out: str | Path, force: bool = False) -> Pat
     run = Path(run)
     cfg_path = run / "train_config.json"
     if not cfg_path.exists():
-        raise ClipdexError(f"{run} is not a training run (expected train_config.json)")
+        raise SourceError(f"{run} is not a training run (expected train_config.json)")
     checkpoint = latest_checkpoint(run)
     cfg = load_train_config(cfg_path)
     adapter = make_adapter(cfg.model, stem=cfg.stem, text_conv=cfg.text_conv, grid_readout=cfg.grid_readout,
