@@ -261,7 +261,8 @@ def duplicates(
     with Collection.open(collection) as coll:
         found = find_duplicates(coll, None if exact_only else threshold)
     how = "exact copies only" if found.threshold is None else f"exact copies and cosine >= {found.threshold}"
-    human = [f"{len(found.groups)} groups, {found.duplicates} duplicates among {found.items} items ({how})"]
+    groups = f"{len(found.groups)} group" + ("" if len(found.groups) == 1 else "s")
+    human = [f"{groups}, {found.duplicates} duplicates among {found.items} items ({how})"]
     for n, group in enumerate(found.groups, 1):
         human.append(f"group {n} ({group.kind}, {len(group.members)} items)")
         human += [f"  {m.id:>6}  {m.similarity:.4f}  {'same bytes' if m.identical else '          '}  {m.path}"
