@@ -49,15 +49,20 @@ def test_exif_is_searchable_metadata_and_an_empty_filter_says_why(tmp_path: Path
     assert "no item has a 'lens' field" in capsys.readouterr().out
 
 
-def test_heic_and_avif_photos_are_read(tmp_path: Path, tiny_spec: str, capsys: pytest.CaptureFixture[str]) -> None:
+def _heic_library(lib: Path, names: list[str]) -> None:
+    """HEIC photos of these names (written with pillow-heif) and one JPEG, ``x.jpg``."""
     from pillow_heif import register_heif_opener
 
     register_heif_opener()
-    lib = tmp_path / "lib"
     lib.mkdir()
-    for i in range(3):
-        Image.new("RGB", (64, 48), (60 * i, 90, 30)).save(lib / f"{i}.heic", quality=90)
+    for i, name in enumerate(names):
+        Image.new("RGB", (64, 48), (60 * i, 90, 30)).save(lib / name, quality=90)
     Image.new("RGB", (64, 48), (9, 9, 9)).save(lib / "x.jpg")
+
+
+def test_heic_and_avif_photos_are_read(tmp_path: Path, tiny_spec: str, capsys: pytest.CaptureFixture[str]) -> None:
+    lib = tmp_path / "lib"
+    _heic_library(lib, ["0.heic", "1.heic", "2.heic"])
     Image.new("RGB", (64, 48), (200, 9, 9)).save(lib / "y.avif", quality=80)  # Pillow reads AVIF itself
     assert app_main(["index", str(lib), "--collection", str(tmp_path / "c"), "--model", tiny_spec, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -351,16 +356,10 @@ def test_preview_in_a_plain_terminal_says_so(tmp_path: Path, tiny_spec: str, sce
 def test_without_pillow_heif_each_heic_is_counted_and_named(tmp_path: Path, tiny_spec: str,
                                                             monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from pillow_heif import register_heif_opener
-
     from clipdex.media import decode
 
-    register_heif_opener()
     lib = tmp_path / "lib"
-    lib.mkdir()
-    for i in range(2):
-        Image.new("RGB", (64, 48), (60 * i, 90, 30)).save(lib / f"IMG_{i}.HEIC", quality=90)
-    Image.new("RGB", (64, 48), (9, 9, 9)).save(lib / "x.jpg")
+    _heic_library(lib, ["IMG_0.HEIC", "IMG_1.HEIC"])
     monkeypatch.setattr(decode, "_HEIF", [False])  # as on a machine without the heic extra
     assert app_main(["index", str(lib), "--collection", str(tmp_path / "c"), "--model", tiny_spec]) == 0
     out = capsys.readouterr().out

@@ -205,8 +205,7 @@ def _shot(page: Any, name: str) -> None:
 
 
 def _results(page: Any, at_least: int = 1) -> None:
-    page.wait_for_function(f"document.querySelectorAll('#results li').length >= {at_least} && "
-                           "!document.getElementById('results').dataset.loading")
+    page.wait_for_function(f"document.querySelectorAll('#results li').length >= {at_least}")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is installed by `make test` (apt-get install chromium)")
