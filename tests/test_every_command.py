@@ -57,6 +57,11 @@ def _bad_inputs(tmp: Path, tiny_spec: str) -> dict[str, list[list[str]]]:
         "eval alignment": [["--prompts", gone], ["--prompts", junk]],
         "eval compare": [[gone, gone], [junk, junk]],
         "models pull": [["no-such-model"]],
+        "map": [[gone], [folder], [folder, "--method", "tsne"]],
+        "clusters": [[gone], [junk]], "scores": [[gone]], "tag": [[gone], [folder, "--vocab", gone]],
+        "probe train": [["x", "-c", gone, "-p", "1", "-n", "2"]],
+        "probe apply": [["x", "-c", gone]],
+        "probe list": [["-c", gone]],
     }
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "precision_at_k",
     "rank_of_targets",
     "recall_at_k",
+    "roc_auc",
     "relevant_recall_at_k",
     "retrieval_recalls",
     "topk_indices",
@@ -159,3 +160,20 @@ def clipscore(image_emb: np.ndarray, text_emb: np.ndarray, w: float = 2.5) -> np
     """CLIPScore per pair: w * max(cos, 0) (Hessel et al., 2021)."""
     cos = (np.asarray(image_emb) * np.asarray(text_emb)).sum(axis=1)
     return w * np.maximum(cos, 0.0)
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve: the chance a random positive outscores a random negative (ties count half)."""
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels).astype(bool)
+    pos, neg = scores[labels], scores[~labels]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    ranks = np.empty(len(order), np.float64)
+    ranks[order] = np.arange(1, len(order) + 1)
+    values = np.concatenate([pos, neg])
+    for v in np.unique(values):  # average ranks over ties
+        tie = values == v
+        if tie.sum() > 1:
+            ranks[tie] = ranks[tie].mean()
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))

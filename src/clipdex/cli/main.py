@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from clipdex.cli import collection, curate, embeddings, evaluate, models, serve, synth, train
+from clipdex.cli import collection, curate, embeddings, evaluate, explore, models, serve, synth, train
 from clipdex.cli.output import run
 from clipdex.quiet import VERBOSE_ENV
 
@@ -42,6 +42,12 @@ app.command("verify")(collection.verify)
 app.command("repair")(collection.repair)
 app.command("compact")(collection.compact)
 app.command("duplicates")(collection.duplicates)
+# exploring a collection: the map, clusters, scores, tags, probes
+app.command("map")(explore.map_cmd)
+app.command("clusters")(explore.clusters_cmd)
+app.command("scores")(explore.scores_cmd)
+app.command("tag")(explore.tag_cmd)
+app.add_typer(explore.probe_app, name="probe")
 # curation and clip-retrieval embedding folders
 app.command("curate")(curate.curate_cmd)
 app.command("embed")(embeddings.embed_cmd)

@@ -65,20 +65,14 @@ def find_duplicates(store: Store, threshold: float | None = DEFAULT_THRESHOLD) -
     """
     if threshold is not None and not 0.0 < threshold <= 1.0:
         raise BadQueryError(f"the duplicate threshold is a cosine in (0, 1], got {threshold}")
-    view = store.vectors("image")
-    first_row: dict[int, int] = {}
-    for row, item_id in enumerate(view.item_ids.tolist()):
-        first_row.setdefault(int(item_id), row)
-    gone = store.gone_items(first_row)
-    ids = np.asarray(sorted(i for i in first_row if i not in gone), np.int64)
-    rows = np.asarray([first_row[int(i)] for i in ids], np.int64)
+    ids, matrix = store.item_vectors()
     report = DuplicateReport(threshold, len(ids))
     if len(ids) < 2:
         return report
     hashes = _content_hashes(store, ids)
     a, b = equal_value_edges(list(hashes))
     if threshold is not None:
-        na, nb = vector_edges(lambda picked: view.matrix[rows[picked]], len(ids), threshold)
+        na, nb = vector_edges(lambda picked: matrix[picked], len(ids), threshold)
         a, b = np.concatenate([a, na]), np.concatenate([b, nb])
     labels = components(len(ids), a, b)
     records = store.items(ids.tolist())
@@ -87,7 +81,7 @@ def find_duplicates(store: Store, threshold: float | None = DEFAULT_THRESHOLD) -
         if len(members) < 2:
             continue
         head = members[0]
-        sims = view.matrix[rows[members]] @ view.matrix[rows[head]]
+        sims = matrix[members] @ matrix[head]
         group = [DuplicateMember(int(ids[m]), records[int(ids[m])].path, round(float(sim), 4),
                                  bool(hashes[m]) and hashes[m] == hashes[head])
                  for m, sim in zip(members, sims, strict=True)]

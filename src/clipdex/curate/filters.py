@@ -504,6 +504,49 @@ class WhereFilter(Filter):
         return _reject([(~ok, lambda i: f"fails where: {self.params['expr']}")], alive)
 
 
+class ProbeFilter(Filter):
+    """A linear probe (``clipdex probe train``) as a filter: ``probe:NAME>0.5`` keeps samples whose image the
+    probe scores above 0.5, ``probe:NAME<0.2`` those below (NAME: a registered probe or a probe's JSON file)."""
+
+    name = "probe"
+    defaults = {"probe": None, "min": None, "max": None}
+
+    def check(self) -> None:
+        from clipdex.heads import find_head
+
+        p = self.params
+        if not p["probe"] or (p["min"] is None) == (p["max"] is None):
+            raise FilterSpecError("filter 'probe': write probe:NAME>VALUE or probe:NAME<VALUE "
+                                  "(or probe:probe=NAME,min=VALUE)")
+        self.number("min", 0.0, 1.0)
+        self.number("max", 0.0, 1.0)
+        try:
+            self.head = find_head(str(p["probe"]))
+        except ValueError as e:
+            raise FilterSpecError(f"filter 'probe': {e}") from e
+
+    def needs(self) -> frozenset[str]:
+        return frozenset({"image_emb"})
+
+    def apply(self, ctx: Context, alive: np.ndarray) -> Rejection:
+        has = ctx.col("has_image_emb")
+        score = np.full(ctx.n, np.nan, np.float32)
+        for rows in ctx.row_chunks():
+            take = rows[has[rows]]
+            if len(take):
+                vectors = ctx.image_vectors(take)
+                if vectors.shape[1] != len(self.head.weights):
+                    raise ClipdexError(f"filter 'probe': {self.head.name} was trained on {len(self.head.weights)}-d "
+                                       f"{self.head.model} vectors, the pool's are {vectors.shape[1]}-d")
+                score[take] = self.head.score(vectors)
+        ctx.extra[f"probe_{self.head.name}"] = score
+        low, high = self.params["min"], self.params["max"]
+        fails = ~(score > low) if low is not None else ~(score < high)
+        bound = f"<= {low}" if low is not None else f">= {high}"
+        return _reject([(np.isnan(score), lambda i: "no image vector for the probe"),
+                        (fails, lambda i: f"probe {self.head.name} {score[i]:.3f} {bound}")], alive)
+
+
 def _number(raw: str) -> Any:
     for kind in (int, float):
         try:
@@ -515,7 +558,7 @@ def _number(raw: str) -> Any:
 
 FILTERS: dict[str, type[Filter]] = {f.name: f for f in (
     BasicFilter, ClipScoreFilter, ImageClusterFilter, TextMatchFilter, DedupFilter, DecontaminateFilter,
-    CaptionQualityFilter, SizeFilter, AspectFilter, BlankFilter, WhereFilter)}
+    CaptionQualityFilter, SizeFilter, AspectFilter, BlankFilter, WhereFilter, ProbeFilter)}
 
 
 def parse_filter(spec: str | dict[str, Any]) -> Filter:
@@ -540,6 +583,10 @@ def _parse_params(name: str, rest: str) -> dict[str, Any]:
         return {}
     if name == "where":
         return {"expr": rest.removeprefix("expr=")}  # the expression itself may hold commas and '='
+    bound = re.match(r"^\s*([^<>=,]+?)\s*([<>])\s*([-+0-9.eE]+)\s*$", rest)
+    if name == "probe" and bound:  # probe:NAME>0.5
+        ref, op, value = bound.groups()
+        return {"probe": ref, ("min" if op == ">" else "max"): _number(value)}
     params = {}
     for part in rest.split(","):
         key, eq, value = part.partition("=")

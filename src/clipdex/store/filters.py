@@ -3,7 +3,8 @@
 A value that reads as a number compares numerically with numeric fields (``width>=1000``,
 ``gps_lat<0``) and as text with text fields; any other value compares as text, which for ISO 8601 dates is date order
 (``taken<2024-09-01`` keeps everything taken before September). ``!=`` also keeps items
-that do not have the field at all, as a user excluding one camera expects.
+that do not have the field at all, as a user excluding one camera expects. A list field
+(``tags``) equals a value when one of its elements does (``tags=circle``).
 """
 
 from __future__ import annotations
@@ -54,8 +55,12 @@ def condition_sql(cond: Condition) -> tuple[str, list[Any]]:
     text = "CAST(json_extract(metadata, ?) AS TEXT)"
     is_num = "json_type(metadata, ?) IN ('integer', 'real')"
     if cond.op in ("=", "!="):
-        same = f"({text} = ?" + (f" OR ({is_num} AND json_extract(metadata, ?) = ?))" if number is not None else ")")
-        args: list[Any] = [path, cond.value] + ([path, path, number] if number is not None else [])
+        # a list field (tags) holds the value when any of its elements is it
+        member = "EXISTS (SELECT 1 FROM json_each(metadata, ?) WHERE CAST(value AS TEXT) = ?)"
+        same = (f"({text} = ? OR (json_type(metadata, ?) = 'array' AND {member})"
+                + (f" OR ({is_num} AND json_extract(metadata, ?) = ?))" if number is not None else ")"))
+        args: list[Any] = [path, cond.value, path, path, cond.value] + (
+            [path, path, number] if number is not None else [])
         if cond.op == "=":
             return same, args
         return f"NOT COALESCE({same}, 0)", args

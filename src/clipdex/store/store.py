@@ -34,7 +34,7 @@ from clipdex.errors import CollectionError, DamagedError, NotFoundError
 from clipdex.media.members import split_member_path
 from clipdex.media.video import split_frame_path
 from clipdex.store import ann as ann_mod
-from clipdex.store.db import bump_version, connect, get_meta
+from clipdex.store.db import bump_version, connect, dumps, get_meta
 from clipdex.store.filters import Condition, Near, condition_sql, haversine_km
 from clipdex.store.lock import WriteLock
 from clipdex.store.vectors import VectorView, load_view, remove_orphan_shards
@@ -217,6 +217,31 @@ class Store:
             conn.commit()
         return len(ids)
 
+    def set_metadata(self, updates: dict[int, dict[str, Any]], drop: Iterable[str] = (), wait: float = 0.0) -> int:
+        """Merge fields into items' metadata in one transaction (what tags, probes and scores write).
+
+        ``updates`` maps item id -> fields to set; ``drop`` names fields removed from every item first
+        (a re-run that no longer tags an item leaves no stale tag). Returns how many items changed.
+        """
+        drop = list(drop)
+        with self.writing(wait) as conn:
+            ids = [int(i) for i in updates] if not drop else [
+                int(r[0]) for r in conn.execute("SELECT id FROM items")]
+            changed = 0
+            for chunk, marks in _in_chunks(ids):
+                rows = conn.execute(f"SELECT id, metadata FROM items WHERE id IN ({marks})", chunk).fetchall()
+                for item_id, text in rows:
+                    meta = _loads(text)
+                    new = {k: v for k, v in meta.items() if k not in drop}
+                    new.update(updates.get(int(item_id), {}))
+                    if new != meta:
+                        conn.execute("UPDATE items SET metadata = ? WHERE id = ?", (dumps(new), item_id))
+                        changed += 1
+            if changed:
+                bump_version(conn)
+            conn.commit()
+        return changed
+
     @staticmethod
     def delete_items(conn: sqlite3.Connection, ids: list[int]) -> None:
         """Delete items (cascading to captions and vector rows) inside a transaction."""
@@ -355,6 +380,18 @@ class Store:
         """The rows a page of hits shows: item records by id, and the texts of matched captions by id."""
         return self.items(item_ids), self.caption_texts(caption_ids)
 
+    def item_vectors(self, include_gone: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(item ids, rows)``: each ok item's image vector (its first), by id; items whose files are
+        gone are left out unless ``include_gone``. Rows are float32 unit vectors ``(n, dim)``."""
+        view = self.vectors("image")
+        first_row: dict[int, int] = {}
+        for row, item_id in enumerate(view.item_ids.tolist()):
+            first_row.setdefault(int(item_id), row)
+        gone = set() if include_gone else self.gone_items(first_row)
+        ids = np.asarray(sorted(i for i in first_row if i not in gone), np.int64)
+        rows = np.asarray([first_row[int(i)] for i in ids], np.int64)
+        return ids, view.matrix[rows] if len(rows) else np.zeros((0, self.dim), np.float32)
+
     def content_hashes(self, item_ids: Iterable[int]) -> dict[int, str]:
         """The recorded content hash of each of these items that has one (older rows and frames have none)."""
         ids = [int(i) for i in item_ids if 0 <= int(i) < _MAX_ID]
@@ -482,6 +519,14 @@ def manifest_problem(manifest: Any) -> str | None:
     if manifest["dim"] <= 0 or manifest.get("vector_dtype", "float16") not in ("float16", "float32"):
         return "dim must be positive and vector_dtype float16 or float32"
     return None
+
+
+def _loads(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _file_present(path: str) -> bool:
