@@ -344,3 +344,81 @@ def test_page_keyboard_detail_duplicates_index_and_phone(library_server: tuple[s
         phone.wait_for_selector("dialog#detail[open]")
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390
         _shot(phone, "phone-detail")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is installed by `make test` (apt-get install chromium)")
+def test_page_map_colour_select_search_export_and_probe(library_server: tuple[str, Path], tmp_path: Path) -> None:
+    base, _ = library_server
+    subprocess.run([sys.executable, "-m", "clipdex", "clusters", str(tmp_path / "photos"), "-k", "4"], check=True,
+                   capture_output=True, timeout=300)
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(base + "/?c=photos&view=map&color=cluster_label")
+        page.wait_for_function("window.clipdexMap && window.clipdexMap.state.points.length === 64")
+        assert page.input_value("#map-color") == "cluster_label"
+        assert page.eval_on_selector_all("#map-legend span", "els => els.length") == 4
+        _shot(page, "map")
+        # zoomed in, the points become thumbnails
+        for _ in range(3):
+            page.click("#map-zoom-in")
+        page.wait_for_function("window.clipdexMap.state.thumbs.size > 0 && "
+                               "[...window.clipdexMap.state.thumbs.values()].every(i => i.complete)")
+        page.evaluate("window.clipdexMap.draw()")
+        _shot(page, "map-zoomed")
+        page.click("#map-reset")
+        # a box over the whole map selects everything; a box over nothing selects nothing
+        box = page.eval_on_selector("#map-canvas", "c => { const r = c.getBoundingClientRect(); "
+                                    "return [r.left, r.top, r.width, r.height]; }")
+        left, top, width, height = box
+        page.click("#map-select-mode")
+        page.mouse.move(left + 2, top + 2)
+        page.mouse.down()
+        page.mouse.move(left + width - 2, top + height - 2, steps=5)
+        page.mouse.up()
+        assert page.evaluate("window.clipdexMap.state.selected.size") == 64
+        # half the canvas: a real part of the map
+        page.click("#map-clear")
+        page.mouse.move(left + 2, top + 2)
+        page.mouse.down()
+        page.mouse.move(left + width / 2, top + height - 2, steps=5)
+        page.mouse.up()
+        chosen = page.evaluate("[...window.clipdexMap.state.selected]")
+        assert 0 < len(chosen) < 64
+        _shot(page, "map-selected")
+        with page.expect_download() as listed:
+            page.click("#map-export-list")
+        assert sorted(int(x) for x in Path(listed.value.path()).read_text().split()) == sorted(chosen)
+        with page.expect_download() as table:
+            page.click("#map-export-table")
+        rows = Path(table.value.path()).read_text().splitlines()
+        assert rows[0] == "id,path,captions,metadata" and len(rows) == len(chosen) + 1
+        # the selection filters the search
+        page.click("#map-search")
+        assert not page.is_hidden("#selection-filter")
+        page.fill("#q", "a shape")
+        page.keyboard.press("Enter")
+        _results(page, 1)
+        ids = page.eval_on_selector_all("#results li", "els => els.map(e => Number(e.dataset.id))")
+        assert set(ids) <= set(chosen)
+        _shot(page, "search-in-selection")
+        # marks in the detail view train a probe that then filters like any field
+        page.click("#clear-selection-filter")
+        page.fill("#q", "a red circle")
+        page.keyboard.press("Enter")
+        _results(page, 8)
+        for index, verdict in ((0, "yes"), (1, "yes"), (2, "yes"), (5, "no"), (6, "no"), (7, "no")):
+            page.evaluate(f"openItem({index})")
+            page.wait_for_function(f"document.getElementById('detail-rank').textContent.startsWith('{index + 1} of')")
+            page.click(f"#mark-{verdict}")
+        page.fill("#probe-name", "reddish")
+        page.click("#probe-train")
+        page.wait_for_function("document.getElementById('probe-result').textContent.includes('AUC')")
+        assert "reddish>=" in page.inner_text("#probe-result")
+        _shot(page, "probe")
+        page.keyboard.press("Escape")
+        # the new field colours the map
+        page.click("#show-map")
+        page.wait_for_function("[...document.querySelectorAll('#map-color option')].some(o => o.value === 'reddish')")
+        page.select_option("#map-color", "reddish")
+        page.wait_for_function("window.clipdexMap.state.field === 'reddish'")
+        _shot(page, "map-probe")

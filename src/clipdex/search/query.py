@@ -39,6 +39,7 @@ class Query:
         offset: skip this many results first (pagination).
         where: metadata conditions that must all hold (:func:`parse_where`); a dict means ``key == value``.
         near: only items whose GPS position lies within a radius of a point.
+        ids: only these items (a selection made on the embeddings map).
         min_score: drop results scoring below this cosine similarity.
         target: rank images or captions.
         terms: weighted / negative terms combined into one vector (see :mod:`clipdex.search.terms`).
@@ -63,6 +64,7 @@ class Query:
     offset: int = 0
     where: tuple[Condition, ...] | dict[str, str] = ()
     near: Near | None = None
+    ids: tuple[int, ...] | None = None
     min_score: float | None = None
     target: Target = Target.IMAGES
     terms: tuple[Any, ...] | None = None
@@ -85,7 +87,7 @@ class Query:
     @property
     def filtered(self) -> bool:
         """Whether metadata conditions or a place narrow the items searched."""
-        return bool(self.where) or self.near is not None
+        return bool(self.where) or self.near is not None or self.ids is not None
 
     @property
     def depth(self) -> int:

@@ -59,7 +59,7 @@ def search_page(collection: Store, query: Query, encoder: Encoder) -> SearchPage
         want += _SPARE  # spare candidates stand in for hits whose files were deleted
     # One scan at a time per collection: BLAS already uses every core for one scan, and many
     # concurrent scans (a server's threads) make its threads spin against each other.
-    allowed = collection.filter_item_ids(query.where, query.near) if query.filtered else None  # once per request
+    allowed = _allowed(collection, query)  # asked once per request
     with collection.scan_lock:
         scores, picked, considered = _candidates(collection, view, vector, want, kind, allowed)
         region_of: dict[int, int] = {}
@@ -96,6 +96,17 @@ def search_page(collection: Store, query: Query, encoder: Encoder) -> SearchPage
     return SearchPage(hits, 1000 * (t3 - t0), stages, considered)
 
 
+def _allowed(collection: Store, query: Query) -> np.ndarray | None:
+    """The item ids a filtered query may return (None: any): metadata conditions, a place, a selection."""
+    if not query.filtered:
+        return None
+    allowed = collection.filter_item_ids(query.where, query.near) if query.where or query.near else None
+    if query.ids is not None:
+        chosen = np.unique(np.asarray(query.ids, np.int64))
+        allowed = chosen if allowed is None else np.intersect1d(allowed, chosen)
+    return allowed
+
+
 def _words_page(collection: Store, query: Query, encoder: Encoder) -> SearchPage:
     """Lexical or hybrid search: BM25 candidates, fused with dense ones for ``hybrid``."""
     from clipdex.search.lexical import convex_fusion, lexical_index, rrf_fusion
@@ -106,7 +117,7 @@ def _words_page(collection: Store, query: Query, encoder: Encoder) -> SearchPage
     lexical = lexical_index(collection).search(query.text or "", want)
     t1 = time.perf_counter()
     view = collection.vectors("image")
-    allowed = collection.filter_item_ids(query.where, query.near) if query.filtered else None
+    allowed = _allowed(collection, query)
     if query.mode == "hybrid":
         vector = embed_query(query, encoder, collection)
         with collection.scan_lock:

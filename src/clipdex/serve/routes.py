@@ -16,7 +16,17 @@ from clipdex.errors import BadQueryError, CollectionError, DamagedError, DecodeE
 from clipdex.media.thumbnails import image_response
 from clipdex.search.query import Query as SearchQuery
 from clipdex.search.query import Target
-from clipdex.serve.schemas import CollectionOut, DuplicatesOut, ErrorOut, ItemOut, SearchIn, SearchOut
+from clipdex.serve.schemas import (
+    CollectionOut,
+    DuplicatesOut,
+    ErrorOut,
+    ExportIn,
+    ItemOut,
+    MapOut,
+    ProbeIn,
+    SearchIn,
+    SearchOut,
+)
 from clipdex.serve.state import ServerState
 from clipdex.store.filters import Condition, is_location_key
 
@@ -52,18 +62,76 @@ def list_collections(state: StateDep) -> list[CollectionOut]:
     return out
 
 
+def _store(state: ServerState, collection: str | None, what: str) -> Any:
+    """A served collection (not an index), for the routes that read or write its items' metadata."""
+    from clipdex.store.store import Store
+
+    coll = state.collection(collection)
+    if not isinstance(coll, Store):
+        raise HTTPError(400, "bad_query", f"{what} need a collection; an index answers plain vector searches")
+    return coll
+
+
+@api.get("/map", response_model=MapOut)
+async def get_map(state: StateDep, collection: str | None = None,
+                  color: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
+    """The embeddings map: every image as a point (cached layout, extended as items come), optionally with
+    one metadata field's value per point to colour it by."""
+    from clipdex.explore.layout import map_layout
+
+    coll = _store(state, collection, "maps")
+    layout = await run_in_threadpool(map_layout, coll)
+    fields = [f for f in coll.metadata_fields() if state.config.share_location or not is_location_key(f)]
+    if color is not None and not state.config.share_location and is_location_key(color):
+        raise HTTPError(403, "location_private", "this server keeps where photos were taken private")
+    values = coll.field_values(color, layout.ids.tolist()) if color else None
+    return {**layout.to_dict(), "field": color, "values": values, "fields": fields}
+
+
+@api.post("/export", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+def post_export(body: ExportIn, state: StateDep) -> Response:
+    """A selection as a table: id, path, captions and metadata (JSON) per item, as CSV."""
+    import csv
+    import io
+
+    coll = _store(state, body.collection, "exports")
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "path", "captions", "metadata"])
+    for item_id, record in sorted(coll.items(body.ids).items()):
+        meta = _shown(record.metadata, state.config.share_location) or {}
+        writer.writerow([item_id, record.path, " | ".join(record.captions), json.dumps(meta, ensure_ascii=False)])
+    return Response(out.getvalue(), media_type="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="selection.csv"'})
+
+
+@api.post("/probes")
+async def post_probe(body: ProbeIn, state: StateDep) -> dict[str, Any]:
+    """Train a probe from marked items (ids) and score every item with it (metadata named after it)."""
+    from clipdex.explore.probes import apply_probe, train_probe
+
+    coll = _store(state, body.collection, "probes")
+
+    def work() -> dict[str, Any]:
+        head = train_probe(coll, state.encoder(coll), body.name, [str(i) for i in body.positives],
+                           [str(i) for i in body.negatives])
+        applied = apply_probe(coll, body.name)
+        return {"name": body.name, "cv_accuracy": head.cv_accuracy, "cv_auc": head.cv_auc,
+                "threshold": round(head.threshold, 4), "above_threshold": applied.above_threshold,
+                "items": applied.items}
+
+    return await run_in_threadpool(work)
+
+
 @api.get("/duplicates", response_model=DuplicatesOut)
 async def get_duplicates(state: StateDep, collection: str | None = None,
                          threshold: Annotated[float, Query(gt=0.0, le=1.0)] = 0.95,
                          exact_only: bool = False) -> dict[str, Any]:
     """Groups of duplicate photos (the same bytes, or image vectors at or above `threshold`), largest first."""
     from clipdex.curate.duplicates import find_duplicates
-    from clipdex.store.store import Store
 
-    coll = state.collection(collection)
+    coll = _store(state, collection, "duplicates")
     name = collection or state.names()[0]
-    if not isinstance(coll, Store):
-        raise HTTPError(400, "bad_query", "duplicates need a collection; an index answers plain vector searches")
     found = await run_in_threadpool(find_duplicates, coll, None if exact_only else threshold)
     out = found.to_dict()
     for group in out["groups"]:
@@ -184,7 +252,7 @@ async def _run_search(request: Request, state: StateDep, req: SearchIn, image: b
         picture = await run_in_threadpool(state.query_image, name, image)
     where, near = _filters(req, state.config.share_location)
     query = SearchQuery(text=req.text, image=picture, item_id=req.image_id, vector=vector, k=req.k,
-                        offset=req.offset, where=where, near=near,
+                        offset=req.offset, where=where, near=near, ids=tuple(req.ids) if req.ids is not None else None,
                         min_score=req.min_score, target=Target(req.target), terms=_terms(req),
                         diversity=req.diversity, collapse=req.collapse, mode=req.mode, fusion=req.fusion,
                         alpha=req.alpha, compose=req.compose, rerank=req.rerank, rerank_depth=req.rerank_depth,

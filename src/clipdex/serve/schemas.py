@@ -24,6 +24,38 @@ class CollectionOut(BaseModel):
     share_location: bool = Field(description="Whether GPS metadata is served and place filters are accepted")
 
 
+class MapOut(BaseModel):
+    method: str
+    items: int
+    fitted_on: int
+    placed: int = Field(description="Items placed among their neighbours since the last full fit")
+    dropped: int
+    refitted: bool
+    seconds: float
+    points: list[list[float]] = Field(description="[id, x, y] per image, x and y in [0, 1]")
+    field: str | None = Field(description="The metadata field of `values`")
+    values: list[Any] | None = Field(description="That field's value per point (null where an item has none)")
+    fields: list[str] = Field(description="Metadata fields the points can be coloured by")
+
+
+class ExportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    collection: str | None = None
+    ids: list[int] = Field(max_length=200_000)
+
+
+class ProbeIn(BaseModel):
+    """Train a probe from items marked on the page, then score every item with it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    collection: str | None = None
+    name: str = Field(min_length=1, max_length=64)
+    positives: list[int] = Field(min_length=2, max_length=10_000)
+    negatives: list[int] = Field(min_length=2, max_length=10_000)
+
+
 class DuplicateMemberOut(BaseModel):
     id: int
     path: str
@@ -70,6 +102,8 @@ class SearchIn(BaseModel):
     where: dict[str, str | int | float | bool] | list[str] = Field(
         default_factory=dict, max_length=32, description="Metadata filter: an object of key: value (equality), or a "
         "list of conditions such as \"taken>=2024-06-01\", \"camera!=X100V\" (at most 32)")
+    ids: list[int] | None = Field(None, max_length=200_000, description="Only these items (a selection "
+                                  "made on the embeddings map)")
     near: str | None = Field(None, max_length=100, description="LAT,LON,KM: photos taken within KM of a point "
                              "(only when the server shares locations)")
     target: Literal["images", "captions"] = "images"

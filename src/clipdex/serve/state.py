@@ -73,7 +73,7 @@ class ServerState:
         if isinstance(self.collection(name), ServedIndex):
             return ["text", "image", "similar"]
         return ["text", "image", "similar", "captions", "lexical", "hybrid", "filters", "terms", "compose",
-                "rerank", "diversity", "regions", "heatmap", "duplicates"]
+                "rerank", "diversity", "regions", "heatmap", "duplicates", "map", "probes"]
 
     def collection(self, name: str | None) -> Searchable:
         """A served collection by name (the first one when ``name`` is None).

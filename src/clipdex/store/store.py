@@ -442,6 +442,22 @@ class Store:
                 meta = {}
             yield item_id, path, meta if isinstance(meta, dict) else {}, captions.get(item_id, [])
 
+    def field_values(self, key: str, item_ids: Iterable[int]) -> list[Any]:
+        """The value of metadata ``key`` for each of these items, in order (None where an item has none)."""
+        ids = [int(i) for i in item_ids]
+        found: dict[int, Any] = {}
+        for chunk, marks in _in_chunks(ids):
+            for item_id, value in self.conn.execute(
+                    f"SELECT id, json_extract(metadata, ?) FROM items WHERE id IN ({marks})", [f'$."{key}"', *chunk]):
+                found[int(item_id)] = _json_or_text(value)
+        return [found.get(i) for i in ids]
+
+    def metadata_fields(self, sample: int = 2000) -> list[str]:
+        """The metadata fields the items hold (from the first ``sample`` items), sorted."""
+        rows = self.conn.execute("SELECT DISTINCT j.key FROM (SELECT metadata FROM items WHERE status = 'ok' "
+                                 "LIMIT ?) AS m, json_each(m.metadata) AS j", (int(sample),))
+        return sorted(str(r[0]) for r in rows)
+
     def metadata_values(self, key: str, limit: int = 5) -> list[str]:
         """Some distinct values the items hold under metadata ``key`` (empty: no item has the field)."""
         rows = self.conn.execute(
@@ -519,6 +535,16 @@ def manifest_problem(manifest: Any) -> str | None:
     if manifest["dim"] <= 0 or manifest.get("vector_dtype", "float16") not in ("float16", "float32"):
         return "dim must be positive and vector_dtype float16 or float32"
     return None
+
+
+def _json_or_text(value: Any) -> Any:
+    """json_extract's answer as Python: lists and objects come back as JSON text."""
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
 
 
 def _loads(text: str | None) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 // collection), so the back button and shared links bring the same results back.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { query: null, offset: 0, k: 24, selected: -1, hits: [], current: -1, timer: null,
+const state = { query: null, offset: 0, k: 24, selected: -1, hits: [], current: -1, timer: null, ids: null,
   collections: [], key: localStorage.getItem("clipdex-key") || "" };
 const EMPTY_HINT = "Type what you are looking for, or drop, paste or choose an image (Image… button).";
 
@@ -60,6 +60,8 @@ function applyFeatures() {
   $("filters").title = has("filters") ? "" : "an index cannot filter by metadata: serve a collection for that";
   $("near-field").hidden = !c.share_location;
   $("show-duplicates").hidden = !has("duplicates");
+  $("show-map").hidden = !has("map");
+  $("probe-box").hidden = !has("probes");
   $("modify").disabled = !has("compose");
   $("modify-form").querySelector("button").disabled = !has("compose");
   for (const id of ["varied", "regions"]) if ($(id).disabled) $(id).checked = false;
@@ -72,7 +74,8 @@ function urlFor(query, view) {
   const p = new URLSearchParams();
   if ($("collection").value) p.set("c", $("collection").value);
   const json = (query && query.json) || {};
-  if (view === "duplicates") p.set("view", "duplicates");
+  if (view === "duplicates" || view === "map") p.set("view", view);
+  if (view === "map" && $("map-color").value) p.set("color", $("map-color").value);
   else if (json.image_id !== undefined) {
     p.set("item", String(json.image_id));
     if (json.compose) p.set("change", json.text);
@@ -102,6 +105,8 @@ function restore(params) {
   $("q").value = params.get("q") || "";
   $("query-image").hidden = true;
   if (params.get("view") === "duplicates") return showDuplicates(false);
+  if (params.get("view") === "map") return showMap(false);
+  hideMap();
   if (params.get("item")) {
     const json = { image_id: Number(params.get("item")) };
     if (params.get("change")) Object.assign(json, { text: params.get("change"), compose: "pdv" });
@@ -121,6 +126,7 @@ function filters() {
   const out = {};
   if (where.length && !$("taken-from").disabled) out.where = where;
   if ($("near").value.trim() && collectionInfo().share_location) out.near = $("near").value.trim();
+  if (state.ids) out.ids = state.ids;
   return out;
 }
 
@@ -148,6 +154,7 @@ function clearResults(note = EMPTY_HINT) {
   $("results").innerHTML = "";
   $("more").hidden = true;
   $("duplicates").hidden = true;
+  hideMap();
   message(note);
   status(summary());
 }
@@ -158,6 +165,7 @@ async function run(query, { append = false, history = "push" } = {}) {
   if (!append) state.offset = 0;
   if (history !== "none" && !append) remember(query, undefined, history === "push");
   $("duplicates").hidden = true;
+  hideMap();
   const collection = $("collection").value;
   let result;
   try {
@@ -275,7 +283,7 @@ async function openItem(index) {
   state.item = item;
   $("detail-image").src = withKey(item.image_url);
   $("detail-image").alt = item.captions[0] || item.path;
-  $("detail-score").textContent = `Score ${hit.score.toFixed(3)}`;
+  $("detail-score").textContent = typeof hit.score === "number" ? `Score ${hit.score.toFixed(3)}` : "";
   $("detail-rank").textContent = `${index + 1} of ${state.hits.length}`;
   $("detail-path").textContent = item.path;
   $("open-original").href = withKey(item.image_url);
@@ -309,6 +317,7 @@ async function showDuplicates(push = true) {
   state.query = null;
   $("results").innerHTML = "";
   $("more").hidden = true;
+  hideMap();
   message("");
   status("Looking for duplicates…");
   const view = $("duplicates");
@@ -385,7 +394,12 @@ function columns() {
   return n;
 }
 
-function rerun() { if (state.query) run(state.query); else if (!$("duplicates").hidden) showDuplicates(); else remember(null); }
+function rerun() {
+  if (state.query) run(state.query);
+  else if (!$("duplicates").hidden) showDuplicates();
+  else if (!$("map").hidden) showMap();
+  else remember(null);
+}
 
 $("search-form").addEventListener("submit", (e) => { e.preventDefault(); clearTimeout(state.timer); searchText(); });
 $("q").addEventListener("keydown", (e) => {
