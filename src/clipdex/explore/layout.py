@@ -80,15 +80,18 @@ def map_layout(source: Store | str | os.PathLike[str], method: str = "auto", ref
                seed: int = 0) -> MapLayout:
     """The 2-D layout of a collection's (or embedding folder's) image vectors, from the cache when it holds.
 
+    ``auto`` keeps a cached layout's method, and fits new ones with UMAP where installed, else PCA.
+
     Raises:
         BadQueryError: an unknown method, or ``umap`` asked for without umap-learn.
         SourceError: not a collection or an embedding folder.
     """
     started = time.perf_counter()
-    method = _resolve(method)
     ids, vectors, folder = source_vectors(source)
     cache = folder / "map" / "layout.npz"
     cached = _load(cache)
+    # "auto" takes the layout as it was made (a served map follows what `clipdex map --method` chose)
+    method = cached["method"] if method == "auto" and cached is not None and not refit else _resolve(method)
     if cached is not None and not refit and cached["method"] == method and len(ids):
         kept = np.isin(cached["ids"], ids)
         new = ids[~np.isin(ids, cached["ids"])]
