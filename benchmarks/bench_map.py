@@ -25,11 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from helpers import serving  # noqa: E402
-
 from clipdex.explore.layout import map_layout  # noqa: E402
 from clipdex.media.sources import Item  # noqa: E402
 from clipdex.store import Store, add_embedded  # noqa: E402
+from helpers import serving  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
