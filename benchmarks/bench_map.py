@@ -87,8 +87,8 @@ def frame_times(folder: Path, frames: int) -> dict[str, float]:
         page.wait_for_function("window.clipdexMap && window.clipdexMap.state.points.length > 0", timeout=600_000)
         open_s = time.perf_counter() - started
         times = [page.evaluate("window.clipdexMap.draw()") for _ in range(frames)]
-        zoomed = [page.evaluate("(() => { window.clipdexMap.zoom(1.1); return window.clipdexMap.state.lastFrameMs; })()")
-                  for _ in range(frames)]
+        zoom = "(() => { window.clipdexMap.zoom(1.1); return window.clipdexMap.state.lastFrameMs; })()"
+        zoomed = [page.evaluate(zoom) for _ in range(frames)]
         browser.close()
     return {"api_map_s": round(api_s, 3), "payload_mb": round(payload / 1e6, 2), "page_open_s": round(open_s, 3),
             "frame_ms_median": round(statistics.median(times), 2),
