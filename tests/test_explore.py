@@ -219,3 +219,22 @@ def test_umap_layout_when_umap_learn_is_installed(tmp_path: Path, capsys: pytest
     assert app_main(["map", str(tmp_path / "c"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["method"] == "umap" and report["items"] == 40
+
+
+def test_the_map_of_an_embedding_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from clipdex.embeddings.layout import write_clip_retrieval
+
+    rng = np.random.default_rng(2)
+    centres = rng.standard_normal((3, 32)).astype(np.float32)
+    x = centres[np.arange(90) % 3] + 0.1 * rng.standard_normal((90, 32)).astype(np.float32)
+    keys = [f"k{i}" for i in range(90)]
+    write_clip_retrieval(tmp_path / "emb", x, {"key": keys, "caption": keys})
+    assert app_main(["map", str(tmp_path / "emb"), "--method", "pca", "--out", str(tmp_path / "p.csv"),
+                     "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["items"] == 90
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert rows[0] == "id,x,y" and len(rows) == 91
+    xy = np.array([[float(v) for v in r.split(",")[1:]] for r in rows[1:]])
+    spread = [xy[np.arange(90) % 3 == c].std(axis=0).max() for c in range(3)]
+    centre = [xy[np.arange(90) % 3 == c].mean(axis=0) for c in range(3)]
+    assert max(spread) < 0.1 < min(np.hypot(*(centre[a] - centre[b])) for a, b in ((0, 1), (0, 2), (1, 2)))

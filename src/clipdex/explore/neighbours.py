@@ -1,4 +1,5 @@
-"""The k nearest neighbours of every vector among the same vectors (exact, blocked matrix products)."""
+"""The k nearest neighbours of vectors among other (or the same) unit vectors: exact, by faiss's flat
+inner-product search (BLAS blocks and a heap, several times faster than a NumPy argpartition)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,24 @@ import numpy as np
 __all__ = ["knn"]
 
 
-def knn(queries: np.ndarray, base: np.ndarray, k: int, exclude_self: bool = False,
-        block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def knn(queries: np.ndarray, base: np.ndarray, k: int, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(cosines, indices)`` of each query's ``k`` nearest rows of ``base`` (unit vectors), best first.
 
     With ``exclude_self`` the queries are ``base`` itself and each row's own match is left out.
     """
+    import faiss
+
     k = min(k, len(base) - (1 if exclude_self else 0))
-    if k <= 0:
-        return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-    sims_out = np.empty((len(queries), k), np.float32)
-    idx_out = np.empty((len(queries), k), np.int64)
-    for start in range(0, len(queries), block):
-        sims = queries[start:start + block] @ base.T
-        if exclude_self:
-            rows = np.arange(sims.shape[0])
-            sims[rows, start + rows] = -np.inf
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        picked = np.take_along_axis(sims, part, axis=1)
-        order = np.argsort(-picked, axis=1)
-        idx_out[start:start + block] = np.take_along_axis(part, order, axis=1)
-        sims_out[start:start + block] = np.take_along_axis(picked, order, axis=1)
-    return sims_out, idx_out
+    if k <= 0 or not len(queries):
+        return np.zeros((len(queries), max(k, 0)), np.float32), np.zeros((len(queries), max(k, 0)), np.int64)
+    index = faiss.IndexFlatIP(base.shape[1])
+    index.add(np.ascontiguousarray(base, np.float32))
+    sims, idx = index.search(np.ascontiguousarray(queries, np.float32), k + (1 if exclude_self else 0))
+    if not exclude_self:
+        return sims, idx.astype(np.int64)
+    own = idx == np.arange(len(queries))[:, None]
+    # drop each row's own match (or, where an exact copy outranked it, the last neighbour)
+    drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
+    keep = np.ones_like(own)
+    keep[np.arange(len(queries)), drop] = False
+    return sims[keep].reshape(len(queries), k), idx[keep].reshape(len(queries), k).astype(np.int64)

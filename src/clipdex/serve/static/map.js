@@ -2,7 +2,8 @@
 // the selection becomes a filter for search, an export, or the examples of a probe. Uses app.js's helpers.
 "use strict";
 const mapState = { points: [], values: null, field: "", view: { x: 0, y: 0, scale: 1 }, selected: new Set(),
-  drag: null, thumbs: new Map(), colors: null, marks: { positive: new Set(), negative: new Set() } };
+  drag: null, thumbs: new Map(), colors: null, marks: { positive: new Set(), negative: new Set() },
+  rgb: null, renderer: "pixels" };
 const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
   "#9c755f", "#bab0ac", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#17becf"];
 const THUMBS_BELOW = 250;  // points on screen under which thumbnails are drawn instead of dots
@@ -47,6 +48,7 @@ async function loadMap(field) {
   }
   select.value = current;
   mapState.colors = colorScale(data.values);
+  mapState.rgb = packColors(data.points, data.values, mapState.colors);
   legend();
   status(`${data.items} images · laid out by ${data.method.toUpperCase()}` +
     (data.refitted ? "" : ` (${data.placed} placed since the fit)`));
@@ -80,6 +82,26 @@ function colorScale(values) {
   };
   scale.legend = top.map(([k, n]) => [`${k} (${n})`, colorOf.get(k)]);
   return scale;
+}
+
+// Each point's colour as one 32-bit ABGR word, computed once per colouring (a frame then only writes pixels).
+function packColors(points, values, scale) {
+  const out = new Uint32Array(points.length);
+  const probe = document.createElement("canvas").getContext("2d");
+  const cache = new Map();
+  for (let i = 0; i < points.length; i++) {
+    const css = scale(values ? values[i] : null);
+    let word = cache.get(css);
+    if (word === undefined) {
+      probe.fillStyle = css;
+      probe.fillRect(0, 0, 1, 1);
+      const [r, g, b] = probe.getImageData(0, 0, 1, 1).data;
+      word = (255 << 24 | b << 16 | g << 8 | r) >>> 0;
+      cache.set(css, word);
+    }
+    out[i] = word;
+  }
+  return out;
 }
 
 function legend() {
@@ -119,20 +141,24 @@ function toMap(px, py, size) {
   return [(px - (size.w - side) / 2) / (side * v.scale) + v.x, (py - (size.h - side) / 2) / (side * v.scale) + v.y];
 }
 
-// One frame; returns how long it took (the benchmark reads it at 100k points).
+// One frame; returns how long it took (the benchmark reads it at 100k points). Dots are written straight
+// into the canvas's pixels (one pass, no per-point canvas call); thumbnails, when few points are on screen,
+// are drawn as images. renderer "rects" (one fillRect per point) is kept as the benchmark's baseline.
 function draw() {
   const started = performance.now();
   const size = canvasSize();
   const ctx = $("map-canvas").getContext("2d");
   ctx.clearRect(0, 0, size.w, size.h);
-  const visible = [];
-  for (let i = 0; i < mapState.points.length; i++) {
-    const [, x, y] = mapState.points[i];
-    const [sx, sy] = toScreen(x, y, size);
-    if (sx >= -20 && sy >= -20 && sx <= size.w + 20 && sy <= size.h + 20) visible.push([i, sx, sy]);
-  }
   const r = Math.max(1.5, Math.min(5, 2 * Math.sqrt(mapState.view.scale))) * size.ratio;
+  const visible = visiblePoints(size);
   const thumbs = visible.length <= THUMBS_BELOW;
+  if (!thumbs && mapState.renderer === "pixels" && mapState.rgb) {
+    drawPixels(ctx, size, visible, Math.round(r));
+    outlineSelected(ctx, size, visible, r);
+    drawBox(ctx);
+    mapState.lastFrameMs = performance.now() - started;
+    return mapState.lastFrameMs;
+  }
   for (const [i, sx, sy] of visible) {
     const id = mapState.points[i][0];
     const selected = mapState.selected.has(id);
@@ -147,15 +173,56 @@ function draw() {
     }
     if (selected) { ctx.strokeStyle = "#111"; ctx.lineWidth = 2 * size.ratio; ctx.strokeRect(sx - r - 2, sy - r - 2, 2 * r + 4, 2 * r + 4); }
   }
-  if (mapState.drag && mapState.drag.box) {
-    const { x0, y0, x1, y1 } = mapState.drag;
-    ctx.strokeStyle = "#111";
-    ctx.setLineDash([6, 4]);
-    ctx.strokeRect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0));
-    ctx.setLineDash([]);
-  }
+  drawBox(ctx);
   mapState.lastFrameMs = performance.now() - started;
   return mapState.lastFrameMs;
+}
+
+// [index, screen x, screen y] of the points inside the canvas (and a margin).
+function visiblePoints(size) {
+  const side = Math.min(size.w, size.h);
+  const v = mapState.view;
+  const k = side * v.scale, ox = (size.w - side) / 2 - v.x * k, oy = (size.h - side) / 2 - v.y * k;
+  const out = [];
+  const pts = mapState.points;
+  for (let i = 0; i < pts.length; i++) {
+    const sx = pts[i][1] * k + ox, sy = pts[i][2] * k + oy;
+    if (sx >= -20 && sy >= -20 && sx <= size.w + 20 && sy <= size.h + 20) out.push([i, sx, sy]);
+  }
+  return out;
+}
+
+function drawPixels(ctx, size, visible, r) {
+  const image = ctx.createImageData(size.w, size.h);
+  const words = new Uint32Array(image.data.buffer);
+  const w = size.w, h = size.h;
+  for (const [i, sx, sy] of visible) {
+    const color = mapState.rgb[i];
+    const x0 = Math.max(0, Math.round(sx) - r), x1 = Math.min(w - 1, Math.round(sx) + r);
+    const y0 = Math.max(0, Math.round(sy) - r), y1 = Math.min(h - 1, Math.round(sy) + r);
+    for (let y = y0; y <= y1; y++) words.fill(color, y * w + x0, y * w + x1 + 1);
+  }
+  ctx.putImageData(image, 0, 0);
+}
+
+function outlineSelected(ctx, size, visible, r) {
+  if (!mapState.selected.size) return;
+  ctx.strokeStyle = "#111";
+  ctx.lineWidth = 2 * size.ratio;
+  ctx.beginPath();
+  for (const [i, sx, sy] of visible) {
+    if (mapState.selected.has(mapState.points[i][0])) ctx.rect(sx - r - 2, sy - r - 2, 2 * r + 4, 2 * r + 4);
+  }
+  ctx.stroke();
+}
+
+function drawBox(ctx) {
+  if (!(mapState.drag && mapState.drag.box)) return;
+  const { x0, y0, x1, y1 } = mapState.drag;
+  ctx.strokeStyle = "#111";
+  ctx.setLineDash([6, 4]);
+  ctx.strokeRect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0));
+  ctx.setLineDash([]);
 }
 
 function thumbnail(id) {
