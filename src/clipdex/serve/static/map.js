@@ -3,7 +3,8 @@
 "use strict";
 const mapState = { points: [], values: null, field: "", view: { x: 0, y: 0, scale: 1 }, selected: new Set(),
   drag: null, thumbs: new Map(), colors: null, marks: { positive: new Set(), negative: new Set() },
-  rgb: null, renderer: "pixels" };
+  rgb: null, renderer: "auto" };
+const PIXELS_FROM = 20_000;  // visible points from which writing pixels beats a fillRect per point (bench_map)
 const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
   "#9c755f", "#bab0ac", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#17becf"];
 const THUMBS_BELOW = 250;  // points on screen under which thumbnails are drawn instead of dots
@@ -143,7 +144,8 @@ function toMap(px, py, size) {
 
 // One frame; returns how long it took (the benchmark reads it at 100k points). Dots are written straight
 // into the canvas's pixels (one pass, no per-point canvas call); thumbnails, when few points are on screen,
-// are drawn as images. renderer "rects" (one fillRect per point) is kept as the benchmark's baseline.
+// are drawn as images. Below PIXELS_FROM points a fillRect per point is cheaper (putImageData has a fixed
+// cost), so "auto" picks; the benchmark times both.
 function draw() {
   const started = performance.now();
   const size = canvasSize();
@@ -152,7 +154,8 @@ function draw() {
   const r = Math.max(1.5, Math.min(5, 2 * Math.sqrt(mapState.view.scale))) * size.ratio;
   const visible = visiblePoints(size);
   const thumbs = visible.length <= THUMBS_BELOW;
-  if (!thumbs && mapState.renderer === "pixels" && mapState.rgb) {
+  const pixels = mapState.renderer === "pixels" || (mapState.renderer === "auto" && visible.length >= PIXELS_FROM);
+  if (!thumbs && pixels && mapState.rgb) {
     drawPixels(ctx, size, visible, Math.round(r));
     outlineSelected(ctx, size, visible, r);
     drawBox(ctx);
