@@ -51,7 +51,14 @@ def test_index_answers_like_a_collection(index_server: tuple[str, Path]) -> None
     status, collections = _call(base + "/api/collections")
     assert status == 200 and collections[0]["name"] == "index" and collections[0]["items"] == 80
     assert collections[0]["model"] == "builtin:shapes-tiny"  # recorded by embed, carried by build-index
-    assert collections[0]["features"] == ["text", "image", "similar"]  # what the page offers for an index
+    assert collections[0]["features"] == ["text", "image", "similar", "map"]  # what the page offers for an index
+    # the map of an index, and a selection on it as a search filter
+    status, drawn = _call(base + "/api/map?color=key")
+    assert status == 200 and drawn["items"] == 80 and len(drawn["values"]) == 80 and "key" in drawn["fields"]
+    assert drawn["values"][:3] == [f"{i:06d}" for i in range(3)] or all(v is not None for v in drawn["values"])
+    chosen = [p[0] for p in drawn["points"][:10]]
+    status, within = _call(base + "/api/search", {"text": "a red circle", "k": 5, "ids": chosen})
+    assert status == 200 and {h["id"] for h in within["hits"]} <= set(chosen) and len(within["hits"]) == 5
     status, page = _call(base + "/api/search?q=a+red+circle&k=5")
     assert status == 200 and len(page["hits"]) == 5
     # the same rows, in the same order, as the library call on the same index

@@ -35,6 +35,9 @@ _NEEDS_A_COLLECTION = (("terms", "weighted terms"), ("compose", "composed querie
                        ("diversity", "diversity"), ("collapse", "near-duplicate collapsing"))
 
 
+MAP_LIMIT = 1_000_000  # rows of a served index the map will load (4 KB a row at 1024-d)
+
+
 def is_index_folder(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / "manifest.json").is_file() and (Path(path) / "metadata").is_dir()
 
@@ -79,6 +82,27 @@ class ServedIndex:
     def thumbnail(self, item_id: int, size: int = 256) -> bytes:
         return thumbnail_jpeg(self.item_path_bytes(item_id), size)
 
+    def item_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(row ids, unit vectors)`` of every row, for the embeddings map.
+
+        Raises:
+            BadQueryError: past :data:`MAP_LIMIT` rows (a map of more points is not drawn from a served index).
+        """
+        if len(self.index) > MAP_LIMIT:
+            raise BadQueryError(f"{self.path} holds {len(self.index):,} vectors: the map of a served index stops at "
+                                f"{MAP_LIMIT:,} (map a collection, or an embedding folder with clipdex map)")
+        rows = np.arange(len(self.index), dtype=np.int64)
+        return rows, self.index.vectors(rows)
+
+    def metadata_fields(self) -> list[str]:
+        """The metadata columns a point can be coloured by."""
+        names = self.index.readers[0].schema.names if self.index.readers else []
+        return sorted(n for n in names if n not in ("image_path", "caption"))
+
+    def field_values(self, key: str, item_ids: list[int]) -> list[Any]:
+        """Metadata column ``key`` of these rows, in order (None where absent)."""
+        return [row.get(key) for row in self.index.metadata(np.asarray(item_ids, np.int64))]
+
     def search_page(self, query: Query, encoder: Encoder) -> SearchPage:
         """Dense search of the index: the query vector, index candidates, exact re-ranking, metadata.
 
@@ -96,8 +120,11 @@ class ServedIndex:
             vector = embed_query(query, encoder)
         t1 = time.perf_counter()
         want = query.depth
-        found = [h for h in self.index.search(vector, want, max(self.index.rerank, want))
-                 if h["row"] != query.item_id]
+        if query.ids is not None:
+            found = self._search_rows(vector, np.unique(np.asarray(query.ids, np.int64)), want)
+        else:
+            found = self.index.search(vector, want, max(self.index.rerank, want))
+        found = [h for h in found if h["row"] != query.item_id]
         if query.min_score is not None:
             found = [h for h in found if h["score"] >= query.min_score]
         page = found[query.page]
@@ -106,6 +133,14 @@ class ServedIndex:
         t2 = time.perf_counter()
         return SearchPage(hits, (t2 - t0) * 1000, {"embed": (t1 - t0) * 1000, "index": (t2 - t1) * 1000},
                           len(self.index))
+
+    def _search_rows(self, vector: np.ndarray, rows: np.ndarray, k: int) -> list[dict[str, Any]]:
+        """Exact search among chosen rows (a selection made on the map), hydrated like index hits."""
+        rows = rows[(rows >= 0) & (rows < len(self.index))]
+        scores = self.index.vectors(rows) @ vector if len(rows) else np.zeros(0, np.float32)
+        best = np.argsort(-scores, kind="stable")[:k]
+        meta = self.index.metadata(rows[best])
+        return [{**m, "row": int(rows[b]), "score": float(scores[b])} for m, b in zip(meta, best, strict=True)]
 
     def close(self) -> None:
         """Nothing to release: the index files are memory-mapped and closed with the process."""
@@ -119,6 +154,6 @@ def _refuse_collection_features(query: Query) -> None:
     for name, feature in _NEEDS_A_COLLECTION:
         if getattr(query, name) is not None:
             raise BadQueryError(f"{feature} need a collection; an index answers plain vector searches")
-    if query.target != Target.IMAGES or query.mode != "dense" or query.regions or query.filtered:
+    if query.target != Target.IMAGES or query.mode != "dense" or query.regions or query.where or query.near:
         raise BadQueryError("an index answers dense searches over images: caption targets, word search, "
                             "regions and metadata filters need a collection")

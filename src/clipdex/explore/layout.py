@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,11 +21,19 @@ from clipdex.errors import BadQueryError, SourceError
 from clipdex.explore.neighbours import knn
 from clipdex.store.store import Store
 
-__all__ = ["METHODS", "MapLayout", "map_layout", "source_vectors"]
+__all__ = ["METHODS", "MapLayout", "Mappable", "map_layout", "source_vectors"]
 
 METHODS = ("auto", "umap", "pca")
 _REFIT_SHARE = 0.25  # new items past this share of the fitted ones: fit again
 _PLACE_K = 8
+
+
+class Mappable(Protocol):
+    """What a map can be drawn of: a collection, or an index served like one."""
+
+    path: Path
+
+    def item_vectors(self) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass
@@ -51,16 +59,16 @@ class MapLayout:
         return out
 
 
-def source_vectors(source: Store | str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, Path]:
+def source_vectors(source: Mappable | str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, Path]:
     """``(ids, unit image vectors, the folder the map is cached in)`` of a collection or an embedding folder
     (img_emb/ + metadata/: ids are row numbers across its parts).
 
     Raises:
         SourceError: a path that is neither.
     """
-    if isinstance(source, Store):
+    if not isinstance(source, str | os.PathLike):  # a collection, or a served index
         ids, vectors = source.item_vectors()
-        return ids, vectors, source.path
+        return ids, vectors, Path(source.path)
     folder = Path(source)
     if (folder / "collection.json").is_file():
         with Store.open(folder) as store:
@@ -76,7 +84,7 @@ def source_vectors(source: Store | str | os.PathLike[str]) -> tuple[np.ndarray, 
     raise SourceError(f"{folder} is neither a collection nor an embedding folder (img_emb/ + metadata/)")
 
 
-def map_layout(source: Store | str | os.PathLike[str], method: str = "auto", refit: bool = False,
+def map_layout(source: Mappable | str | os.PathLike[str], method: str = "auto", refit: bool = False,
                seed: int = 0) -> MapLayout:
     """The 2-D layout of a collection's (or embedding folder's) image vectors, from the cache when it holds.
 

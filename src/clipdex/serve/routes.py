@@ -79,7 +79,7 @@ async def get_map(state: StateDep, collection: str | None = None,
     one metadata field's value per point to colour it by."""
     from clipdex.explore.layout import map_layout
 
-    coll = _store(state, collection, "maps")
+    coll = state.collection(collection)  # a collection or a served index: both have item vectors
     layout = await run_in_threadpool(map_layout, coll)
     fields = [f for f in coll.metadata_fields() if state.config.share_location or not is_location_key(f)]
     if color is not None and not state.config.share_location and is_location_key(color):
@@ -94,11 +94,15 @@ def post_export(body: ExportIn, state: StateDep) -> Response:
     import csv
     import io
 
-    coll = _store(state, body.collection, "exports")
+    coll = state.collection(body.collection)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["id", "path", "captions", "metadata"])
-    for item_id, record in sorted(coll.items(body.ids).items()):
+    for item_id in sorted(set(body.ids)):
+        try:
+            record = coll.item(item_id)
+        except NotFoundError:
+            continue  # removed since the selection was made
         meta = _shown(record.metadata, state.config.share_location) or {}
         writer.writerow([item_id, record.path, " | ".join(record.captions), json.dumps(meta, ensure_ascii=False)])
     return Response(out.getvalue(), media_type="text/csv",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from clipdex.encoders.base import Encoder
 from clipdex.search.query import Query, SearchPage
@@ -16,6 +17,7 @@ class Searchable(Protocol):
     :class:`clipdex.embeddings.served.ServedIndex` both implement it."""
 
     encoder_spec: str
+    path: Path
 
     def search_page(self, query: Query, encoder: Encoder) -> SearchPage: ...
 
@@ -28,3 +30,9 @@ class Searchable(Protocol):
     def info(self, max_errors: int = 50) -> CollectionInfo: ...
 
     def close(self) -> None: ...
+
+    def item_vectors(self) -> tuple[Any, Any]: ...
+
+    def metadata_fields(self) -> list[str]: ...
+
+    def field_values(self, key: str, item_ids: list[int]) -> list[Any]: ...

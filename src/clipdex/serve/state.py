@@ -71,7 +71,7 @@ class ServerState:
     def features(self, name: str) -> list[str]:
         """What a served collection answers, for the page to offer only that (an index: plain vector search)."""
         if isinstance(self.collection(name), ServedIndex):
-            return ["text", "image", "similar"]
+            return ["text", "image", "similar", "map"]
         return ["text", "image", "similar", "captions", "lexical", "hybrid", "filters", "terms", "compose",
                 "rerank", "diversity", "regions", "heatmap", "duplicates", "map", "probes"]
 
