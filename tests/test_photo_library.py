@@ -366,3 +366,55 @@ def test_without_pillow_heif_each_heic_is_counted_and_named(tmp_path: Path, tiny
     assert "1 new" in out and "2 failed" in out
     for i in range(2):
         assert f"failed: {lib / f'IMG_{i}.HEIC'}: HEIC/HEIF needs pillow-heif: pip install 'clipdex[heic]'" in out
+
+
+def test_nan_metadata_and_broken_gps_never_break_filters(tmp_path: Path, tiny_spec: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL.TiffImagePlugin import IFDRational
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (80 * i, 40, 40)).save(lib / f"{i}.png")
+    pq.write_table(pa.table({"path": [str(lib / f"{i}.png") for i in range(3)], "rating": [4.5, float("nan"), 2.0]}),
+                   tmp_path / "t.parquet")
+    image = Image.new("RGB", (32, 32), (9, 9, 9))
+    exif = image.getexif()
+    exif.get_ifd(0x8825).update({1: "N", 2: (IFDRational(1, 0), 0.0, 0.0), 3: "E", 4: (2.0, 0.0, 0.0)})
+    exif.get_ifd(0x8769)[0x9003] = "0000:00:00 00:00:00"
+    (tmp_path / "camera").mkdir()
+    image.save(tmp_path / "camera" / "broken.jpg", exif=exif)
+    assert app_main(["index", str(tmp_path / "t.parquet"), "-c", str(tmp_path / "c"), "--model", tiny_spec]) == 0
+    assert app_main(["index", str(tmp_path / "camera"), "-c", str(tmp_path / "c")]) == 0
+    capsys.readouterr()
+    assert app_main(["search", str(tmp_path / "c"), "x", "--where", "rating>=2", "-k", "10", "--json"]) == 0
+    assert sorted(Path(h["path"]).name for h in json.loads(capsys.readouterr().out)["hits"]) == ["0.png", "2.png"]
+    assert app_main(["search", str(tmp_path / "c"), "x", "--near", "0,2,20000", "-k", "10", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"] == []  # the 0/0 latitude is no position at all
+    from clipdex import Collection
+
+    with Collection.open(tmp_path / "c") as coll:
+        broken = [r for r in coll.items(range(1, 10)).values() if r.path.endswith("broken.jpg")][0]
+    assert "gps_lat" not in broken.metadata and "taken" not in broken.metadata
+
+
+def test_an_older_collection_with_nan_metadata_is_mended_on_open(tmp_path: Path, tiny_spec: str,
+                                                                 scenes_folder: Path) -> None:
+    import sqlite3
+
+    from clipdex import Collection, load_encoder
+
+    enc = load_encoder(tiny_spec)
+    with Collection.create(tmp_path / "c", enc.spec, enc.dim) as coll:
+        coll.add(scenes_folder, enc)
+    conn = sqlite3.connect(tmp_path / "c" / "items.sqlite")
+    conn.execute("UPDATE items SET metadata = '{\"rating\": NaN, \"keep\": 1}' WHERE id = 1")
+    conn.execute("PRAGMA user_version = 3")  # as an older clipdex left it
+    conn.commit()
+    conn.close()
+    with Collection.open(tmp_path / "c") as coll:
+        coll.use_encoder(enc)
+        assert coll.item(1).metadata == {"rating": None, "keep": 1}
+        assert [h.id for h in coll.search("a red circle", k=5, where={"keep": "1"})] == [1]

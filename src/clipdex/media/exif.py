@@ -6,6 +6,7 @@ file's header is read (Pillow opens lazily), never its pixels.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -38,7 +39,7 @@ def exif_metadata(path: str) -> dict[str, Any]:
         if text:
             out[key] = text
     taken = _text(sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME))
-    if taken and len(taken) >= 19 and taken[4] == ":":
+    if taken and len(taken) >= 19 and taken[4] == ":" and taken[:4].isdigit() and taken[:4] != "0000":
         out["taken"] = f"{taken[:4]}-{taken[5:7]}-{taken[8:10]}T{taken[11:19]}"
     orientation = exif.get(_ORIENTATION)
     if isinstance(orientation, int) and 1 <= orientation <= 8:
@@ -61,6 +62,8 @@ def _gps(gps: Any) -> tuple[float, float] | None:
         lon = _degrees(gps[4]) * (-1 if str(gps.get(3, "E")).upper().startswith("W") else 1)
     except (KeyError, TypeError, ValueError, ZeroDivisionError, IndexError):
         return None
+    if not (math.isfinite(lat) and math.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180):
+        return None  # a 0/0 rational or an out-of-range value: no position rather than a wrong one
     return round(lat, 6), round(lon, 6)
 
 

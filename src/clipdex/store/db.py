@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 from pathlib import Path
@@ -90,6 +91,7 @@ def _connect(path: Path, readonly: bool, immutable: bool = False) -> sqlite3.Con
             conn.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
             _add_columns(conn)
             conn.executescript(SCHEMA)
+            _strict_json(conn)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('version', '0')")
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('next_vec', '0')")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -104,6 +106,17 @@ def _add_columns(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(items)")}
     if columns and "content" not in columns:
         conn.execute("ALTER TABLE items ADD COLUMN content TEXT")
+
+
+def _strict_json(conn: sqlite3.Connection) -> None:
+    """Rewrite metadata an older clipdex stored with NaN (invalid JSON to SQLite) as strict JSON."""
+    for item_id, text in conn.execute("SELECT id, metadata FROM items WHERE json_valid(metadata) = 0").fetchall():
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = {}
+        conn.execute("UPDATE items SET metadata = ? WHERE id = ?",
+                     (dumps(value if isinstance(value, dict) else {}), item_id))
 
 
 def get_meta(conn: sqlite3.Connection, key: str, default: str = "") -> str:
@@ -121,4 +134,21 @@ def bump_version(conn: sqlite3.Connection) -> None:
 
 
 def dumps(metadata: dict[str, Any]) -> str:
-    return json.dumps(metadata, ensure_ascii=False, sort_keys=True, default=str)
+    """Metadata as strict JSON: NaN and infinities (a table's empty float cell) become null, because one
+    non-standard number makes SQLite's JSON functions fail for every filter over the whole table."""
+    return json.dumps(_finite(metadata), ensure_ascii=False, sort_keys=True, default=str, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, str | bytes):
+        try:
+            return _finite(value.item())  # a NumPy scalar
+        except (TypeError, ValueError):
+            return value
+    return value
