@@ -56,6 +56,7 @@ def _bad_inputs(tmp: Path, tiny_spec: str) -> dict[str, list[list[str]]]:
         "eval composed": [["--data", gone], ["--data", junk]],
         "eval alignment": [["--prompts", gone], ["--prompts", junk]],
         "eval compare": [[gone, gone], [junk, junk]],
+        "eval binding": [["--styles", "nope"], ["--model", "x:y"]],
         "models pull": [["no-such-model"]],
         "map": [[gone], [folder], [folder, "--method", "tsne"]],
         "clusters": [[gone], [junk]], "scores": [[gone]], "tag": [[gone], [folder, "--vocab", gone]],

@@ -120,3 +120,20 @@ def compare(a: Annotated[Path, typer.Argument(help="Baseline result JSON")],
         rows.append(f"| {name} | {m['a']:.4f} | {m['b']:.4f} | {m['difference']:+.4f} | "
                     f"[{m['ci_low']:+.4f}, {m['ci_high']:+.4f}] | {'yes' if m['significant'] else 'no'} |")
     emit(res, as_json, "\n".join(rows))
+
+
+@evaluate_app.command("binding")
+def binding(model: ModelOpt = "builtin:shapes-tiny",
+            styles: Annotated[str, typer.Option(
+                help="Rendering styles beside the training renderer: held-out (never trained on), train, all, "
+                     "or names (plain, outlined, jittered, gradient, noisy, stripes, hollow, photo, tilted, "
+                     "sketchy)")] = "held-out",
+            n: Annotated[int, typer.Option(min=20, help="Probe scenes drawn (two objects of two colours)")] = 500,
+            probe_seed: Annotated[int, typer.Option(help="Seed of the probe scenes")] = 99_001,
+            out: OutOpt = None, seed: SeedOpt = 0, as_json: JsonOpt = False) -> None:
+    """Attribute (colour-swap) and relation (relation-flip) binding on the training renderer and on other
+    rendering styles, side by side, with bootstrap CIs; text->image R@5 on each."""
+    from clipdex.encoders import load_encoder
+    from clipdex.evaluate import run_binding
+
+    _finish(run_binding(load_encoder(model), n, probe_seed, styles, seed), out, as_json)

@@ -49,6 +49,9 @@ def train_cmd(
     p_position: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Synthetic data: share of captions naming one object, its place and how many "
                                "others there are, against negatives with another place, count or object")] = 0.0,
+    styles: Annotated[str, typer.Option(
+        help="Synthetic data: draw each image in a rendering style picked at random: train (the training "
+             "styles) or names; empty: the plain renderer")] = "",
     scene_weight: Annotated[float, typer.Option(
         min=0.0, help="Synthetic data: weight of the scene-graph read-outs (each cell's object from the image "
                       "features; colour-shape pairs and left/right/above/below roles from both embeddings)")] = 0.0,

@@ -5,6 +5,7 @@ from clipdex.evaluate.report import compare_results, load_result, markdown_table
 from clipdex.evaluate.runner import (
     EvalResult,
     run_alignment,
+    run_binding,
     run_composed,
     run_ranking,
     run_retrieval,
@@ -37,6 +38,7 @@ __all__ = [
     "relevant_recall_at_k",
     "retrieval_recalls",
     "run_alignment",
+    "run_binding",
     "run_composed",
     "run_ranking",
     "run_retrieval",

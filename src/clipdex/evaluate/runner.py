@@ -39,6 +39,9 @@ __all__ = ["DEFINITIONS", "EvalResult", "run_alignment", "run_composed", "run_ra
            "run_retrieval", "run_zeroshot"]
 
 DEFINITIONS = {
+    "color_swap": "two-object scenes: the true caption outscores it with the two colours swapped",
+    "relation_flip": "two-object scenes: the true caption outscores it with the relation flipped (left of -> "
+                     "right of)",
     "t2i_R@K": "text->image: share of captions whose image ranks in the top K (ties favour the target)",
     "i2t_R@K": "image->text: share of images with any of their captions in the top K",
     "datacomp_retrieval": "mean of t2i_R@1 and i2t_R@1",
@@ -319,3 +322,47 @@ def run_alignment(data: str | Path, encoder: Encoder, images_root: str | Path | 
     meta = _meta("alignment", encoder, data, seed, prompts=len(ds.prompts), images=int(ok.sum()),
                  skipped={"undecodable_image": int((~ok).sum())}, unknown_fields=ds.unknown_fields)
     return _summarise("alignment", per, seed, meta)
+
+
+def run_binding(encoder: Encoder, n: int = 500, seed: int = 99_001, styles: str = "held-out", boot_seed: int = 0,
+                retrieval_n: int = 500) -> EvalResult:
+    """Attribute and relation binding on the training renderer and on other rendering styles, side by side.
+
+    ``[in]`` is the synthetic world's own renderer; ``[STYLES]`` draws the same probe scenes in the chosen
+    styles (:mod:`clipdex.synth.styles`; ``held-out`` by default: never seen in training), one style per
+    scene in turn, each also reported alone. Text->image R@5 over ``retrieval_n`` images of each.
+
+    Raises:
+        UsageError: an unknown style.
+    """
+    from clipdex.errors import UsageError
+    from clipdex.synth.probes import binding_outcomes, synth_retrieval
+    from clipdex.synth.styles import STYLES, render_styled, style_names
+
+    try:
+        names = style_names(styles)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+
+    def encode(images: list[Any]) -> np.ndarray:
+        return encoder.encode_pixels(np.stack([encoder.preprocess(im) for im in images]))
+
+    def styled(scene: Any, i: int) -> Any:
+        return render_styled(scene, STYLES[names[i % len(names)]], 64, seed=i)
+
+    per: dict[str, np.ndarray] = {}
+    extra: dict[str, float] = {}
+    label = styles if styles in ("held-out", "train", "all") else "styles"
+    for tag, render in (("in", None), (label, styled)):
+        swap, flip = binding_outcomes(encode, encoder.encode_texts, n, seed, render=render)
+        per[f"color_swap[{tag}]"], per[f"relation_flip[{tag}]"] = swap.astype(float), flip.astype(float)
+        extra[f"t2i_R@5[{tag}]"] = synth_retrieval(encode, encoder.encode_texts, retrieval_n, seed + 1,
+                                                   captions_per_image=1, render=render)["t2i_R@5"]
+        if render is not None and len(names) > 1:
+            which = np.arange(len(swap)) % len(names)
+            for k, name in enumerate(names):
+                per[f"relation_flip[{name}]"] = flip[which == k].astype(float)
+                per[f"color_swap[{name}]"] = swap[which == k].astype(float)
+    meta = _meta("binding", encoder, f"synthetic world, probe seed {seed}", boot_seed, styles=list(names),
+                 probe_scenes=int(len(per["color_swap[in]"])), retrieval_images=retrieval_n)
+    return _summarise("binding", per, boot_seed, meta, extra)

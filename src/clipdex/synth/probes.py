@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -26,18 +27,31 @@ from clipdex.synth.world import (
     sample_scenes,
 )
 
-__all__ = ["binding_probes", "synth_retrieval"]
+__all__ = ["binding_outcomes", "binding_probes", "synth_retrieval"]
 
 EncodeImages = Callable[[list], np.ndarray]
 EncodeTexts = Callable[[list[str]], np.ndarray]
+Render = Callable[[Any, int], Any]  # (scene, its index) -> PIL image
 
 
 def binding_probes(encode_images: EncodeImages, encode_texts: EncodeTexts, n: int = 500, seed: int = 99_001,
-                   image_size: int = 64) -> dict[str, float]:
+                   image_size: int = 64, render: Render | None = None) -> dict[str, float]:
     """Accuracy of true caption vs colour-swapped and vs relation-flipped, on two-object scenes."""
+    swap, flip = binding_outcomes(encode_images, encode_texts, n, seed, image_size, render)
+    return {"color_swap": float(swap.mean()), "relation_flip": float(flip.mean()), "n": float(len(swap))}
+
+
+def binding_outcomes(encode_images: EncodeImages, encode_texts: EncodeTexts, n: int = 500, seed: int = 99_001,
+                     image_size: int = 64, render: Render | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per scene: whether the true caption beat the colour-swapped one, and the relation-flipped one.
+
+    ``render(scene, index)`` draws each scene (default: the training renderer), so the same probes
+    run on other rendering styles (:mod:`clipdex.synth.styles`).
+    """
     scenes = sample_scenes(n, seed, WorldConfig(min_objects=2, max_objects=2, p_repeat=0.0))
     scenes = [s for s in scenes if s.objects[0].color != s.objects[1].color]
-    images = encode_images([render_scene(s, image_size) for s in scenes])
+    draw = render or (lambda scene, _i: render_scene(scene, image_size))
+    images = encode_images([draw(s, i) for i, s in enumerate(scenes)])
     true, swapped, flipped = [], [], []
     for s in scenes:
         a, b = s.objects
@@ -47,11 +61,12 @@ def binding_probes(encode_images: EncodeImages, encode_texts: EncodeTexts, n: in
         flipped.append(describe_pair(a, b, FLIP[rel]))
     t, sw, fl = (encode_texts(x) for x in (true, swapped, flipped))
     st, ss, sf = ((images * e).sum(1) for e in (t, sw, fl))
-    return {"color_swap": float((st > ss).mean()), "relation_flip": float((st > sf).mean()), "n": float(len(scenes))}
+    return st > ss, st > sf
 
 
 def synth_retrieval(encode_images: EncodeImages, encode_texts: EncodeTexts, n: int = 1000, seed: int = 77_777,
-                    captions_per_image: int = 5, image_size: int = 64) -> dict[str, float]:
+                    captions_per_image: int = 5, image_size: int = 64, render: Render | None = None
+                    ) -> dict[str, float]:
     """Text->image and image->text Recall@1/5/10 on a held-out split (``n`` images x 5 captions).
 
     Also text->image recall with semantic relevance: any test image whose scene
@@ -59,7 +74,8 @@ def synth_retrieval(encode_images: EncodeImages, encode_texts: EncodeTexts, n: i
     short captions fit several scenes ("a red circle left of a blue star").
     """
     scenes = sample_scenes(n, seed)
-    images = encode_images([render_scene(s, image_size) for s in scenes])
+    draw = render or (lambda scene, _i: render_scene(scene, image_size))
+    images = encode_images([draw(s, i) for i, s in enumerate(scenes)])
     texts, owner = [], []
     for i, s in enumerate(scenes):
         caps = captions_for(s, captions_per_image, random.Random(seed + i))

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from clipdex.synth.world import BACKGROUNDS, COLORS, SIZES, Obj, Scene
 
-__all__ = ["render_scene"]
+__all__ = ["render_scene", "shape_outline"]
 
 
 def render_scene(scene: Scene, size: int = 64, supersample: int = 2) -> Image.Image:
@@ -56,6 +56,33 @@ def _shape(draw: ImageDraw.ImageDraw, obj: Obj, big: int) -> None:
         draw.polygon([(cx - r * 0.98, cy - r * 0.2), (cx + r * 0.98, cy - r * 0.2), (cx, cy + r)], fill=fill)
     else:
         draw.polygon(_polygon(kind, cx, cy, r), fill=fill)
+
+
+def shape_outline(kind: str, cx: float, cy: float, r: float, degrees: float = 0.0) -> list[tuple[float, float]]:
+    """Any shape as one polygon around ``(cx, cy)`` with radius ``r``, turned by ``degrees`` (for styles that
+    outline, rotate or jitter shapes: the same silhouettes :func:`render_scene` fills)."""
+    turn = math.radians(degrees)
+    cos, sin = math.cos(turn), math.sin(turn)
+    return [(cx + (x * cos - y * sin) * r, cy + (x * sin + y * cos) * r) for x, y in _unit_outline(kind)]
+
+
+@lru_cache(maxsize=16)
+def _unit_outline(kind: str) -> tuple[tuple[float, float], ...]:
+    if kind == "circle":
+        return tuple((math.cos(2 * math.pi * i / 32), math.sin(2 * math.pi * i / 32)) for i in range(32))
+    if kind == "square":
+        return ((-0.85, -0.85), (0.85, -0.85), (0.85, 0.85), (-0.85, 0.85))
+    if kind == "cross":
+        w = 0.35
+        return ((-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w),
+                (-w, -w))
+    if kind == "heart":  # two lobes and a point, traced as one outline
+        pts = [(0.5 * math.cos(a) - 0.5, 0.5 * math.sin(a) - 0.3)
+               for a in (math.radians(d) for d in range(150, 360, 15))]
+        pts += [(0.5 * math.cos(a) + 0.5, 0.5 * math.sin(a) - 0.3)
+                for a in (math.radians(d) for d in range(180, 390, 15))]
+        return (*pts, (0.0, 1.0))
+    return _unit_polygon(kind)
 
 
 @lru_cache(maxsize=16)

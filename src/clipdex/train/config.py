@@ -49,6 +49,7 @@ class TrainConfig:
     p_cross: float = 0.0
     p_position: float = 0.0
     p_relation: float = 0.5
+    styles: str = ""  # synthetic data: rendering styles drawn at random per image ("train" or names; "": plain)
     seed: int = 0
     val_every: int = 200
     val_size: int = 500
@@ -64,6 +65,13 @@ class TrainConfig:
             raise UsageError(f"unknown loss {self.loss!r}. Available: clip, siglip")
         if self.freeze not in ("none", "text", "image"):
             raise UsageError(f"unknown freeze {self.freeze!r}. Available: none, text, image")
+        if self.styles:
+            from clipdex.synth.styles import style_names
+
+            try:
+                style_names(self.styles)
+            except ValueError as e:
+                raise UsageError(f"--styles: {e}") from e
         if self.batch_size < 2 or self.accum < 1 or self.steps < 1:
             raise ClipdexError("batch size must be >= 2, accum >= 1, steps >= 1")
 

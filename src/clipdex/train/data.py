@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from clipdex.encoders.preprocess import ModelConfig, preprocess_image
 from clipdex.media.decode import DecodeOptions
@@ -21,10 +22,12 @@ from clipdex.media.pipeline import decode_stream
 from clipdex.media.pools import iter_source
 from clipdex.media.sources import Item, SourceOptions
 from clipdex.synth.render import render_scene
+from clipdex.synth.styles import STYLES, render_styled, style_names
 from clipdex.synth.world import (
     COLORS,
     SHAPES,
     SIZES,
+    Scene,
     WorldConfig,
     counterfactual,
     describe_pair,
@@ -68,13 +71,24 @@ class SynthData:
 
     def __init__(self, seed: int, batch_size: int, model: ModelConfig, n_negatives: int = 3,
                  world: WorldConfig = WorldConfig(), p_relation: float = 0.5, counterfactuals: float = 0.0,
-                 p_cross: float = 0.0, p_position: float = 0.0) -> None:
+                 p_cross: float = 0.0, p_position: float = 0.0, styles: str = "") -> None:
         self.seed, self.batch_size, self.model = seed, batch_size, model
         self.n_negatives, self.world, self.p_relation = n_negatives, world, p_relation
         self.counterfactuals, self.p_cross, self.p_position = counterfactuals, p_cross, p_position
+        self.styles = style_names(styles) if styles else ()
+        self._style_rng = random.Random(seed)
+
+    def _render(self, scene: Scene) -> Image.Image:
+        """The scene drawn by the plain renderer, or in a style drawn at random (style randomisation)."""
+        if not self.styles:
+            return render_scene(scene, self.model.image_size)
+        style = STYLES[self._style_rng.choice(self.styles)]
+        return render_styled(scene, style, self.model.image_size, seed=self._style_rng.randrange(1 << 30))
 
     def batch(self, step: int) -> Batch:
         rng = random.Random(self.seed * 1_000_003 + step)
+        # styles draw from their own stream: the scenes and captions are those of the plain run
+        self._style_rng = random.Random(self.seed * 7_777_777 + step)
         pixels: list[np.ndarray] = []
         captions: list[str] = []
         negatives: list[list[str]] = []
@@ -86,13 +100,13 @@ class SynthData:
             if made is None:
                 continue
             for sc, pair in ((made[0], made[1]), (made[2], made[3])):
-                pixels.append(preprocess_image(render_scene(sc, self.model.image_size), self.model))
+                pixels.append(preprocess_image(self._render(sc), self.model))
                 captions.append(describe_pair(*pair))
                 negatives.append(pair_negatives(sc, pair, rng, self.n_negatives))
                 cells.append(cell_labels(sc))
         while len(captions) < self.batch_size:
             scene = sample_scene(rng, self.world, seed=rng.randrange(1 << 30))
-            image = render_scene(scene, self.model.image_size)
+            image = self._render(scene)
             pixels.append(preprocess_image(image, self.model))
             positive, negs = training_caption(scene, rng, max(self.n_negatives, 1), self.p_relation, self.p_cross,
                                               self.p_position)

@@ -140,7 +140,7 @@ def _data(cfg: TrainConfig, adapter: Adapter) -> SynthData | SourceData:
     if cfg.data == "synth":
         return SynthData(cfg.seed, cfg.batch_size, adapter.runtime, cfg.hard_negatives, p_relation=cfg.p_relation,
                          counterfactuals=cfg.counterfactuals, p_cross=cfg.p_cross,
-                         p_position=cfg.p_position)
+                         p_position=cfg.p_position, styles=cfg.styles)
     from clipdex.media.sources import SourceOptions
 
     options = SourceOptions(image_col=cfg.image_col, caption_col=cfg.caption_col)
