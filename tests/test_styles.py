@@ -41,8 +41,9 @@ def test_every_style_keeps_each_objects_colour_and_the_relations() -> None:
             if ca is None or cb is None:
                 continue
             dx, dy = b.cell[1] - a.cell[1], b.cell[0] - a.cell[0]
-            ok = (dx == 0 or np.sign(cb[0] - ca[0]) == np.sign(dx)) and (dy == 0 or np.sign(cb[1] - ca[1]) == np.sign(dy))
-            kept += ok
+            across = dx == 0 or np.sign(cb[0] - ca[0]) == np.sign(dx)
+            down = dy == 0 or np.sign(cb[1] - ca[1]) == np.sign(dy)
+            kept += across and down
         assert kept / checked >= 0.9, (name, kept, checked)
 
 
