@@ -17,6 +17,7 @@ from typing import Any
 from clipdex.encoders.base import Encoder
 from clipdex.encoders.registry import DEFAULT_SPEC, load_encoder, normalize_spec
 from clipdex.errors import SourceError
+from clipdex.home import data_home
 from clipdex.indexing import IndexOptions, ProgressFn, index_source
 from clipdex.media.sources import Item
 from clipdex.search.query import Hit, Query, SearchPage
@@ -109,10 +110,8 @@ def folder_collection(root: str | os.PathLike[str]) -> Path:
     ``libraries/<folder name>-<hash of its absolute path>``, so two folders of one name never share it.
     """
     folder = Path(os.path.abspath(Path(root).expanduser()))
-    base = os.environ.get("CLIPDEX_DATA_DIR") or os.path.join(
-        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "clipdex")
     tag = hashlib.sha1(os.fsencode(folder)).hexdigest()[:12]
-    return Path(base) / "libraries" / f"{folder.name or 'root'}-{tag}"
+    return data_home() / "libraries" / f"{folder.name or 'root'}-{tag}"
 
 
 def search_folder(root: str | os.PathLike[str], query: Query, model: str | None = None, refresh: bool = True,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from clipdex.home import data_home
 from clipdex.metrics import roc_auc
 
 __all__ = ["LinearHead", "find_head", "load_head", "registered_heads", "train_head"]
@@ -67,9 +68,7 @@ def load_head(path: str | os.PathLike[str]) -> LinearHead:
 def registered_heads() -> Path:
     """Where probes are registered by name for every collection and curation run of this user:
     ``$CLIPDEX_DATA_DIR/probes`` (default ``~/.local/share/clipdex/probes``)."""
-    base = os.environ.get("CLIPDEX_DATA_DIR") or os.path.join(
-        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "clipdex")
-    return Path(base) / "probes"
+    return data_home() / "probes"
 
 
 def find_head(ref: str) -> LinearHead:
