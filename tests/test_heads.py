@@ -31,7 +31,8 @@ def test_separable_examples_give_a_perfect_head_and_a_threshold_between_them(tmp
     monkeypatch.setenv("CLIPDEX_DATA_DIR", str(tmp_path))
     head.save(tmp_path / "probes" / "demo.json")
     again = find_head("demo")  # by registered name
-    assert np.allclose(again.score(pos), head.score(pos)) and load_head(tmp_path / "probes" / "demo.json").name == "demo"
+    assert np.allclose(again.score(pos), head.score(pos))
+    assert load_head(tmp_path / "probes" / "demo.json").name == "demo"
     with pytest.raises(ValueError, match="no probe 'other'"):
         find_head("other")
 
