@@ -40,6 +40,8 @@ __all__ = ["DEFINITIONS", "EvalResult", "run_alignment", "run_composed", "run_ra
 
 DEFINITIONS = {
     "color_swap": "two-object scenes: the true caption outscores it with the two colours swapped",
+    "color_shape_mAP": "mean over colour+shape queries of average precision: images holding that object are "
+                       "relevant",
     "relation_flip": "two-object scenes: the true caption outscores it with the relation flipped (left of -> "
                      "right of)",
     "t2i_R@K": "text->image: share of captions whose image ranks in the top K (ties favour the target)",
@@ -336,7 +338,7 @@ def run_binding(encoder: Encoder, n: int = 500, seed: int = 99_001, styles: str 
         UsageError: an unknown style.
     """
     from clipdex.errors import UsageError
-    from clipdex.synth.probes import binding_outcomes, synth_retrieval
+    from clipdex.synth.probes import binding_outcomes, color_shape_ap, synth_retrieval
     from clipdex.synth.styles import STYLES, render_styled, style_names
 
     try:
@@ -358,6 +360,7 @@ def run_binding(encoder: Encoder, n: int = 500, seed: int = 99_001, styles: str 
         per[f"color_swap[{tag}]"], per[f"relation_flip[{tag}]"] = swap.astype(float), flip.astype(float)
         extra[f"t2i_R@5[{tag}]"] = synth_retrieval(encode, encoder.encode_texts, retrieval_n, seed + 1,
                                                    captions_per_image=1, render=render)["t2i_R@5"]
+        per[f"color_shape_mAP[{tag}]"] = color_shape_ap(encode, encoder.encode_texts, retrieval_n, seed + 2, render)
         if render is not None and len(names) > 1:
             which = np.arange(len(swap)) % len(names)
             for k, name in enumerate(names):

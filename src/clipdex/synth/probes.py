@@ -27,7 +27,7 @@ from clipdex.synth.world import (
     sample_scenes,
 )
 
-__all__ = ["binding_outcomes", "binding_probes", "synth_retrieval"]
+__all__ = ["binding_outcomes", "binding_probes", "color_shape_ap", "synth_retrieval"]
 
 EncodeImages = Callable[[list], np.ndarray]
 EncodeTexts = Callable[[list[str]], np.ndarray]
@@ -62,6 +62,25 @@ def binding_outcomes(encode_images: EncodeImages, encode_texts: EncodeTexts, n: 
     t, sw, fl = (encode_texts(x) for x in (true, swapped, flipped))
     st, ss, sf = ((images * e).sum(1) for e in (t, sw, fl))
     return st > ss, st > sf
+
+
+def color_shape_ap(encode_images: EncodeImages, encode_texts: EncodeTexts, n: int = 500, seed: int = 66_001,
+                   render: Render | None = None) -> np.ndarray:
+    """Average precision of each colour+shape query ("a red circle") over ``n`` scenes: the images holding
+    such an object are the relevant ones (every colour-shape pair present at least twice is a query)."""
+    from clipdex.metrics import ap_at_k
+    from clipdex.synth.world import COLORS, SHAPES
+
+    scenes = sample_scenes(n, seed)
+    draw = render or (lambda scene, _i: render_scene(scene, 64))
+    images = encode_images([draw(s, i) for i, s in enumerate(scenes)])
+    held = [{(o.color, o.shape) for o in s.objects} for s in scenes]
+    pairs = [(c, sh) for c in COLORS for sh in SHAPES if sum((c, sh) in h for h in held) >= 2]
+    texts = encode_texts([f"a {c} {sh}" if c[0] not in "aeiou" else f"an {c} {sh}" for c, sh in pairs])
+    order = np.argsort(-(texts @ images.T), axis=1, kind="stable")
+    relevant = np.array([[p in h for h in held] for p in pairs])
+    ranked = np.take_along_axis(relevant, order, axis=1)
+    return ap_at_k(ranked, relevant.sum(axis=1), len(scenes))
 
 
 def synth_retrieval(encode_images: EncodeImages, encode_texts: EncodeTexts, n: int = 1000, seed: int = 77_777,
