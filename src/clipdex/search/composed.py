@@ -38,12 +38,12 @@ class ComposedParams:
     model; a real dataset's own validation split may prefer others.
     """
 
-    weight: float = 0.6  # sum: share of the image
+    weight: float = 0.4  # sum: share of the image
     alpha_text: float = 1.0  # pdv: step along the direction for the text side
     alpha_image: float = 1.0  # pdv: step for the image side
-    beta: float = 0.2  # pdv: share of the text side in the final query
+    beta: float = 0.1  # pdv: share of the text side in the final query
     fusion_alpha: float = 0.5  # caption-fusion: share of the text in the query
-    fusion_beta: float = 0.2  # caption-fusion: share of the caption similarity in the score
+    fusion_beta: float = 0.1  # caption-fusion: share of the caption similarity in the score
 
 
 def compose_texts(captions: list[str], modifications: list[str]) -> list[str]:
