@@ -67,6 +67,8 @@ def test_heic_and_avif_photos_are_read(tmp_path: Path, tiny_spec: str, capsys: p
     assert app_main(["index", str(lib), "--collection", str(tmp_path / "c"), "--model", tiny_spec, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["added"], report["failed"]) == (5, 0)
+    # how much of the run the model was busy (the rest: planning, decoding, storing)
+    assert 0 < report["model_busy"] <= 1 and 0 < report["model_seconds"] <= report["seconds"]
 
 
 def test_a_moved_library_keeps_its_items_and_remove_can_stay_in_one_source(tmp_path: Path, tiny_spec: str,

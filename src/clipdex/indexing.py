@@ -138,7 +138,11 @@ def _embed_all(collection: Store, conn: sqlite3.Connection, todo: list[PlannedIt
     readable = [t for t in todo if not t.item.error]
     for batch in decoded_batches(readable, lambda t: t.item.path, encoder, decode, options.batch_size,
                                  options.workers, transform):
-        write_batch(collection, conn, _encode_batch(batch, encoder, options.embed_captions), report)
+        _attach_exif(batch)
+        started = time.perf_counter()
+        encoded = _encode_batch(batch, encoder, options.embed_captions)
+        report.model_seconds += time.perf_counter() - started
+        write_batch(collection, conn, encoded, report)
         done += len(batch)
         if progress and done < total:
             progress(done, total, report.failed)
@@ -152,8 +156,6 @@ def _encode_batch(batch: list[Decoded[PlannedItem]], encoder: Encoder, embed_cap
     out = EncodedBatch([d.item for d in batch], [d.error for d in batch])
     pixels, crops = [], []
     for i, d in enumerate(good):
-        # what the photo's EXIF says (camera, when, where), unless the source's own metadata says it
-        d.item.item.metadata = {**exif_metadata(d.item.item.path), **d.item.item.metadata}
         value = d.value
         if isinstance(value, _Extras):
             if value.text is not None:
@@ -172,6 +174,13 @@ def _encode_batch(batch: list[Decoded[PlannedItem]], encoder: Encoder, embed_cap
                 out.caption_texts.append(text)
         out.caption_vectors = encoder.encode_texts(out.caption_texts) if out.caption_texts else None
     return out
+
+
+def _attach_exif(batch: list[Decoded[PlannedItem]]) -> None:
+    """What each photo's EXIF says (camera, when, where), unless the source's own metadata says it."""
+    for d in batch:
+        if d.error is None:
+            d.item.item.metadata = {**exif_metadata(d.item.item.path), **d.item.item.metadata}
 
 
 def parse_grids(text: str | None) -> tuple[int, ...]:

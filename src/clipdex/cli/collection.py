@@ -49,9 +49,11 @@ def index(
                            regions=parse_grids(regions), video_every=video_every,
                            source=SourceOptions(image_col, caption_col, image_root, allow_outside_root))
     report = index_into(collection, source, model, precision, options, progress=progress_printer("index"))
-    data = {**asdict(report), "images_per_second": round(report.images_per_second, 2)}
+    data = {**asdict(report), "images_per_second": round(report.images_per_second, 2),
+            "model_busy": round(report.model_busy, 3)}
+    busy = f" (model busy {report.model_busy:.0%} of the time)" if report.added + report.updated else ""
     lines = [f"indexed {_counts(report)}; {report.captions} captions; "
-             f"{report.images_per_second:.1f} img/s; search: {report.index}"]
+             f"{report.images_per_second:.1f} img/s{busy}; search: {report.index}"]
     if report.gone:
         lines.append(f"  the files of {report.gone} items are gone: they no longer show in results; "
                      "index again with --prune to remove them")

@@ -48,8 +48,14 @@ class IndexReport:
     gone: int = 0  # items of this source whose files are gone, kept because prune was not asked for
     captions: int = 0
     seconds: float = 0.0
+    model_seconds: float = 0.0  # time inside the encoder: the rest went to planning, decoding, storing
     index: str = "exact"
     errors: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def model_busy(self) -> float:
+        """Share of the run's wall time the model was encoding (decoding that starves it shows as a low share)."""
+        return min(1.0, self.model_seconds / self.seconds) if self.seconds > 0 else 0.0
 
     @property
     def images_per_second(self) -> float:
