@@ -116,11 +116,16 @@ def test_a_probe_from_20_and_20_examples_separates_a_held_out_attribute(
         render_scene(scene, 64).save(images / f"{i:04d}.png")
         (images / f"{i:04d}.txt").write_text("a scene")
     result = curate(images, root / "curated", ["probe:star>0.5"])
-    kept_truth = [any(o.shape == "star" for o in scenes[i].objects) for i in range(40)]
     assert 0 < result.kept < 40 and result.steps[-1].filter.startswith("probe")
+    import pyarrow.parquet as pq
+
+    decisions = pq.read_table(root / "curated" / "decisions.parquet").to_pylist()
+    kept = [any(o.shape == "star" for o in scenes[int(Path(str(d["key"])).stem)].objects) for d in decisions
+            if d["kept"]]
+    pool_rate = np.mean([any(o.shape == "star" for o in s.objects) for s in scenes[:40]])
+    assert np.mean(kept) >= 2 * pool_rate  # the curated pool is mostly the probe's stars
     assert app_main(["probe", "apply", "nothing", "-c", str(root / "c")]) == 4
     assert app_main(["curate", str(images), "--out", str(root / "c2"), "-f", "probe:nothing>0.5"]) == 2
-    assert sum(kept_truth) > 0
 
 
 def test_clusters_agree_with_scene_types(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -141,7 +146,7 @@ def test_clusters_agree_with_scene_types(tmp_path: Path, capsys: pytest.CaptureF
     capsys.readouterr()
     assert app_main(["clusters", str(tmp_path / "c"), "-k", "4", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert sorted(c["size"] for c in report["clusters"]) == [30, 30, 30, 30] or report["k"] == 4
+    assert report["k"] == 4 and sum(c["size"] for c in report["clusters"]) == 120
     with Collection.open(tmp_path / "c") as coll:
         records = coll.items(range(1, 121))
         found = [records[i].metadata["cluster"] for i in sorted(records, key=lambda i: records[i].path)]

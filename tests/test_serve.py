@@ -202,6 +202,9 @@ def test_filters_and_location_privacy_over_http(tmp_path: Path, tiny_spec: str) 
             assert refused.status_code == 403 and refused.json()["error"] == "location_private"
         bad = private.post("/api/search", json={"text": "a photo", "where": ["no operator"]})
         assert bad.status_code == 400 and "key=value" in bad.json()["detail"]
+        for quoted in (private.post("/api/search", json={"text": "a photo", "where": {'a"b': "1"}}),
+                       private.get("/api/map", params={"color": 'a"b'})):  # no JSON path can name it
+            assert quoted.status_code == 400 and "cannot name a metadata field" in quoted.json()["detail"]
     shared = TestClient(create_app(ServeConfig(collections={"c": tmp_path / "c"}, share_location=True)))
     with shared:
         body = shared.post("/api/search", json={"text": "a photo", "near": "48.85,2.0,50"}).json()

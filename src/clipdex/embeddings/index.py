@@ -322,6 +322,18 @@ class EmbeddingIndex:
         """Unit float32 vectors of global row ids, read row by row from the float16 parts."""
         return gather_rows(self.row_readers, rows)
 
+    def column(self, name: str) -> list[Any]:
+        """One metadata column for every row, in row order (None in parts without it): a whole-column read
+        of the memory-mapped batches, where :meth:`metadata` reads row by row."""
+        out: list[Any] = []
+        for reader, part in zip(self.readers, self.manifest["parts"], strict=True):
+            if name not in reader.schema.names:
+                out += [None] * int(part["rows"])
+                continue
+            for i in range(reader.num_record_batches):
+                out += reader.get_batch(i).column(name).to_pylist()
+        return out
+
     def metadata(self, rows: np.ndarray) -> list[dict[str, Any]]:
         """The metadata rows of global row ids, in order, read by row from the memory-mapped parts."""
         rows = np.asarray(rows, np.int64)

@@ -101,7 +101,8 @@ class ServedIndex:
 
     def field_values(self, key: str, item_ids: list[int]) -> list[Any]:
         """Metadata column ``key`` of these rows, in order (None where absent)."""
-        return [row.get(key) for row in self.index.metadata(np.asarray(item_ids, np.int64))]
+        column = self.index.column(key)
+        return [column[i] if 0 <= i < len(column) else None for i in item_ids]
 
     def search_page(self, query: Query, encoder: Encoder) -> SearchPage:
         """Dense search of the index: the query vector, index candidates, exact re-ranking, metadata.

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from clipdex.errors import BadQueryError
-from clipdex.store.filters import OPERATORS, Condition, Near
+from clipdex.store.filters import OPERATORS, Condition, Near, json_path
 
 __all__ = ["Condition", "Hit", "Near", "Query", "SearchPage", "Target", "check_rerank", "parse_near", "parse_where"]
 
@@ -194,8 +194,7 @@ def parse_where(pairs: list[str]) -> tuple[Condition, ...]:
         if at is None or at[0] == 0:
             raise BadQueryError(f"--where takes key=value (or !=, >=, <=, >, <), got {pair!r}")
         key, op = pair[: at[0]].strip(), at[2]
-        if any(c in key for c in '"\\') or not key.isprintable():
-            raise BadQueryError(f"--where: {key!r} cannot name a metadata field")
+        json_path(key)  # a key no metadata field can have is refused here, before any search
         out.append(Condition(key, op, pair[at[0] + len(op):].strip()))
     return tuple(out)
 

@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OPERATORS", "Condition", "Near", "condition_sql", "haversine_km", "is_location_key"]
+from clipdex.errors import BadQueryError
+
+__all__ = ["OPERATORS", "Condition", "Near", "condition_sql", "haversine_km", "is_location_key", "json_path"]
 
 OPERATORS = ("!=", ">=", "<=", "=", ">", "<")  # two-character operators first: `a>=b` is not `a>` `=b`
 _EARTH_KM = 6371.0088
-LOCATION_KEYS = ("gps_lat", "gps_lon", "gps_alt")
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,20 @@ def is_location_key(key: str) -> bool:
     return key.lower().startswith("gps")
 
 
+def json_path(key: str) -> str:
+    """The SQLite JSON path of metadata field ``key``.
+
+    Raises:
+        BadQueryError: a key no path can name (a quote, a backslash, a control character).
+    """
+    if not key or any(c in key for c in '"\\') or not key.isprintable():
+        raise BadQueryError(f"{key!r} cannot name a metadata field")
+    return f'$."{key}"'
+
+
 def condition_sql(cond: Condition) -> tuple[str, list[Any]]:
     """The SQL test of one condition over ``items.metadata`` and its bound arguments."""
-    path = f'$."{cond.key}"'
+    path = json_path(cond.key)
     number = _number(cond.value)
     text = "CAST(json_extract(metadata, ?) AS TEXT)"
     is_num = "json_type(metadata, ?) IN ('integer', 'real')"

@@ -35,7 +35,7 @@ from clipdex.media.members import split_member_path
 from clipdex.media.video import split_frame_path
 from clipdex.store import ann as ann_mod
 from clipdex.store.db import bump_version, connect, dumps, get_meta
-from clipdex.store.filters import Condition, Near, condition_sql, haversine_km
+from clipdex.store.filters import Condition, Near, condition_sql, haversine_km, json_path
 from clipdex.store.lock import WriteLock
 from clipdex.store.vectors import VectorView, load_view, remove_orphan_shards
 
@@ -384,12 +384,10 @@ class Store:
         """``(item ids, rows)``: each ok item's image vector (its first), by id; items whose files are
         gone are left out unless ``include_gone``. Rows are float32 unit vectors ``(n, dim)``."""
         view = self.vectors("image")
-        first_row: dict[int, int] = {}
-        for row, item_id in enumerate(view.item_ids.tolist()):
-            first_row.setdefault(int(item_id), row)
-        gone = set() if include_gone else self.gone_items(first_row)
-        ids = np.asarray(sorted(i for i in first_row if i not in gone), np.int64)
-        rows = np.asarray([first_row[int(i)] for i in ids], np.int64)
+        ids, rows = np.unique(view.item_ids.astype(np.int64), return_index=True)  # sorted ids, first rows
+        if not include_gone and len(ids):
+            keep = ~np.isin(ids, np.fromiter(self.gone_items(ids.tolist()), np.int64))
+            ids, rows = ids[keep], rows[keep]
         return ids, view.matrix[rows] if len(rows) else np.zeros((0, self.dim), np.float32)
 
     def content_hashes(self, item_ids: Iterable[int]) -> dict[int, str]:
@@ -436,19 +434,15 @@ class Store:
             captions.setdefault(item_id, []).append(text)
         for item_id, path, metadata in self.conn.execute(
                 "SELECT id, path, metadata FROM items WHERE status = 'ok' ORDER BY id"):
-            try:
-                meta = json.loads(metadata or "{}")
-            except json.JSONDecodeError:
-                meta = {}
-            yield item_id, path, meta if isinstance(meta, dict) else {}, captions.get(item_id, [])
+            yield item_id, path, _loads(metadata), captions.get(item_id, [])
 
     def field_values(self, key: str, item_ids: Iterable[int]) -> list[Any]:
         """The value of metadata ``key`` for each of these items, in order (None where an item has none)."""
-        ids = [int(i) for i in item_ids]
+        ids, path = [int(i) for i in item_ids], json_path(key)
         found: dict[int, Any] = {}
         for chunk, marks in _in_chunks(ids):
             for item_id, value in self.conn.execute(
-                    f"SELECT id, json_extract(metadata, ?) FROM items WHERE id IN ({marks})", [f'$."{key}"', *chunk]):
+                    f"SELECT id, json_extract(metadata, ?) FROM items WHERE id IN ({marks})", [path, *chunk]):
                 found[int(item_id)] = _json_or_text(value)
         return [found.get(i) for i in ids]
 
@@ -462,7 +456,7 @@ class Store:
         """Some distinct values the items hold under metadata ``key`` (empty: no item has the field)."""
         rows = self.conn.execute(
             "SELECT DISTINCT CAST(json_extract(metadata, ?) AS TEXT) AS v FROM items "
-            "WHERE status = 'ok' AND v IS NOT NULL ORDER BY v LIMIT ?", (f'$."{key}"', int(limit)))
+            "WHERE status = 'ok' AND v IS NOT NULL ORDER BY v LIMIT ?", (json_path(key), int(limit)))
         return [r[0] for r in rows]
 
     def filter_item_ids(self, where: dict[str, str] | Iterable[Condition] = (),
