@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from clipdex.encoders.backends import (
+    MIN_CALIBRATION_IMAGES,
+    Calibration,
+    cached_choice,
+    calibrate,
+    canonical_backend,
+    open_session,
+    ort_session,
+)
 from clipdex.encoders.base import l2_normalize
 from clipdex.encoders.layouts import find_model
 from clipdex.encoders.preprocess import ModelConfig, preprocess_image
@@ -109,9 +119,11 @@ class OnnxEncoder:
 
     Sessions load on first use (or at once, when the files do not give the
     image size or width). Each graph's inputs, element types, batch dimension
-    and output are read from the graph itself. ``precision="int8"`` runs a
-    dynamically quantised copy of the image tower (made once, cached), 2-3x
-    faster on CPUs with VNNI/AMX.
+    and output are read from the graph itself. ``backend`` picks the image
+    tower's runtime and format (:mod:`clipdex.encoders.backends`): ``auto``
+    uses the fastest one measured for this model on this machine, measuring
+    once on the first batch of at least eight images it is given (fp32 until
+    then); ``precision`` is the older name (``int8`` = ``ort-int8``).
     """
 
     def __init__(
@@ -122,13 +134,17 @@ class OnnxEncoder:
         threads: int | None = None,
         batch_size: int = 32,
         cache_dir: str | Path | None = None,
+        backend: str | None = None,
     ) -> None:
-        if precision not in PRECISIONS:
+        if backend is None and precision not in PRECISIONS:
             raise EncoderSpecError(f"unknown precision {precision!r}. Available: {', '.join(PRECISIONS)}")
+        self.backend = canonical_backend(backend or precision)
+        self.calibration: Calibration | None = None  # set when ``auto`` resolved by measuring or from the cache
+        self._backend_in_use: str | None = None
         self.spec = spec or f"onnx:{folder}"
         self.files = find_model(str(folder), self.spec)
         self.folder = self.files.visual.parent if self.files.layout == "fastembed" else Path(str(folder))
-        self.precision = precision
+        self.precision = "int8" if "int8" in self.backend or "qdq" in self.backend else "fp32"
         self.threads = threads or os.cpu_count() or 1
         self.batch_size = batch_size
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -168,7 +184,7 @@ class OnnxEncoder:
             raise ValueError(f"expected pixels of shape (n, {expected}), got {pixels.shape}")
         if len(pixels) == 0:
             return np.zeros((0, self.dim), np.float32)
-        graph = self._visual_graph()
+        graph = self._visual_graph(pixels)
         outs = [graph.run({"pixels": pixels[i : i + self.batch_size]}, self.spec)
                 for i in range(0, len(pixels), self.batch_size)]
         return l2_normalize(np.concatenate(outs))
@@ -207,48 +223,45 @@ class OnnxEncoder:
                                                   config.text_canonical)
         return self._tokenizer
 
-    def _session(self, path: Path) -> Any:
-        import onnxruntime as ort
+    # -- backends -------------------------------------------------------
+    @property
+    def backend_in_use(self) -> str:
+        """The backend the image tower runs on now (``auto`` resolved; ``ort-fp32`` before any image)."""
+        return self._backend_in_use or ("ort-fp32" if self.backend == "auto" else self.backend)
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # a GPU build of ONNX Runtime on a machine (or Ray worker) given a GPU uses it; otherwise the CPU
-        providers = ["CPUExecutionProvider"]
-        if "CUDAExecutionProvider" in ort.get_available_providers() and os.environ.get("CUDA_VISIBLE_DEVICES", "x"):
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            return ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as e:  # a damaged or foreign file: onnxruntime's own exception classes
-            raise ModelNotFoundError(f"{self.spec}: {path} is not a loadable ONNX graph: {_first_line(e)}") from e
+    def calibrate(self, pixels: np.ndarray, progress: Callable[[str], None] | None = None) -> Calibration:
+        """Measure every available backend on these preprocessed images, cache the fastest accepted one for
+        this model and machine, and use it from now on (see :func:`clipdex.encoders.backends.calibrate`)."""
+        self.calibration = calibrate(self.files.visual, np.asarray(pixels, np.float32), self.threads,
+                                     self.cache_dir, batch=self.batch_size, spec=self.spec, progress=progress)
+        self._use_backend(self.calibration.choice, pixels)
+        return self.calibration
 
-    def _visual_graph(self) -> _Graph:
-        if self._visual is None:
-            path = self.files.visual
-            if self.precision == "int8":
-                path = quantized_copy(path, self.cache_dir)
-            self._visual = _graph(self._session(path), "image", self.spec)
+    def _resolve_auto(self, pixels: np.ndarray | None) -> str:
+        cached = cached_choice(self.files.visual, self.cache_dir)
+        if cached is not None:
+            self.calibration = cached
+            return cached.choice
+        if pixels is not None and len(pixels) >= MIN_CALIBRATION_IMAGES:
+            return self.calibrate(pixels).choice
+        return "ort-fp32"  # too few images to measure on: exact fp32 until a batch arrives
+
+    def _use_backend(self, backend: str, pixels: np.ndarray | None) -> None:
+        session = open_session(self.files.visual, backend, self.threads, self.spec, self.cache_dir,
+                               None if pixels is None else pixels[::2])
+        self._visual = _graph(session, "image", self.spec)
+        self._backend_in_use = backend
+
+    def _visual_graph(self, pixels: np.ndarray | None = None) -> _Graph:
+        provisional = self.backend == "auto" and self.calibration is None
+        if self._visual is None or (provisional and pixels is not None and len(pixels) >= MIN_CALIBRATION_IMAGES):
+            backend = self._resolve_auto(pixels) if self.backend == "auto" else self.backend
+            if self._visual is None or backend != self._backend_in_use:
+                self._use_backend(backend, pixels)
+        assert self._visual is not None
         return self._visual
 
     def _textual_graph(self) -> _Graph:
         if self._textual is None:
-            self._textual = _graph(self._session(self.files.textual), "text", self.spec)
+            self._textual = _graph(ort_session(self.files.textual, self.threads, self.spec), "text", self.spec)
         return self._textual
-
-
-def quantized_copy(path: Path, cache_dir: Path | None) -> Path:
-    """A dynamically int8-quantised copy of an ONNX graph, made once and cached."""
-    from clipdex.encoders.cache import cache_path_for
-
-    target = cache_path_for(path, "int8", cache_dir) / path.name
-    if target.exists():
-        return target
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp.onnx")
-    # MatMul only: quantising the patch-embedding Conv costs accuracy for little speed.
-    quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
-    os.replace(tmp, target)
-    return target
