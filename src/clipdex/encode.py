@@ -14,16 +14,21 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
 
+from clipdex.encoders.backends import MIN_CALIBRATION_IMAGES, Calibration
 from clipdex.encoders.base import Encoder
+from clipdex.errors import EncoderSpecError, SourceError
 from clipdex.media.decode import DecodeOptions, ImageInput
 from clipdex.media.pipeline import Decoded, decode_stream
+from clipdex.media.sources import walk_images
 
-__all__ = ["decode_options", "decoded_batches", "embed_images", "embed_stream"]
+__all__ = ["calibration_images", "decode_options", "decoded_batches", "embed_images", "embed_stream",
+           "measure_backends"]
 
 T = TypeVar("T")
 
@@ -97,3 +102,38 @@ def embed_images(encoder: Encoder, paths: list[str], workers: int | None = None)
             emb[i] = vector
             ok[i] = True
     return emb, ok
+
+
+def calibration_images(encoder: Encoder, sources: Iterable[str | os.PathLike[str]], limit: int = 32) -> np.ndarray:
+    """Up to ``limit`` images from ``sources`` (image files, or folders walked in order), decoded and
+    preprocessed for ``encoder`` exactly as indexing does; files that do not decode are passed over.
+
+    Raises:
+        SourceError: fewer than the calibration minimum decode.
+    """
+    paths = (p for source in sources for p in (walk_images(source) if os.path.isdir(source) else [os.fspath(source)]))
+    pixels = []
+    for batch in decoded_batches(paths, str, encoder, batch_size=limit):
+        pixels += [d.value for d in batch if d.error is None]
+        if len(pixels) >= limit:
+            break
+    if len(pixels) < MIN_CALIBRATION_IMAGES:
+        raise SourceError(f"backend calibration needs at least {MIN_CALIBRATION_IMAGES} readable images, "
+                          f"found {len(pixels)}")
+    return np.stack(pixels[:limit])
+
+
+def measure_backends(encoder: Encoder, sources: Iterable[str | os.PathLike[str]], limit: int = 32,
+                     progress: Callable[[str], None] | None = None) -> Calibration:
+    """Measure every backend for ``encoder``'s model on up to ``limit`` of these images and cache the fastest
+    accepted one (see :func:`clipdex.encoders.backends.calibrate`); ``index --backend auto`` then uses it.
+
+    Raises:
+        EncoderSpecError: the encoder does not run on ONNX graphs (it has no backends to choose from).
+        SourceError: too few readable images.
+    """
+    calibrate = getattr(encoder, "calibrate", None)
+    if calibrate is None:
+        raise EncoderSpecError(f"{encoder.spec}: this encoder has no backends to measure")
+    result: Calibration = calibrate(calibration_images(encoder, sources, limit), progress=progress)
+    return result

@@ -140,14 +140,18 @@ def _embed_all(collection: Store, conn: sqlite3.Connection, todo: list[PlannedIt
                                  options.workers, transform):
         _attach_exif(batch)
         started = time.perf_counter()
+        calibrating = getattr(encoder, "calibration_seconds", 0.0)
         encoded = _encode_batch(batch, encoder, options.embed_captions)
-        report.model_seconds += time.perf_counter() - started
+        calibrated = getattr(encoder, "calibration_seconds", 0.0) - calibrating  # the first batch may measure
+        report.calibration_seconds += calibrated
+        report.model_seconds += time.perf_counter() - started - calibrated
         write_batch(collection, conn, encoded, report)
         done += len(batch)
         if progress and done < total:
             progress(done, total, report.failed)
     if progress:
         progress(done, total, report.failed)
+    report.backend = getattr(encoder, "backend_in_use", "")
 
 
 def _encode_batch(batch: list[Decoded[PlannedItem]], encoder: Encoder, embed_captions: bool) -> EncodedBatch:

@@ -28,7 +28,10 @@ def index(
     prune: Annotated[bool, typer.Option(help="Remove items of this source whose files are gone")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     workers: Annotated[int | None, typer.Option(min=1, help="Decode threads")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, or int8 for the fast quantised image tower")] = "fp32",
+    backend: Annotated[str | None, typer.Option(
+        help="Image tower runtime: auto (the fastest measured for this model on this CPU, once; default, or "
+             "$CLIPDEX_BACKEND), ort-fp32, ort-int8, ort-qdq, ov-fp32, ov-bf16, ov-int8")] = None,
+    precision: Annotated[str | None, typer.Option(hidden=True, help="Older name: fp32 or int8")] = None,
     index_factory: Annotated[str | None, typer.Option(help="FAISS factory string, or 'exact'")] = None,
     no_captions: Annotated[bool, typer.Option("--no-captions", help="Do not embed captions")] = False,
     ocr: Annotated[bool, typer.Option("--ocr", help="Read words in images (RapidOCR) for lexical search")] = False,
@@ -48,12 +51,19 @@ def index(
                            index_factory=index_factory, embed_captions=not no_captions, ocr=ocr,
                            regions=parse_grids(regions), video_every=video_every,
                            source=SourceOptions(image_col, caption_col, image_root, allow_outside_root))
-    report = index_into(collection, source, model, precision, options, progress=progress_printer("index"))
+    from clipdex.encoders.backends import default_backend
+
+    chosen = backend or (None if precision else default_backend())
+    report = index_into(collection, source, model, precision or "fp32", options,
+                        progress=progress_printer("index"), backend=chosen)
     data = {**asdict(report), "images_per_second": round(report.images_per_second, 2),
             "model_busy": round(report.model_busy, 3)}
     busy = f" (model busy {report.model_busy:.0%} of the time)" if report.added + report.updated else ""
     lines = [f"indexed {_counts(report)}; {report.captions} captions; "
-             f"{report.images_per_second:.1f} img/s{busy}; search: {report.index}"]
+             f"{report.images_per_second:.1f} img/s{busy}; backend {report.backend}; search: {report.index}"]
+    if report.calibration_seconds:
+        lines.append(f"  measured the backends for this model on this CPU in {report.calibration_seconds:.1f} s "
+                     "(once; `clipdex backends` shows the figures)")
     if report.gone:
         lines.append(f"  the files of {report.gone} items are gone: they no longer show in results; "
                      "index again with --prune to remove them")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -55,3 +56,36 @@ def pull(name: Annotated[str, typer.Argument(help="A name from `clipdex models`"
 
     spec = pull_model(name, directory)
     emit({"name": name, "spec": spec}, as_json, f"{name}: use --model {spec}")
+
+
+@models_app.command("backends")
+def backends(model: Annotated[str, typer.Argument(help="Encoder spec, e.g. builtin:shapes-tiny or onnx:DIR")],
+             images: Annotated[list[Path], typer.Argument(help="Image files or folders to measure on (your own "
+                                                                "photos are best)")],
+             limit: Annotated[int, typer.Option(min=8, help="Images to measure on")] = 32,
+             as_json: JsonOpt = False) -> None:
+    """Measure every image-tower backend for MODEL on this CPU and cache the fastest accurate one.
+
+    A backend is accepted only where each image's vector keeps cosine >= 0.999 to fp32;
+    `index --backend auto` (the default) then runs on the one chosen here.
+    """
+    from clipdex.encode import measure_backends
+    from clipdex.encoders import load_encoder
+
+    encoder = load_encoder(model, backend="auto")
+    say = None if as_json else (lambda line: print(line, file=sys.stderr, flush=True))
+    calibration = measure_backends(encoder, images, limit, progress=say)
+    emit(calibration.to_dict(), as_json, _backend_table(calibration.to_dict()))
+
+
+def _backend_table(data: dict[str, Any]) -> str:
+    from clipdex.encoders.backends import MIN_COSINE
+
+    lines = [f"{data['model']} on {data['machine']}: {data['images']} images, batch {data['batch']}",
+             "| backend | img/s | cosine min | cosine median | prepare s | accepted |", "|---|---|---|---|---|---|"]
+    for r in data["results"]:
+        verdict = "yes" if r["accepted"] else (r["error"] or f"no (< {MIN_COSINE})")
+        lines.append(f"| {r['backend']} | {r['images_per_second']:.1f} | {r['cosine_min']:.5f} | "
+                     f"{r['cosine_median']:.5f} | {r['prepare_seconds']:.1f} | {verdict} |")
+    lines.append(f"chosen: {data['choice']}")
+    return "\n".join(lines)

@@ -39,8 +39,9 @@ from clipdex.encoders.cache import cache_path_for, default_cache_dir
 from clipdex.errors import EncoderSpecError, ModelNotFoundError
 from clipdex.quiet import verbose
 
-__all__ = ["ALIASES", "BACKENDS", "MIN_COSINE", "BackendResult", "Calibration", "available_backends",
-           "cached_choice", "calibrate", "canonical_backend", "machine_key", "open_session", "ort_session"]
+__all__ = ["ALIASES", "BACKENDS", "BACKEND_ENV", "MIN_COSINE", "BackendResult", "Calibration", "available_backends",
+           "cached_choice", "calibrate", "canonical_backend", "default_backend", "machine_key", "open_session",
+           "ort_session"]
 
 BACKENDS = ("ort-fp32", "ort-int8", "ort-qdq", "ov-fp32", "ov-bf16", "ov-int8")
 ALIASES = {"fp32": "ort-fp32", "int8": "ort-int8"}  # the names of ``--precision`` before backends existed
@@ -48,6 +49,14 @@ MIN_COSINE = 0.999  # a backend is accepted only if every calibration image keep
 MIN_CALIBRATION_IMAGES = 8
 
 _OV_TYPES = {"f32": "tensor(float)", "f16": "tensor(float16)", "i64": "tensor(int64)", "i32": "tensor(int32)"}
+
+
+BACKEND_ENV = "CLIPDEX_BACKEND"
+
+
+def default_backend() -> str:
+    """``$CLIPDEX_BACKEND`` when set (checked), else ``auto``: what indexing runs the image tower on."""
+    return canonical_backend(os.environ.get(BACKEND_ENV, "").strip() or "auto")
 
 
 def canonical_backend(name: str) -> str:
@@ -168,8 +177,9 @@ def open_session(path: Path, backend: str, threads: int, spec: str, cache_dir: P
         return ort_session(graph, threads, spec)
     config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
               "INFERENCE_PRECISION_HINT": "bf16" if backend != "ov-fp32" else "f32",
-              # compiled blobs are cached so a second process loads in a fraction of the time
-              }
+              # Compiled blobs are cached so a second process loads in a fraction of the time; one folder
+              # per backend, because OpenVINO 2026.4 hands a bf16 compile the blob of an f32 one (NaNs).
+              "CACHE_DIR": str((cache_dir or default_cache_dir()) / "openvino" / backend)}
     if backend == "ov-int8":  # what NNCF left in float runs in f32, as it was calibrated
         config["INFERENCE_PRECISION_HINT"] = "f32"
     try:
@@ -186,10 +196,10 @@ def prepared_graph(path: Path, backend: str, cache_dir: Path | None, calibration
     target = cache_path_for(path, backend, cache_dir) / (path.stem + (".xml" if backend == "ov-int8" else ".onnx"))
     if target.exists():
         return target
-    if backend != "ort-int8" and (calibration is None or len(calibration) < MIN_CALIBRATION_IMAGES):
-        raise EncoderSpecError(f"{spec}: backend {backend} is calibrated on images the first time; give it at "
-                               f"least {MIN_CALIBRATION_IMAGES} (index a folder with --backend {backend}, or run "
-                               "`clipdex backends MODEL IMAGES...`)")
+    if backend != "ort-int8" and (calibration is None or len(calibration) < MIN_CALIBRATION_IMAGES // 2):
+        raise EncoderSpecError(f"{spec}: backend {backend} is calibrated on images the first time; index a "
+                               f"folder of at least {MIN_CALIBRATION_IMAGES} images with --backend {backend}, or "
+                               "run `clipdex models backends MODEL IMAGES...`")
     target.parent.mkdir(parents=True, exist_ok=True)
     with _hushed():
         {"ort-int8": _quantize_dynamic, "ort-qdq": _quantize_static, "ov-int8": _quantize_nncf}[backend](

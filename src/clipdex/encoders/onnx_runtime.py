@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -141,6 +142,7 @@ class OnnxEncoder:
         self.backend = canonical_backend(backend or precision)
         self.calibration: Calibration | None = None  # set when ``auto`` resolved by measuring or from the cache
         self._backend_in_use: str | None = None
+        self.calibration_seconds = 0.0  # spent measuring backends in this process
         self.spec = spec or f"onnx:{folder}"
         self.files = find_model(str(folder), self.spec)
         self.folder = self.files.visual.parent if self.files.layout == "fastembed" else Path(str(folder))
@@ -232,9 +234,11 @@ class OnnxEncoder:
     def calibrate(self, pixels: np.ndarray, progress: Callable[[str], None] | None = None) -> Calibration:
         """Measure every available backend on these preprocessed images, cache the fastest accepted one for
         this model and machine, and use it from now on (see :func:`clipdex.encoders.backends.calibrate`)."""
+        started = time.perf_counter()
         self.calibration = calibrate(self.files.visual, np.asarray(pixels, np.float32), self.threads,
                                      self.cache_dir, batch=self.batch_size, spec=self.spec, progress=progress)
         self._use_backend(self.calibration.choice, pixels)
+        self.calibration_seconds += time.perf_counter() - started
         return self.calibration
 
     def _resolve_auto(self, pixels: np.ndarray | None) -> str:

@@ -86,6 +86,7 @@ def load_encoder(
     threads: int | None = None,
     batch_size: int = 32,
     cache_dir: str | Path | None = None,
+    backend: str | None = None,
 ) -> Encoder:
     """Load an encoder by spec; the model files load lazily on first encode.
 
@@ -95,6 +96,8 @@ def load_encoder(
         threads: ONNX Runtime intra-op threads (default: all cores).
         batch_size: largest batch sent to the runtime at once.
         cache_dir: where exports and quantised copies are cached.
+        backend: the image tower's runtime (:data:`clipdex.encoders.backends.BACKENDS`, or ``auto``: the fastest
+            measured for this model on this machine); wins over ``precision``.
 
     Example:
         >>> enc = load_encoder("builtin:shapes-tiny")
@@ -105,4 +108,4 @@ def load_encoder(
     spec = normalize_spec(spec)
     folder = resolve_folder(spec, cache)
     return OnnxEncoder(folder, spec=spec, precision=precision, threads=threads,
-                       batch_size=batch_size, cache_dir=cache)
+                       batch_size=batch_size, cache_dir=cache, backend=backend)

@@ -49,18 +49,21 @@ class IndexReport:
     captions: int = 0
     seconds: float = 0.0
     model_seconds: float = 0.0  # time inside the encoder: the rest went to planning, decoding, storing
+    backend: str = ""  # the image tower's backend (``auto`` resolved)
+    calibration_seconds: float = 0.0  # the one-time backend measurement, when this run made it (not in img/s)
     index: str = "exact"
     errors: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def model_busy(self) -> float:
         """Share of the run's wall time the model was encoding (decoding that starves it shows as a low share)."""
-        return min(1.0, self.model_seconds / self.seconds) if self.seconds > 0 else 0.0
+        seconds = self.seconds - self.calibration_seconds
+        return min(1.0, self.model_seconds / seconds) if seconds > 0 else 0.0
 
     @property
     def images_per_second(self) -> float:
-        embedded = self.added + self.updated
-        return embedded / self.seconds if self.seconds > 0 else 0.0
+        embedded, seconds = self.added + self.updated, self.seconds - self.calibration_seconds
+        return embedded / seconds if seconds > 0 else 0.0
 
 
 @dataclass
