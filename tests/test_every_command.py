@@ -34,7 +34,8 @@ def _bad_inputs(tmp: Path, tiny_spec: str) -> dict[str, list[list[str]]]:
     gone, junk, folder = str(tmp / "missing"), str(tmp / "junk.bin"), str(tmp / "plain")
     return {
         "index": [[gone, "-c", str(tmp / "c1")], [junk, "-c", str(tmp / "c2")], [folder, "-c", junk],
-                  [folder, "-c", str(tmp / "c3"), "--regions", "9"], [folder, "-c", str(tmp / "c4"), "--model", "x:y"]],
+                  [folder, "-c", str(tmp / "c3"), "--regions", "9"], [folder, "-c", str(tmp / "c4"), "--model", "x:y"],
+                  [folder, "-c", str(tmp / "c5"), "--backend", "tpu"]],
         "search": [[gone, "a dog"], [junk, "a dog"], [folder, "a dog", "--no-index"], [folder, "--where", "=x"]],
         "heatmap": [[gone, "1", "a dog"], [folder, "1", "a dog"]],
         "info": [[gone], [junk]], "remove": [[gone, "--path", "*"]], "verify": [[gone]], "repair": [[gone]],
@@ -58,6 +59,7 @@ def _bad_inputs(tmp: Path, tiny_spec: str) -> dict[str, list[list[str]]]:
         "eval compare": [[gone, gone], [junk, junk]],
         "eval binding": [["--styles", "nope"], ["--model", "x:y"]],
         "models pull": [["no-such-model"]],
+        "models backends": [["x:y", folder], [tiny_spec, gone], [tiny_spec, junk], [tiny_spec, folder]],
         "map": [[gone], [folder], [folder, "--method", "tsne"]],
         "clusters": [[gone], [junk]], "scores": [[gone]], "tag": [[gone], [folder, "--vocab", gone]],
         "probe train": [["x", "-c", gone, "-p", "1", "-n", "2"]],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -158,22 +159,40 @@ class OnnxEncoder:
         self.image_size = self.config.image_size
 
     def _complete(self, config: ModelConfig) -> ModelConfig:
-        """Fill what the files left open (image size, width, a fixed text length) from the graphs."""
-        if not config.image_size:
-            side = self._visual_graph().shape[-1]
-            if not isinstance(side, int):
-                raise ModelNotFoundError(f"{self.spec}: the image size is neither in the files nor fixed by the "
-                                         "graph; use a folder with its preprocessing config")
-            config = replace(config, image_size=side)
-        if not config.dim:
-            config = replace(config, dim=self._probe_dim(config))
-        return config
+        """Fill what the files left open (image size, width) from the graphs.
 
-    def _probe_dim(self, config: ModelConfig) -> int:
-        graph = self._textual_graph()
-        ids = np.zeros((1, config.context_length), np.int64)
-        out = graph.run({"ids": ids, "mask": np.ones_like(ids), "type_ids": np.zeros_like(ids)}, self.spec)
-        return int(out.shape[-1])
+        Read once per model file and cached: opening a graph costs far more than a text query, so a later
+        process (a search, a no-op re-index) loads no graph it does not run.
+        """
+        if config.image_size and config.dim:
+            return config
+        from clipdex.encoders.cache import cache_path_for
+
+        facts_file = cache_path_for(self.files.visual, "facts", self.cache_dir) / "facts.json"
+        try:
+            facts = json.loads(facts_file.read_text())
+            image_size, dim = int(facts["image_size"]), int(facts["dim"])
+        except (OSError, ValueError, KeyError, TypeError):
+            image_size, dim = self._read_facts(config)
+            facts_file.parent.mkdir(parents=True, exist_ok=True)
+            facts_file.write_text(json.dumps({"image_size": image_size, "dim": dim}))
+        return replace(config, image_size=config.image_size or image_size, dim=config.dim or dim)
+
+    def _read_facts(self, config: ModelConfig) -> tuple[int, int]:
+        """The image side the visual graph fixes and the embedding width (its output's, else the text graph's)."""
+        session = ort_session(self.files.visual, 1, self.spec)  # a throwaway: the backend opens its own
+        visual = _graph(session, "image", self.spec)
+        side = visual.shape[-1]
+        if not config.image_size and not isinstance(side, int):
+            raise ModelNotFoundError(f"{self.spec}: the image size is neither in the files nor fixed by the "
+                                     "graph; use a folder with its preprocessing config")
+        width = next((o.shape[-1] for o in session.get_outputs() if o.name == visual.output), None)
+        if not isinstance(width, int):
+            graph = self._textual_graph()
+            ids = np.zeros((1, config.context_length), np.int64)
+            width = graph.run({"ids": ids, "mask": np.ones_like(ids), "type_ids": np.zeros_like(ids)},
+                              self.spec).shape[-1]
+        return int(config.image_size or side), int(width)
 
     # -- images ---------------------------------------------------------
     def preprocess(self, image: Image.Image) -> np.ndarray:
