@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: demo test lint typecheck unit bench clean chromium serve-demo
+.PHONY: demo test lint typecheck unit bench bench-peers clean chromium serve-demo
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -62,6 +62,11 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_search.py
 	$(BIN)/python benchmarks/bench_curate.py
 	$(BIN)/python benchmarks/bench_synth.py
+
+# clipdex beside rclip 3.3.0 (its own venv, PyPI) and every image-tower backend on the real shapes: minutes, not in `make test`
+bench-peers: $(VENV)/.dev
+	$(BIN)/python benchmarks/bench_peers.py
+	$(BIN)/python benchmarks/bench_backends.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache .mypy_cache
