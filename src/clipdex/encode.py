@@ -71,7 +71,9 @@ def decoded_batches(items: Iterable[T], path_of: Callable[[T], ImageInput], enco
     options = options or decode_options(encoder)  # type: ignore[arg-type]
     transform = transform or encoder.preprocess  # type: ignore[union-attr]
     batch: list[Decoded[T]] = []
-    stream = decode_stream(items, path_of, options, transform, workers, prefetch=max(2 * batch_size, 32))
+    # One batch decoded ahead while the encoder runs on the last is all the overlap needs; more only holds
+    # memory (a 256 px float image is 0.8 MB).
+    stream = decode_stream(items, path_of, options, transform, workers, prefetch=batch_size + 8)
     for decoded in stream:
         batch.append(decoded)
         if len(batch) >= batch_size:

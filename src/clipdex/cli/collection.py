@@ -117,6 +117,7 @@ def search(
     under CLIPDEX_DATA_DIR (default ~/.local/share/clipdex), is brought up to date first.
     """
     from clipdex.collection import Collection, search_folder
+    from clipdex.encoders import load_encoder
     from clipdex.indexing import IndexOptions
     from clipdex.search import Query, Target
     from clipdex.search.query import parse_near, parse_where
@@ -140,6 +141,8 @@ def search(
     else:
         where_to = Path(str(collection))
         with Collection.open(where_to) as coll:
+            # one search per process: sessions built for a fast start (they load lazily, if at all)
+            coll.use_encoder(load_encoder(coll.encoder_spec, quick_start=True))
             hits = coll.search(query)
     why = _why_no_results(where_to, query) if not hits and query.filtered else ""
     if paths_only:

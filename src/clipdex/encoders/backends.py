@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from clipdex.encoders.cache import cache_path_for, default_cache_dir
+from clipdex.encoders.cache import cache_path_for
 from clipdex.errors import EncoderSpecError, ModelNotFoundError
 from clipdex.quiet import verbose
 
@@ -93,14 +93,22 @@ def _importable(module: str) -> bool:
 
 # -- sessions -------------------------------------------------------------------------------------
 
-def ort_session(path: Path, threads: int, spec: str) -> Any:
-    """An ONNX Runtime session on the CPU (or CUDA, where a GPU build is given a GPU)."""
+def ort_session(path: Path, threads: int, spec: str, quick_start: bool = False) -> Any:
+    """An ONNX Runtime session on the CPU (or CUDA, where a GPU build is given a GPU).
+
+    ``quick_start`` skips the load-time work that pays off only over many calls (the extended graph
+    rewrites and the packing of weights for the matrix kernels): for a process that encodes once,
+    such as one search from the command line, it saves more at load than the call loses.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if quick_start:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.add_session_config_entry("session.disable_prepacking", "1")
     # Idle kernel threads sleep instead of spinning: the decode threads share these cores.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CPUExecutionProvider"]
@@ -158,12 +166,13 @@ def _ov_core() -> Any:
 
 
 def open_session(path: Path, backend: str, threads: int, spec: str, cache_dir: Path | None = None,
-                 calibration: np.ndarray | None = None) -> Any:
+                 calibration: np.ndarray | None = None, quick_start: bool = False) -> Any:
     """A session for the image graph at ``path`` on ``backend``, preparing (and caching) its graph first.
 
     Args:
         calibration: preprocessed images ``(n, 3, S, S)``; the static int8 backends need them the first time
             (later their quantised graph comes from the cache).
+        quick_start: see :func:`ort_session` (ONNX Runtime backends only).
 
     Raises:
         EncoderSpecError: the backend is not installed here, or needs calibration images it was not given.
@@ -174,14 +183,12 @@ def open_session(path: Path, backend: str, threads: int, spec: str, cache_dir: P
                                f"{', '.join(available_backends())}; OpenVINO: pip install 'clipdex[openvino]')")
     graph = prepared_graph(path, backend, cache_dir, calibration, spec)
     if backend.startswith("ort-"):
-        return ort_session(graph, threads, spec)
+        return ort_session(graph, threads, spec, quick_start)
+    # No CACHE_DIR: an imported blob holds every weight in memory (575 MB for ViT-B/32 against 154 MB for the
+    # IR, whose weights are mapped), and OpenVINO 2026.4 handed a bf16 compile the blob of an f32 one (NaNs).
+    # What NNCF left in float runs in f32, as it was calibrated.
     config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-              "INFERENCE_PRECISION_HINT": "bf16" if backend != "ov-fp32" else "f32",
-              # Compiled blobs are cached so a second process loads in a fraction of the time; one folder
-              # per backend, because OpenVINO 2026.4 hands a bf16 compile the blob of an f32 one (NaNs).
-              "CACHE_DIR": str((cache_dir or default_cache_dir()) / "openvino" / backend)}
-    if backend == "ov-int8":  # what NNCF left in float runs in f32, as it was calibrated
-        config["INFERENCE_PRECISION_HINT"] = "f32"
+              "INFERENCE_PRECISION_HINT": "bf16" if backend == "ov-bf16" else "f32"}
     try:
         return _OvSession(_ov_core().compile_model(str(graph), "CPU", config))
     except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own
@@ -190,19 +197,23 @@ def open_session(path: Path, backend: str, threads: int, spec: str, cache_dir: P
 
 def prepared_graph(path: Path, backend: str, cache_dir: Path | None, calibration: np.ndarray | None,
                    spec: str) -> Path:
-    """The graph file ``backend`` runs: the model's own for fp32 / bf16, a cached quantised copy for int8."""
-    if backend in ("ort-fp32", "ov-fp32", "ov-bf16"):
+    """The graph file ``backend`` runs: the model's own for ONNX Runtime fp32, else a cached copy made once:
+    OpenVINO's IR for ``ov-fp32`` / ``ov-bf16`` (bf16 from weights stored as fp16, which OpenVINO maps
+    from disk instead of holding a float32 copy), the quantised graph for the int8 backends."""
+    if backend == "ort-fp32":
         return path
-    target = cache_path_for(path, backend, cache_dir) / (path.stem + (".xml" if backend == "ov-int8" else ".onnx"))
+    suffix = ".xml" if backend.startswith("ov-") else ".onnx"
+    target = cache_path_for(path, backend, cache_dir) / (path.stem + suffix)
     if target.exists():
         return target
-    if backend != "ort-int8" and (calibration is None or len(calibration) < MIN_CALIBRATION_IMAGES // 2):
+    if backend in ("ort-qdq", "ov-int8") and (calibration is None or len(calibration) < MIN_CALIBRATION_IMAGES // 2):
         raise EncoderSpecError(f"{spec}: backend {backend} is calibrated on images the first time; index a "
                                f"folder of at least {MIN_CALIBRATION_IMAGES} images with --backend {backend}, or "
                                "run `clipdex models backends MODEL IMAGES...`")
     target.parent.mkdir(parents=True, exist_ok=True)
     with _hushed():
-        {"ort-int8": _quantize_dynamic, "ort-qdq": _quantize_static, "ov-int8": _quantize_nncf}[backend](
+        {"ort-int8": _quantize_dynamic, "ort-qdq": _quantize_static, "ov-int8": _quantize_nncf, "ov-fp32": _ov_ir,
+     "ov-bf16": _ov_ir_fp16}[backend](
             path, target, calibration)
     return target
 
@@ -247,6 +258,19 @@ def _quantize_static(path: Path, target: Path, calibration: np.ndarray | None) -
     quantize_static(str(path), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     op_types_to_quantize=["MatMul", "Gemm"])
+    os.replace(tmp, target)
+
+
+def _ov_ir_fp16(path: Path, target: Path, calibration: np.ndarray | None) -> None:
+    _ov_ir(path, target, calibration, fp16=True)
+
+
+def _ov_ir(path: Path, target: Path, _calibration: np.ndarray | None, fp16: bool = False) -> None:
+    import openvino as ov
+
+    tmp = target.with_name(target.stem + ".tmp.xml")
+    ov.save_model(_ov_core().read_model(str(path)), str(tmp), compress_to_fp16=fp16)
+    os.replace(tmp.with_suffix(".bin"), target.with_suffix(".bin"))
     os.replace(tmp, target)
 
 

@@ -137,6 +137,7 @@ class OnnxEncoder:
         batch_size: int = 32,
         cache_dir: str | Path | None = None,
         backend: str | None = None,
+        quick_start: bool = False,
     ) -> None:
         if backend is None and precision not in PRECISIONS:
             raise EncoderSpecError(f"unknown precision {precision!r}. Available: {', '.join(PRECISIONS)}")
@@ -144,6 +145,7 @@ class OnnxEncoder:
         self.calibration: Calibration | None = None  # set when ``auto`` resolved by measuring or from the cache
         self._backend_in_use: str | None = None
         self.calibration_seconds = 0.0  # spent measuring backends in this process
+        self.quick_start = quick_start  # sessions for a process that encodes once (see backends.ort_session)
         self.spec = spec or f"onnx:{folder}"
         self.files = find_model(str(folder), self.spec)
         self.folder = self.files.visual.parent if self.files.layout == "fastembed" else Path(str(folder))
@@ -271,7 +273,7 @@ class OnnxEncoder:
 
     def _use_backend(self, backend: str, pixels: np.ndarray | None) -> None:
         session = open_session(self.files.visual, backend, self.threads, self.spec, self.cache_dir,
-                               None if pixels is None else pixels[::2])
+                               None if pixels is None else pixels[::2], self.quick_start)
         self._visual = _graph(session, "image", self.spec)
         self._backend_in_use = backend
 
@@ -286,5 +288,6 @@ class OnnxEncoder:
 
     def _textual_graph(self) -> _Graph:
         if self._textual is None:
-            self._textual = _graph(ort_session(self.files.textual, self.threads, self.spec), "text", self.spec)
+            session = ort_session(self.files.textual, self.threads, self.spec, self.quick_start)
+            self._textual = _graph(session, "text", self.spec)
         return self._textual

@@ -87,6 +87,7 @@ def load_encoder(
     batch_size: int = 32,
     cache_dir: str | Path | None = None,
     backend: str | None = None,
+    quick_start: bool = False,
 ) -> Encoder:
     """Load an encoder by spec; the model files load lazily on first encode.
 
@@ -98,6 +99,8 @@ def load_encoder(
         cache_dir: where exports and quantised copies are cached.
         backend: the image tower's runtime (:data:`clipdex.encoders.backends.BACKENDS`, or ``auto``: the fastest
             measured for this model on this machine); wins over ``precision``.
+        quick_start: load sessions for a process that encodes once or twice (a command-line search): less
+            load-time graph work, slower repeated calls.
 
     Example:
         >>> enc = load_encoder("builtin:shapes-tiny")
@@ -108,4 +111,5 @@ def load_encoder(
     spec = normalize_spec(spec)
     folder = resolve_folder(spec, cache)
     return OnnxEncoder(folder, spec=spec, precision=precision, threads=threads,
-                       batch_size=batch_size, cache_dir=cache, backend=backend)
+                       batch_size=batch_size, cache_dir=cache, backend=backend,
+                       quick_start=quick_start)
