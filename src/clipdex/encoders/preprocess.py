@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -85,27 +86,44 @@ def preprocess_image(image: Image.Image, config: ModelConfig) -> np.ndarray:
         if image.size != (size, size):
             image = image.resize((size, size), resample)
     else:
+        # Resize, then crop, as the references do: resizing only the cropped box (Pillow's ``box``) is 20 %
+        # faster but rounds a few pixels one level apart, and the pixels are meant to match exactly.
         image = _resize_short_side(image, config.resize_to or size, resample)
         image = _center_crop(image, size, config.crop_rounding)
-    arr = np.asarray(image, dtype=np.float32) * np.float32(1.0 / 255.0)
-    normed = (arr - np.asarray(config.mean, np.float32)) / np.asarray(config.std, np.float32)
-    return np.ascontiguousarray(normed.transpose(2, 0, 1), dtype=np.float32)
+    # Each channel through a 256-entry table of (v / 255 - mean) / std, computed in float32 exactly as the
+    # arithmetic would be: the same numbers, a third of the time of broadcasting over (H, W, 3).
+    table = _normalise_table(tuple(config.mean), tuple(config.std))
+    out = np.empty((3, size, size), np.float32)
+    for channel, plane in enumerate(image.split()):
+        np.take(table[channel], np.asarray(plane), out=out[channel])
+    return out
+
+
+@lru_cache(maxsize=8)
+def _normalise_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    scaled = np.arange(256, dtype=np.float32) * np.float32(1.0 / 255.0)
+    table = (scaled[None, :] - np.asarray(mean, np.float32)[:, None]) / np.asarray(std, np.float32)[:, None]
+    table.flags.writeable = False  # shared by every call
+    return table
+
+
+def _short_side_size(size: tuple[int, int], short: int) -> tuple[int, int]:
+    width, height = size
+    return (short, int(short * height / width)) if width <= height else (int(short * width / height), short)
+
+
+def _crop_origin(width: int, height: int, size: int, rounding: str) -> tuple[int, int]:
+    if rounding == "round":  # torchvision: int(round((w - s) / 2))
+        return int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
+    return (width - size) // 2, (height - size) // 2  # transformers: (w - s) // 2
 
 
 def _resize_short_side(image: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
     # the long side is truncated, as transformers, torchvision and OpenAI's CLIP do (640x427 -> 335x224)
-    width, height = image.size
-    if width <= height:
-        new = (size, int(size * height / width))
-    else:
-        new = (int(size * width / height), size)
+    new = _short_side_size(image.size, size)
     return image if new == image.size else image.resize(new, resample)
 
 
 def _center_crop(image: Image.Image, size: int, rounding: str) -> Image.Image:
-    width, height = image.size
-    if rounding == "round":  # torchvision: int(round((w - s) / 2))
-        left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
-    else:  # transformers: (w - s) // 2
-        left, top = (width - size) // 2, (height - size) // 2
+    left, top = _crop_origin(*image.size, size, rounding)
     return image.crop((left, top, left + size, top + size))
