@@ -33,7 +33,7 @@ class Decoded(Generic[T]):
 
 def default_workers() -> int:
     """Decode threads: enough to keep one encoder fed on a small machine."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+    return max(2, min(8, os.cpu_count() or 2))
 
 
 def decode_stream(
