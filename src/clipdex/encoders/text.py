@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import string
 from collections.abc import Callable
@@ -140,15 +141,9 @@ def _byte_alphabet() -> list[str]:
 
 def openai_bpe(merges_gz: Path, context_length: int = 77) -> TextTokenizer:
     """OpenAI CLIP's BPE tokenizer from its merges file, on the ``tokenizers`` runtime (no ftfy, no torch)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
 
-    lines = gzip.open(merges_gz, "rt", encoding="utf-8").read().split("\n")
-    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1] if line.strip()]
-    alphabet = _byte_alphabet()
-    vocab_list = alphabet + [c + "</w>" for c in alphabet] + ["".join(m) for m in merges]
-    vocab_list += ["<start_of_text>", "<end_of_text>"]
-    vocab = {token: i for i, token in enumerate(vocab_list)}
-    tok = Tokenizer(models.BPE(vocab, [(a, b) for a, b in merges], end_of_word_suffix="</w>", unk_token=None))
+    tok = Tokenizer(_openai_bpe_model(merges_gz))
     tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
                                            normalizers.Strip(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -156,9 +151,44 @@ def openai_bpe(merges_gz: Path, context_length: int = 77) -> TextTokenizer:
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
-    start, end = vocab["<start_of_text>"], vocab["<end_of_text>"]
+    start, end = tok.token_to_id("<start_of_text>"), tok.token_to_id("<end_of_text>")
+    if start is None or end is None:
+        raise ModelNotFoundError(f"{merges_gz}: not OpenAI's BPE merges file (no start/end tokens)")
     return TextTokenizer(lambda text: [start, *tok.encode(text, add_special_tokens=False).ids, end],
                          context_length, 0, True, end)
+
+
+def _openai_bpe_model(merges_gz: Path) -> Any:
+    """The BPE model of OpenAI's merges file. Its vocabulary and merges are written once, beside the other
+    derived files, in the form the tokenizers library reads itself: 0.04 s to load instead of 0.11 s of
+    Python parsing, which a one-shot command-line search pays every time."""
+    from tokenizers import models
+
+    from clipdex.encoders.cache import cache_path_for
+
+    folder = cache_path_for(merges_gz, "bpe")
+    vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
+    if vocab_file.is_file() and merges_file.is_file():
+        try:
+            return models.BPE.from_file(str(vocab_file), str(merges_file), end_of_word_suffix="</w>")
+        except Exception:  # a damaged cache is rebuilt from the source  # noqa: BLE001
+            pass
+    lines = gzip.open(merges_gz, "rt", encoding="utf-8").read().split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1] if line.strip()]
+    alphabet = _byte_alphabet()
+    vocab_list = alphabet + [c + "</w>" for c in alphabet] + ["".join(m) for m in merges]
+    vocab_list += ["<start_of_text>", "<end_of_text>"]
+    vocab = {token: i for i, token in enumerate(vocab_list)}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = merges_file.with_suffix(".tmp")
+        tmp.write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8")
+        os.replace(tmp, merges_file)
+        tmp.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, vocab_file)
+    except OSError:
+        pass  # a read-only cache only costs the next load its speed
+    return models.BPE(vocab, [(a, b) for a, b in merges], end_of_word_suffix="</w>", unk_token=None)
 
 
 _PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
