@@ -140,3 +140,12 @@ def test_too_few_images_to_measure_is_a_one_line_error(photos: Path, capsys: pyt
     assert app_main(["models", "backends", "builtin:shapes-tiny", str(photos / "00.jpg")]) != 0
     err = capsys.readouterr().err
     assert err.strip() == "error: backend calibration needs at least 8 readable images, found 1"
+
+
+def test_clipdex_backend_points_every_command_at_one_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLIPDEX_BACKEND", "ort-int8")
+    assert load_encoder("builtin:shapes-tiny").backend_in_use == "ort-int8"  # type: ignore[attr-defined]
+    assert load_encoder("builtin:shapes-tiny", backend="ov-fp32").backend_in_use == "ov-fp32"  # type: ignore[attr-defined]
+    monkeypatch.setenv("CLIPDEX_BACKEND", "gpu9000")
+    with pytest.raises(EncoderSpecError, match="unknown backend 'gpu9000'"):
+        load_encoder("builtin:shapes-tiny")

@@ -5,9 +5,11 @@ Specs: ``builtin:NAME``, ``onnx:DIR``, ``hf:REPO_OR_DIR``, ``open_clip:ARCH/TAG`
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
+from clipdex.encoders.backends import BACKEND_ENV
 from clipdex.encoders.base import Encoder
 from clipdex.encoders.onnx_runtime import OnnxEncoder
 from clipdex.errors import EncoderSpecError, ModelNotFoundError
@@ -98,7 +100,8 @@ def load_encoder(
         batch_size: largest batch sent to the runtime at once.
         cache_dir: where exports and quantised copies are cached.
         backend: the image tower's runtime (:data:`clipdex.encoders.backends.BACKENDS`, or ``auto``: the fastest
-            measured for this model on this machine); wins over ``precision``.
+            measured for this model on this machine); wins over ``precision``. Unset: ``$CLIPDEX_BACKEND`` when
+            that is set (so every command can be pointed at one), else ``precision``.
         quick_start: load sessions for a process that encodes once or twice (a command-line search): less
             load-time graph work, slower repeated calls.
 
@@ -107,6 +110,8 @@ def load_encoder(
         >>> enc.encode_texts(["a red circle"]).shape
         (1, 256)
     """
+    if backend is None and precision == "fp32" and os.environ.get(BACKEND_ENV, "").strip():
+        backend = os.environ[BACKEND_ENV].strip()
     cache = Path(cache_dir) if cache_dir else None
     spec = normalize_spec(spec)
     folder = resolve_folder(spec, cache)
