@@ -36,11 +36,15 @@ SPEC = "builtin:shapes-tiny"
 def build(folder: Path, n: int) -> Path:
     coll = folder / "c100k"
     if (coll / "collection.json").exists():
+        if not (coll / "index" / "manifest.json").exists():
+            with Collection.open(coll) as c:
+                c.build_index()
         return coll
     c = Collection.create(coll, SPEC, 256)
     rng = np.random.default_rng(0)
     items = [Item(f"/bench/{i:06d}.jpg", [], {}) for i in range(n)]
     add_embedded(c, items, rng.standard_normal((n, 256)).astype(np.float32))
+    c.build_index()  # the ANN index `clipdex index` builds at this size (exact search below the threshold)
     c.close()
     return coll
 
@@ -112,7 +116,9 @@ def main() -> None:
         port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "clipdex", "serve", str(coll), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    out: dict[str, object] = {"items": args.items, "model": SPEC}
+    manifest = coll / "index" / "manifest.json"
+    out: dict[str, object] = {"items": args.items, "model": SPEC,
+                              "index": json.loads(manifest.read_text())["factory"] if manifest.exists() else "exact"}
     try:
         for _ in range(200):
             try:

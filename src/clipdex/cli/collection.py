@@ -143,6 +143,7 @@ def search(
         with Collection.open(where_to) as coll:
             # one search per process: sessions built for a fast start (they load lazily, if at all)
             coll.use_encoder(load_encoder(coll.encoder_spec, quick_start=True))
+            coll.one_shot = True
             hits = coll.search(query)
     why = _why_no_results(where_to, query) if not hits and query.filtered else ""
     if paths_only:

@@ -48,6 +48,8 @@ def search_page(collection: Store, query: Query, encoder: Encoder) -> SearchPage
     vector = embed_query(query, encoder, collection)
     t1 = time.perf_counter()
     kind = "caption" if query.target == Target.CAPTIONS else "image"
+    if _index_only(collection, query, kind):
+        return _index_page(collection, query, vector, 1000 * (t1 - t0))
     view = collection.vectors(kind)
     want = query.depth
     diversify = query.diversity is not None or query.collapse is not None
@@ -94,6 +96,47 @@ def search_page(collection: Store, query: Query, encoder: Encoder) -> SearchPage
     if query.rerank is not None:
         stages["rerank"] = rerank_ms
     return SearchPage(hits, 1000 * (t3 - t0), stages, considered)
+
+
+def _index_only(collection: Store, query: Query, kind: str) -> bool:
+    """Whether a plain image query can be answered from the ANN index without the vectors in memory.
+
+    Loading every vector costs seconds and a float32 copy of them all at a million items, which a
+    process that searches once (a command-line search, ``collection.one_shot``) would pay for one
+    query; a server keeps the general path, with the vectors loaded once. Filters, regions, re-ranking,
+    diversity and caption fusion need the vectors, so they take the general path too.
+    """
+    plain = (kind == "image" and not query.filtered and not query.regions and query.rerank is None
+             and query.diversity is None and query.collapse is None and query.compose != "caption-fusion"
+             and query.item_id is None)
+    return plain and collection.one_shot and not collection.has_vectors_loaded(kind) and collection.ann() is not None
+
+
+def _index_page(collection: Store, query: Query, vector: np.ndarray, encode_ms: float) -> SearchPage:
+    """The ANN index's best vectors, plus an exact scan of those added since it was built (read from their
+    shards), the same candidates as the general path's ANN + delta, mapped to items through the database."""
+    t1 = time.perf_counter()
+    ann = collection.ann()
+    assert ann is not None
+    want = query.depth + _SPARE
+    newest = int(np.max(ann.vec_ids)) if len(ann.vec_ids) else -1
+    removed = len(ann.vec_ids) - collection.count_vectors("image", newest)  # indexed, since deleted
+    delta = collection.vectors_after("image", newest)
+    with collection.scan_lock:
+        ann_scores, ann_ids = ann.search(vector[None, :], want + removed)
+        d_scores, d_local = exact_topk(delta.matrix, vector, want)
+    owners = collection.live_vector_items(ann_ids[0][ann_ids[0] >= 0].tolist())
+    live = np.asarray([int(v) in owners for v in ann_ids[0]], bool)
+    ann_items = np.asarray([owners[int(v)] for v in ann_ids[0][live]], np.int64)
+    scores, items = merge_topk([ann_scores[0][live], d_scores], [ann_items, delta.item_ids[d_local]], want)
+    if query.min_score is not None:
+        keep = scores >= query.min_score
+        scores, items = scores[keep], items[keep]
+    t2 = time.perf_counter()
+    hits = _hits_of(collection, scores[query.offset:], items[query.offset:], None, query.k)
+    t3 = time.perf_counter()
+    stages = {"encode": encode_ms, "search": 1000 * (t2 - t1), "fetch": 1000 * (t3 - t2)}
+    return SearchPage(hits, encode_ms + 1000 * (t3 - t1), stages, len(ann.vec_ids) - removed + len(delta))
 
 
 def _allowed(collection: Store, query: Query) -> np.ndarray | None:
@@ -255,16 +298,23 @@ def _hits(collection: Store, view: VectorView, scores: np.ndarray, rows: np.ndar
     (the spare candidates behind them take their places)."""
     if limit is not None:
         rows, scores = rows[: limit + _SPARE], scores[: limit + _SPARE]
-    item_ids = view.item_ids[rows]
-    caption_ids = view.caption_ids[rows].tolist() if kind == "caption" else []
-    records, texts = collection.hit_rows(item_ids.tolist(), caption_ids)
+    return _hits_of(collection, scores, view.item_ids[rows], view.caption_ids[rows] if kind == "caption" else None,
+                    limit)
+
+
+def _hits_of(collection: Store, scores: np.ndarray, item_ids: np.ndarray, caption_ids: np.ndarray | None,
+             limit: int | None) -> list[Hit]:
+    """Hits of ranked items (and, for captions, the matched caption of each), skipping gone ones."""
+    if limit is not None:
+        scores, item_ids = scores[: limit + _SPARE], item_ids[: limit + _SPARE]
+    records, texts = collection.hit_rows(item_ids.tolist(), caption_ids.tolist() if caption_ids is not None else [])
     gone = collection.gone_items(records)
     hits: list[Hit] = []
-    for score, row, item_id in zip(scores.tolist(), rows.tolist(), item_ids.tolist(), strict=True):
+    for i, (score, item_id) in enumerate(zip(scores.tolist(), item_ids.tolist(), strict=True)):
         record = records.get(item_id)
         if record is None or item_id in gone:
             continue  # removed since the vectors were loaded, or its file deleted since indexing
-        caption = texts.get(int(view.caption_ids[row])) if kind == "caption" else (
+        caption = texts.get(int(caption_ids[i])) if caption_ids is not None else (
             record.captions[0] if record.captions else None)
         hits.append(Hit(item_id, score, record.path, caption, record.metadata, record.captions))
         if limit is not None and len(hits) >= limit:

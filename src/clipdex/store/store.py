@@ -95,6 +95,9 @@ class Store:
         self._local = threading.local()  # one SQLite connection per thread (WAL: readers never block)
         self._all_conns: list[sqlite3.Connection] = []
         self._views: dict[str, tuple[int, VectorView]] = {}
+        # Set by a process that searches once (a command-line search): plain queries are answered from the ANN
+        # index without loading every vector. A server keeps them loaded (and notices a damaged shard).
+        self.one_shot = False
         self._ann: tuple[int, ann_mod.AnnIndex | None, str | None] | None = None
         self._lock = threading.RLock()
         self.scan_lock = threading.Lock()  # see clipdex.search.searcher: one vector scan at a time
@@ -263,6 +266,30 @@ class Store:
             if cached is None or cached[0] != version:
                 self._views[kind] = (version, load_view(self.conn, self.path / "vectors", kind, self.dim))
             return self._views[kind][1]
+
+    def has_vectors_loaded(self, kind: str = "image") -> bool:
+        """Whether :meth:`vectors` of ``kind`` is in memory and current (a server's are; a one-shot search's not)."""
+        with self._lock:
+            cached = self._views.get(kind)
+            return cached is not None and cached[0] == self.version()
+
+    def vectors_after(self, kind: str, after: int) -> VectorView:
+        """Live vectors of ``kind`` whose id is above ``after`` (the ones an index built earlier lacks); not
+        cached."""
+        return load_view(self.conn, self.path / "vectors", kind, self.dim, after)
+
+    def live_vector_items(self, vec_ids: Iterable[int]) -> dict[int, int]:
+        """Item id by vector id, for those of these vectors that are still live (image and caption kinds)."""
+        out: dict[int, int] = {}
+        for chunk, marks in _in_chunks([int(v) for v in vec_ids if 0 <= int(v) < _MAX_ID]):
+            out.update((int(v), int(i)) for v, i in self.conn.execute(
+                f"SELECT vec_id, item_id FROM vectors WHERE vec_id IN ({marks})", chunk))
+        return out
+
+    def count_vectors(self, kind: str, upto: int) -> int:
+        """How many live vectors of ``kind`` have an id at most ``upto``."""
+        return int(self.conn.execute("SELECT COUNT(*) FROM vectors WHERE kind = ? AND vec_id <= ?",
+                                     (kind, upto)).fetchone()[0])
 
     def ann(self) -> ann_mod.AnnIndex | None:
         """The saved FAISS index, if any (it may lag behind the newest items)."""

@@ -85,17 +85,19 @@ def remove_orphan_shards(conn: sqlite3.Connection, folder: Path) -> int:
     return removed
 
 
-def load_view(conn: sqlite3.Connection, folder: Path, kind: str, dim: int) -> VectorView:
-    """Gather the live vectors of ``kind`` ('image', 'caption' or 'region') from all shards."""
+def load_view(conn: sqlite3.Connection, folder: Path, kind: str, dim: int, after: int = -1) -> VectorView:
+    """Gather the live vectors of ``kind`` ('image', 'caption' or 'region') from all shards; with ``after``,
+    only those whose id is larger (ids only grow, so: the ones added since that vector was written)."""
     if kind == "region":
         try:
-            rows = conn.execute("SELECT vec_id, item_id, -1 FROM regions ORDER BY vec_id").fetchall()
+            rows = conn.execute("SELECT vec_id, item_id, -1 FROM regions WHERE vec_id > ? ORDER BY vec_id",
+                                (after,)).fetchall()
         except sqlite3.OperationalError:
             rows = []  # a collection from before regions existed, opened read-only
     else:
         rows = conn.execute(
-            "SELECT vec_id, item_id, COALESCE(caption_id, -1) FROM vectors WHERE kind = ? ORDER BY vec_id",
-            (kind,),
+            "SELECT vec_id, item_id, COALESCE(caption_id, -1) FROM vectors WHERE kind = ? AND vec_id > ? "
+            "ORDER BY vec_id", (kind, after),
         ).fetchall()
     if not rows:
         empty = np.zeros(0, np.int64)
