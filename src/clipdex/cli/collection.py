@@ -63,7 +63,7 @@ def index(
              f"{report.images_per_second:.1f} img/s{busy}; backend {report.backend}; search: {report.index}"]
     if report.calibration_seconds:
         lines.append(f"  measured the backends for this model on this CPU in {report.calibration_seconds:.1f} s "
-                     "(once; `clipdex backends` shows the figures)")
+                     "(once; `clipdex models backends` shows the figures)")
     if report.gone:
         lines.append(f"  the files of {report.gone} items are gone: they no longer show in results; "
                      "index again with --prune to remove them")
