@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +74,14 @@ class Collection(Store):
 
 def index_into(collection: str | os.PathLike[str], source: str | os.PathLike[str], model: str | None = None,
                precision: str = "fp32", options: IndexOptions = IndexOptions(),
-               progress: ProgressFn | None = None, backend: str | None = None) -> IndexReport:
+               progress: ProgressFn | None = None, backend: str | None = None,
+               notice: Callable[[str], None] | None = None) -> IndexReport:
     """Index ``source`` into the collection folder, creating it for ``model`` (default: the built-in) if missing.
 
     An existing collection keeps its model: ``model``, when given, must be the same. ``backend`` picks the
     image tower's runtime (``auto``: the fastest measured on this machine, measured once on the first batch);
-    it wins over ``precision``.
+    it wins over ``precision``. ``notice`` hears a line before that one-time measurement, which takes
+    from seconds to minutes by model size.
 
     Raises:
         SourceError: a new collection's source does not exist.
@@ -96,6 +98,9 @@ def index_into(collection: str | os.PathLike[str], source: str | os.PathLike[str
             raise SourceError(f"source not found: {source}")
         encoder = load_encoder(model or DEFAULT_SPEC, precision=precision, backend=backend)
         coll = Collection.create(folder, encoder.spec, encoder.dim)
+    if notice is not None and getattr(encoder, "will_calibrate", False):
+        notice(f"{encoder.spec}: the first batch measures the image backends for this model on this CPU "
+               "(once; the choice is cached)")
     with coll:
         return coll.add(source, encoder, options, progress)
 

@@ -55,7 +55,8 @@ def index(
 
     chosen = backend or (None if precision else default_backend())
     report = index_into(collection, source, model, precision or "fp32", options,
-                        progress=progress_printer("index"), backend=chosen)
+                        progress=progress_printer("index"), backend=chosen,
+                        notice=lambda line: typer.echo(line, err=True))
     data = {**asdict(report), "images_per_second": round(report.images_per_second, 2),
             "model_busy": round(report.model_busy, 3)}
     busy = f" (model busy {report.model_busy:.0%} of the time)" if report.added + report.updated else ""

@@ -252,6 +252,12 @@ class OnnxEncoder:
         """The backend the image tower runs on now (``auto`` resolved; ``ort-fp32`` before any image)."""
         return self._backend_in_use or ("ort-fp32" if self.backend == "auto" else self.backend)
 
+    @property
+    def will_calibrate(self) -> bool:
+        """Whether the first batch of images will measure the backends first (``auto``, nothing cached)."""
+        return self.backend == "auto" and self.calibration is None and \
+            cached_choice(self.files.visual, self.cache_dir) is None
+
     def calibrate(self, pixels: np.ndarray, progress: Callable[[str], None] | None = None) -> Calibration:
         """Measure every available backend on these preprocessed images, cache the fastest accepted one for
         this model and machine, and use it from now on (see :func:`clipdex.encoders.backends.calibrate`)."""
