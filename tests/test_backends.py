@@ -163,3 +163,29 @@ def test_index_says_before_it_measures_and_only_the_first_time(photos: Path, tmp
     assert app_main(["index", str(photos), "-c", str(tmp_path / "b")]) == 0
     second = capsys.readouterr()
     assert "measure" not in second.err + second.out
+
+
+def test_without_openvino_auto_chooses_among_onnx_runtime_backends(pixels: np.ndarray, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import clipdex.encoders.backends as backends
+
+    real = backends._importable
+    monkeypatch.setattr(backends, "_importable", lambda module: module != "openvino" and real(module))
+    assert backends.available_backends() == ["ort-fp32", "ort-int8", "ort-qdq"]
+    encoder = load_encoder("builtin:shapes-tiny")
+    assert isinstance(encoder, OnnxEncoder)
+    result = calibrate(encoder.files.visual, pixels, threads=2, cache_dir=tmp_path, rounds=1)
+    assert result.choice in ("ort-fp32", "ort-int8", "ort-qdq")
+    with pytest.raises(EncoderSpecError, match="ov-bf16 is not available here.*clipdex\\[openvino\\]"):
+        open_session(encoder.files.visual, "ov-bf16", 2, "tiny", tmp_path)
+
+
+def test_an_unwritable_cache_still_measures_and_indexes(photos: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    blocked = tmp_path / "cache-is-a-file"
+    blocked.write_text("not a folder")  # every write under it fails, as a read-only cache would
+    monkeypatch.setenv("CLIPDEX_CACHE", str(blocked))
+    assert app_main(["index", str(photos), "-c", str(tmp_path / "c"), "--backend", "auto", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["added"] == 10 and report["backend"] == "ort-fp32"  # the backends needing cached files refused

@@ -404,10 +404,13 @@ def calibrate(path: Path, pixels: np.ndarray, threads: int | None = None, cache_
     choice = max(accepted, key=lambda r: r.images_per_second).backend if accepted else "ort-fp32"
     calibration = Calibration(choice, machine_key(), str(path), len(pixels), min(batch, len(pixels)), results)
     file = _calibration_file(path, cache_dir)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(calibration.to_dict(), indent=2) + "\n")
-    os.replace(tmp, file)
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(calibration.to_dict(), indent=2) + "\n")
+        os.replace(tmp, file)
+    except OSError:
+        pass  # a read-only cache: the choice holds for this process, and the next one measures again
     return calibration
 
 

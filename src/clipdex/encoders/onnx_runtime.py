@@ -176,8 +176,11 @@ class OnnxEncoder:
             image_size, dim = int(facts["image_size"]), int(facts["dim"])
         except (OSError, ValueError, KeyError, TypeError):
             image_size, dim = self._read_facts(config)
-            facts_file.parent.mkdir(parents=True, exist_ok=True)
-            facts_file.write_text(json.dumps({"image_size": image_size, "dim": dim}))
+            try:
+                facts_file.parent.mkdir(parents=True, exist_ok=True)
+                facts_file.write_text(json.dumps({"image_size": image_size, "dim": dim}))
+            except OSError:
+                pass  # a read-only cache: read from the graphs again next time
         return replace(config, image_size=config.image_size or image_size, dim=config.dim or dim)
 
     def _read_facts(self, config: ModelConfig) -> tuple[int, int]:
