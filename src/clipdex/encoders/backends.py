@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -323,6 +324,7 @@ class Calibration:
         return cls(**{**raw, "results": [BackendResult(**r) for r in raw.get("results", [])]})
 
 
+@lru_cache(maxsize=1)
 def machine_key() -> str:
     """The CPU and runtime versions a calibration holds for (another CPU or runtime measures again)."""
     import onnxruntime as ort
