@@ -189,3 +189,16 @@ def test_an_unwritable_cache_still_measures_and_indexes(photos: Path, tmp_path: 
     assert app_main(["index", str(photos), "-c", str(tmp_path / "c"), "--backend", "auto", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["added"] == 10 and report["backend"] == "ort-fp32"  # the backends needing cached files refused
+
+
+def test_an_onnx_runtime_session_does_not_load_openvino() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\nfrom clipdex.encoders import load_encoder\n"
+            "e = load_encoder('builtin:shapes-tiny', backend='ort-fp32')\n"
+            "e.encode_pixels(np.zeros((1, 3, e.image_size, e.image_size), np.float32))\n"
+            "print('openvino' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"  # OpenVINO's import and device probe stay out of ONNX Runtime's path

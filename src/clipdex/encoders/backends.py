@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,12 @@ import numpy as np
 
 from clipdex.encoders.cache import cache_path_for
 from clipdex.errors import EncoderSpecError, ModelNotFoundError
+from clipdex.linalg import l2_normalize
 from clipdex.quiet import verbose
 
 __all__ = ["ALIASES", "BACKENDS", "BACKEND_ENV", "MIN_COSINE", "BackendResult", "Calibration", "available_backends",
-           "cached_choice", "calibrate", "canonical_backend", "default_backend", "machine_key", "open_session",
-           "ort_session"]
+           "cached_choice", "calibrate", "canonical_backend", "default_backend", "env_backend", "first_error_line",
+           "is_available", "machine_key", "open_session", "ort_session"]
 
 BACKENDS = ("ort-fp32", "ort-int8", "ort-qdq", "ov-fp32", "ov-bf16", "ov-int8")
 ALIASES = {"fp32": "ort-fp32", "int8": "ort-int8"}  # the names of ``--precision`` before backends existed
@@ -55,9 +56,14 @@ _OV_TYPES = {"f32": "tensor(float)", "f16": "tensor(float16)", "i64": "tensor(in
 BACKEND_ENV = "CLIPDEX_BACKEND"
 
 
+def env_backend() -> str | None:
+    """``$CLIPDEX_BACKEND`` when set (unchecked; :func:`canonical_backend` checks it where it is used)."""
+    return os.environ.get(BACKEND_ENV, "").strip() or None
+
+
 def default_backend() -> str:
     """``$CLIPDEX_BACKEND`` when set (checked), else ``auto``: what indexing runs the image tower on."""
-    return canonical_backend(os.environ.get(BACKEND_ENV, "").strip() or "auto")
+    return canonical_backend(env_backend() or "auto")
 
 
 def canonical_backend(name: str) -> str:
@@ -74,18 +80,21 @@ def canonical_backend(name: str) -> str:
 
 
 def available_backends() -> list[str]:
-    """The backends this installation can run: OpenVINO's need ``clipdex[openvino]``, bf16 a CPU with bf16
-    units, the ONNX Runtime int8 ones the ``onnx`` package (the quantiser edits the graph with it)."""
-    names = ["ort-fp32"]
-    if _importable("onnx"):
-        names += ["ort-int8", "ort-qdq"]
-    if _importable("openvino"):
-        names.append("ov-fp32")
-        if "BF16" in _ov_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-            names.append("ov-bf16")
-        if _importable("nncf"):
-            names.append("ov-int8")
-    return names
+    """The backends this installation can run (see :func:`is_available`)."""
+    return [name for name in BACKENDS if is_available(name)]
+
+
+def is_available(backend: str) -> bool:
+    """Whether ``backend`` runs here: OpenVINO's need ``clipdex[openvino]`` (int8 also NNCF), bf16 a CPU with
+    bf16 units, the ONNX Runtime int8 ones the ``onnx`` package (the quantiser edits the graph with it).
+    Only what the backend itself needs is imported: an ONNX Runtime session never loads OpenVINO."""
+    if backend == "ort-fp32":
+        return True
+    if backend.startswith("ort-"):
+        return _importable("onnx")
+    if not _importable("openvino") or (backend == "ov-int8" and not _importable("nncf")):
+        return False
+    return backend != "ov-bf16" or "BF16" in _ov_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def _importable(module: str) -> bool:
@@ -118,7 +127,7 @@ def ort_session(path: Path, threads: int, spec: str, quick_start: bool = False) 
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as e:  # a damaged or foreign file: onnxruntime's own exception classes
-        raise ModelNotFoundError(f"{spec}: {path} is not a loadable ONNX graph: {_first_line(e)}") from e
+        raise ModelNotFoundError(f"{spec}: {path} is not a loadable ONNX graph: {first_error_line(e)}") from e
 
 
 @dataclass
@@ -179,7 +188,7 @@ def open_session(path: Path, backend: str, threads: int, spec: str, cache_dir: P
         EncoderSpecError: the backend is not installed here, or needs calibration images it was not given.
         ModelNotFoundError: the graph cannot be loaded.
     """
-    if backend not in available_backends():
+    if not is_available(backend):
         raise EncoderSpecError(f"{spec}: backend {backend} is not available here (available: "
                                f"{', '.join(available_backends())}; OpenVINO: pip install 'clipdex[openvino]')")
     graph = prepared_graph(path, backend, cache_dir, calibration, spec)
@@ -194,7 +203,7 @@ def open_session(path: Path, backend: str, threads: int, spec: str, cache_dir: P
     try:
         return _OvSession(_ov_core().compile_model(str(graph), "CPU", config))
     except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own
-        raise ModelNotFoundError(f"{spec}: OpenVINO cannot compile {graph}: {_first_line(e)}") from e
+        raise ModelNotFoundError(f"{spec}: OpenVINO cannot compile {graph}: {first_error_line(e)}") from e
 
 
 def prepared_graph(path: Path, backend: str, cache_dir: Path | None, calibration: np.ndarray | None,
@@ -214,9 +223,7 @@ def prepared_graph(path: Path, backend: str, cache_dir: Path | None, calibration
                                "run `clipdex models backends MODEL IMAGES...`")
     target.parent.mkdir(parents=True, exist_ok=True)
     with _hushed():
-        {"ort-int8": _quantize_dynamic, "ort-qdq": _quantize_static, "ov-int8": _quantize_nncf, "ov-fp32": _ov_ir,
-     "ov-bf16": _ov_ir_fp16}[backend](
-            path, target, calibration)
+        _PREPARE[backend](path, target, calibration)
     return target
 
 
@@ -263,10 +270,6 @@ def _quantize_static(path: Path, target: Path, calibration: np.ndarray | None) -
     os.replace(tmp, target)
 
 
-def _ov_ir_fp16(path: Path, target: Path, calibration: np.ndarray | None) -> None:
-    _ov_ir(path, target, calibration, fp16=True)
-
-
 def _ov_ir(path: Path, target: Path, _calibration: np.ndarray | None, fp16: bool = False) -> None:
     import openvino as ov
 
@@ -288,6 +291,11 @@ def _quantize_nncf(path: Path, target: Path, calibration: np.ndarray | None) -> 
     ov.save_model(quantized, str(tmp), compress_to_fp16=False)  # keep the float parts in fp32
     os.replace(tmp.with_suffix(".bin"), target.with_suffix(".bin"))
     os.replace(tmp, target)
+
+
+_PREPARE: dict[str, Callable[[Path, Path, np.ndarray | None], None]] = {
+    "ort-int8": _quantize_dynamic, "ort-qdq": _quantize_static, "ov-int8": _quantize_nncf, "ov-fp32": _ov_ir,
+    "ov-bf16": partial(_ov_ir, fp16=True)}
 
 
 # -- calibration -----------------------------------------------------------------------------------
@@ -398,7 +406,7 @@ def calibrate(path: Path, pixels: np.ndarray, threads: int | None = None, cache_
         if vectors is not None and not np.isfinite(vectors).all():
             result.error, vectors = "non-finite vectors (overflow in this format)", None
         if vectors is not None and reference is not None:
-            cos = np.sum(_unit(vectors) * _unit(reference), axis=1)
+            cos = np.sum(l2_normalize(vectors) * l2_normalize(reference), axis=1)
             result.cosine_min, result.cosine_median = round(float(cos.min()), 6), round(float(np.median(cos)), 6)
             result.accepted = result.cosine_min >= MIN_COSINE
         results.append(result)
@@ -442,14 +450,11 @@ def _measure(path: Path, name: str, pixels: np.ndarray, tune: np.ndarray, thread
         result.images_per_second = round(len(timed) / statistics.median(times), 2)
         return result, vectors
     except Exception as e:  # a backend that fails here is recorded and skipped, never fatal
-        result.error = _first_line(e)
+        result.error = first_error_line(e)
         return result, None
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def _first_line(e: BaseException) -> str:
+def first_error_line(e: BaseException) -> str:
+    """The first non-blank line of a runtime's error (ONNX Runtime's and OpenVINO's run to many), cut short."""
     lines = [line for line in str(e).splitlines() if line.strip()]
     return lines[0][:300] if lines else type(e).__name__

@@ -19,6 +19,7 @@ from clipdex.encoders.backends import (
     cached_choice,
     calibrate,
     canonical_backend,
+    first_error_line,
     open_session,
     ort_session,
 )
@@ -69,12 +70,7 @@ class _Graph:
                     for i in range(len(next(iter(feed.values()))))]
             return np.asarray(np.concatenate(rows), np.float32)
         except Exception as e:  # onnxruntime raises its own pybind classes
-            raise EncoderSpecError(f"{spec}: the model graph refused its inputs: {_first_line(e)}") from e
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [line for line in str(e).splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(e).__name__
+            raise EncoderSpecError(f"{spec}: the model graph refused its inputs: {first_error_line(e)}") from e
 
 
 def _graph(session: Any, kind: str, spec: str) -> _Graph:

@@ -107,23 +107,20 @@ def _normalise_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndar
     return table
 
 
-def _short_side_size(size: tuple[int, int], short: int) -> tuple[int, int]:
-    width, height = size
-    return (short, int(short * height / width)) if width <= height else (int(short * width / height), short)
-
-
-def _crop_origin(width: int, height: int, size: int, rounding: str) -> tuple[int, int]:
-    if rounding == "round":  # torchvision: int(round((w - s) / 2))
-        return int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
-    return (width - size) // 2, (height - size) // 2  # transformers: (w - s) // 2
-
-
 def _resize_short_side(image: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
     # the long side is truncated, as transformers, torchvision and OpenAI's CLIP do (640x427 -> 335x224)
-    new = _short_side_size(image.size, size)
+    width, height = image.size
+    if width <= height:
+        new = (size, int(size * height / width))
+    else:
+        new = (int(size * width / height), size)
     return image if new == image.size else image.resize(new, resample)
 
 
 def _center_crop(image: Image.Image, size: int, rounding: str) -> Image.Image:
-    left, top = _crop_origin(*image.size, size, rounding)
+    width, height = image.size
+    if rounding == "round":  # torchvision: int(round((w - s) / 2))
+        left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
+    else:  # transformers: (w - s) // 2
+        left, top = (width - size) // 2, (height - size) // 2
     return image.crop((left, top, left + size, top + size))

@@ -5,11 +5,10 @@ Specs: ``builtin:NAME``, ``onnx:DIR``, ``hf:REPO_OR_DIR``, ``open_clip:ARCH/TAG`
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 from pathlib import Path
 
-from clipdex.encoders.backends import BACKEND_ENV
+from clipdex.encoders.backends import env_backend
 from clipdex.encoders.base import Encoder
 from clipdex.encoders.onnx_runtime import OnnxEncoder
 from clipdex.errors import EncoderSpecError, ModelNotFoundError
@@ -110,8 +109,8 @@ def load_encoder(
         >>> enc.encode_texts(["a red circle"]).shape
         (1, 256)
     """
-    if backend is None and precision == "fp32" and os.environ.get(BACKEND_ENV, "").strip():
-        backend = os.environ[BACKEND_ENV].strip()
+    if backend is None and precision == "fp32":
+        backend = env_backend()
     cache = Path(cache_dir) if cache_dir else None
     spec = normalize_spec(spec)
     folder = resolve_folder(spec, cache)

@@ -296,8 +296,6 @@ def _hits(collection: Store, view: VectorView, scores: np.ndarray, rows: np.ndar
           limit: int | None = None) -> list[Hit]:
     """Up to ``limit`` hits from the ranked rows, leaving out items whose files were deleted since indexing
     (the spare candidates behind them take their places)."""
-    if limit is not None:
-        rows, scores = rows[: limit + _SPARE], scores[: limit + _SPARE]
     return _hits_of(collection, scores, view.item_ids[rows], view.caption_ids[rows] if kind == "caption" else None,
                     limit)
 
